@@ -1,0 +1,27 @@
+// Recording the graph: each op's output remembers its inputs and one gradient function per
+// input (micrograd style, no global tape). autograd.ts walks it backwards.
+import { Parameter, type Node, type Tensor } from './tensor.js';
+
+let recording = true;
+let nextNodeId = 1;
+
+/** Runs fn without recording the graph (inference, optimizer updates, backward itself). */
+export function noGrad<T>(fn: () => T): T {
+  const outer = recording;
+  recording = false;
+  try {
+    return fn();
+  } finally {
+    recording = outer;
+  }
+}
+
+function tracked(t: Tensor): boolean {
+  return t instanceof Parameter || t.node !== null;
+}
+
+/** Attaches the op's node to its output when any input takes part in differentiation. */
+export function record(out: Tensor, op: string, inputs: Tensor[], grads: (((dy: Tensor) => Tensor) | null)[]): Tensor {
+  if (recording && inputs.some(tracked)) out.node = { id: nextNodeId++, op, inputs, grads } satisfies Node;
+  return out;
+}

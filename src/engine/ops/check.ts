@@ -1,0 +1,32 @@
+// Shape checks shared by the ops: each error names the op and the shapes.
+import { shapeString, type Shape, type Tensor } from '../tensor.js';
+
+export function alive(op: string, ...tensors: Tensor[]): void {
+  for (const t of tensors) t.assertAlive(op);
+  const engine = tensors[0]?.engine;
+  for (const t of tensors) if (t.engine !== engine) throw new Error(`${op}: tensors ${tensors[0]!.name} and ${t.name} belong to different engines`);
+}
+
+export function sameShape(op: string, a: Tensor, b: Tensor): void {
+  if (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) {
+    throw new Error(`${op}: shapes ${shapeString(a.shape)} (${a.name}) and ${shapeString(b.shape)} (${b.name}) differ; ${op} does not broadcast`);
+  }
+}
+
+export function rank(op: string, t: Tensor, r: number): void {
+  if (t.rank !== r) throw new Error(`${op}: ${t.name} has shape ${shapeString(t.shape)}, expected rank ${r}`);
+}
+
+/** Normalises a possibly negative axis. */
+export function axisOf(op: string, shape: Shape, axis: number): number {
+  const a = axis < 0 ? axis + shape.length : axis;
+  if (!Number.isInteger(a) || a < 0 || a >= shape.length) throw new Error(`${op}: axis ${axis} is out of range for shape ${shapeString(shape)}`);
+  return a;
+}
+
+/** [outer, len, inner] around an axis. */
+export function around(shape: Shape, axis: number): [number, number, number] {
+  const outer = shape.slice(0, axis).reduce((x, y) => x * y, 1);
+  const inner = shape.slice(axis + 1).reduce((x, y) => x * y, 1);
+  return [outer, shape[axis]!, inner];
+}

@@ -1,0 +1,68 @@
+// Elementwise ops. Unary ops share unary.wgsl / unary_backward.wgsl; the table below gives
+// each its OP number in those shaders (add an op: one row here, one case in each shader).
+import { record } from '../graph.js';
+import type { Tensor } from '../tensor.js';
+import { alive, sameShape } from './check.js';
+
+export const UNARY_OPS = {
+  relu: 0,
+  leaky_relu: 1,
+  gelu: 2,
+  sigmoid: 3,
+  tanh: 4,
+  square: 5,
+  scale: 6,
+  exp: 7,
+  log: 8,
+  clip_factor: 9, // min(1, alpha / sqrt(x)): the global-norm clipping factor from a squared norm
+} as const;
+
+export type UnaryOp = keyof typeof UNARY_OPS;
+
+const NOT_DIFFERENTIABLE: ReadonlySet<UnaryOp> = new Set(['clip_factor']);
+
+/** y = f(x) elementwise, with `alpha` the op's parameter where it has one. */
+export function unary(op: UnaryOp, x: Tensor, alpha = 0): Tensor {
+  alive(op, x);
+  const out = x.engine.empty(x.shape, op);
+  x.engine.dispatch('unary', { bindings: { x, out }, uniforms: { n: x.size, alpha }, constants: { OP: UNARY_OPS[op] }, threads: x.size });
+  return record(out, op, [x], [NOT_DIFFERENTIABLE.has(op) ? null : (dy) => unaryBackward(op, x, out, dy, alpha)]);
+}
+
+function unaryBackward(op: UnaryOp, x: Tensor, y: Tensor, dy: Tensor, alpha: number): Tensor {
+  const dx = x.engine.empty(x.shape, `d(${x.name})`);
+  x.engine.dispatch('unary_backward', { bindings: { x, y, dy, dx }, uniforms: { n: x.size, alpha }, constants: { OP: UNARY_OPS[op] }, threads: x.size });
+  return dx;
+}
+
+export const relu = (x: Tensor) => unary('relu', x);
+export const leakyRelu = (x: Tensor, slope = 0.01) => unary('leaky_relu', x, slope);
+export const gelu = (x: Tensor) => unary('gelu', x);
+export const sigmoid = (x: Tensor) => unary('sigmoid', x);
+export const tanh = (x: Tensor) => unary('tanh', x);
+export const square = (x: Tensor) => unary('square', x);
+export const scale = (x: Tensor, factor: number) => unary('scale', x, factor);
+export const exp = (x: Tensor) => unary('exp', x);
+export const log = (x: Tensor) => unary('log', x);
+
+const BINARY_OPS = { add: 0, sub: 1, mul: 2 } as const;
+
+function binary(op: keyof typeof BINARY_OPS, a: Tensor, b: Tensor, grads: (((dy: Tensor) => Tensor) | null)[]): Tensor {
+  alive(op, a, b);
+  sameShape(op, a, b);
+  const out = a.engine.empty(a.shape, op);
+  a.engine.dispatch('binary', { bindings: { a, b, out }, uniforms: { n: a.size }, constants: { OP: BINARY_OPS[op] }, threads: a.size });
+  return record(out, op, [a, b], grads);
+}
+
+export function add(a: Tensor, b: Tensor): Tensor {
+  return binary('add', a, b, [(dy) => dy, (dy) => dy]);
+}
+
+export function sub(a: Tensor, b: Tensor): Tensor {
+  return binary('sub', a, b, [(dy) => dy, (dy) => scale(dy, -1)]);
+}
+
+export function mul(a: Tensor, b: Tensor): Tensor {
+  return binary('mul', a, b, [(dy) => mul(dy, b), (dy) => mul(dy, a)]);
+}

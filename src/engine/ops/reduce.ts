@@ -1,0 +1,40 @@
+// Sums and means over one axis or over everything; their backward repeats dy along that axis.
+import { record } from '../graph.js';
+import type { Shape, Tensor } from '../tensor.js';
+import { alive, around, axisOf } from './check.js';
+
+function reduce(op: string, x: Tensor, axis: number | undefined, mean: boolean): Tensor {
+  alive(op, x);
+  const full = axis === undefined;
+  const ax = full ? 0 : axisOf(op, x.shape, axis);
+  const [outer, len, inner] = full ? [1, x.size, 1] : around(x.shape, ax);
+  const outShape = full ? [] : x.shape.filter((_, i) => i !== ax);
+  const factor = mean ? 1 / Math.max(len, 1) : 1;
+  const out = x.engine.empty(outShape, op);
+  const outputs = outer * inner;
+  const maxPerDim = x.engine.limits.maxComputeWorkgroupsPerDimension;
+  x.engine.dispatch('reduce', {
+    bindings: { x, out },
+    uniforms: { outer, len, inner, scale: factor },
+    workgroups: [Math.min(outputs, maxPerDim), Math.ceil(outputs / maxPerDim)],
+  });
+  return record(out, op, [x], [(dy) => broadcast(dy, x.shape, outer, len, inner, factor)]);
+}
+
+/** Repeats dy [outer, inner] along a middle axis of length len, times scale, into `shape`. */
+function broadcast(dy: Tensor, shape: Shape, outer: number, len: number, inner: number, factor: number): Tensor {
+  const out = dy.engine.empty(shape, 'broadcast');
+  const n = outer * len * inner;
+  dy.engine.dispatch('broadcast', { bindings: { x: dy, out }, uniforms: { n, len, inner, scale: factor }, threads: n });
+  return out;
+}
+
+/** Sum over `axis`, or over all elements (a scalar of shape []) when no axis is given. */
+export function sum(x: Tensor, axis?: number): Tensor {
+  return reduce('sum', x, axis, false);
+}
+
+/** Mean over `axis`, or over all elements when no axis is given. */
+export function mean(x: Tensor, axis?: number): Tensor {
+  return reduce('mean', x, axis, true);
+}

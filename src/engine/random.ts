@@ -1,0 +1,49 @@
+// Seeded pseudo-random numbers on the CPU (for initialisation and data shuffling), so that
+// the same seed gives the same weights on every adapter.
+
+/** A generator of uniform floats in [0, 1) from a 32-bit seed (mulberry32). */
+export function uniformGenerator(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function randomUniform(n: number, seed: number, low = 0, high = 1): Float32Array {
+  const next = uniformGenerator(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = low + (high - low) * next();
+  return out;
+}
+
+/** Normal samples by the Box-Muller transform. */
+export function randomNormal(n: number, seed: number, mean = 0, std = 1): Float32Array {
+  const next = uniformGenerator(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const u1 = 1 - next(); // in (0, 1]: log(u1) is finite
+    const u2 = next();
+    const r = Math.sqrt(-2 * Math.log(u1));
+    out[i] = mean + std * r * Math.cos(2 * Math.PI * u2);
+    if (i + 1 < n) out[i + 1] = mean + std * r * Math.sin(2 * Math.PI * u2);
+  }
+  return out;
+}
+
+/** A seeded permutation of 0..n-1 (Fisher-Yates). */
+export function permutation(n: number, seed: number): Uint32Array {
+  const next = uniformGenerator(seed);
+  const p = new Uint32Array(n);
+  for (let i = 0; i < n; i++) p[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    const t = p[i]!;
+    p[i] = p[j]!;
+    p[j] = t;
+  }
+  return p;
+}

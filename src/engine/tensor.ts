@@ -1,0 +1,132 @@
+// Tensor: an f32 GPU buffer (shared by views) with a shape. Autograd fields: `node` is the op
+// that produced it (see autograd.ts); parameters are the Parameter subclass.
+import type { Engine } from './engine.js';
+
+export type Shape = readonly number[];
+
+/** A buffer shared by a tensor and its views; returned to the pool when the last one is disposed. */
+export interface Storage {
+  buffer: GPUBuffer;
+  refs: number;
+}
+
+/** What autograd records for an op: its inputs and, per input, how to map dy to that input's gradient. */
+export interface Node {
+  readonly id: number;
+  readonly op: string;
+  readonly inputs: readonly Tensor[];
+  /** grads[i](dy) gives d(loss)/d(inputs[i]); null where the input is not differentiable. */
+  readonly grads: readonly (((dy: Tensor) => Tensor) | null)[];
+}
+
+let nextTensorId = 1;
+
+export function shapeSize(shape: Shape): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+export function shapeString(shape: Shape): string {
+  return `[${shape.join(',')}]`;
+}
+
+export class Tensor {
+  readonly id = nextTensorId++;
+  readonly size: number;
+  node: Node | null = null;
+  /** Kept tensors are never disposed by a scope (parameters, optimizer state, gradients). */
+  kept = false;
+  private isDisposed = false;
+
+  constructor(
+    readonly engine: Engine,
+    readonly shape: Shape,
+    readonly storage: Storage,
+    public name: string,
+    /** Offset into the storage buffer, in elements (a multiple of 64, the 256-byte binding alignment). */
+    readonly offset = 0,
+  ) {
+    for (const d of shape) {
+      if (!Number.isInteger(d) || d < 0) throw new Error(`tensor ${name}: invalid shape ${shapeString(shape)}`);
+    }
+    this.size = shapeSize(shape);
+  }
+
+  get disposed(): boolean {
+    return this.isDisposed;
+  }
+
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  /** Throws if the tensor can no longer be used; `op` names the caller for the message. */
+  assertAlive(op: string): void {
+    if (this.isDisposed) throw new Error(`${op}: tensor ${this.name} ${shapeString(this.shape)} was disposed`);
+  }
+
+  /** The buffer range a kernel binds: rounded up to 16 bytes so it also fits array<vec4<f32>>. */
+  binding(): GPUBufferBinding {
+    return { buffer: this.storage.buffer, offset: this.offset * 4, size: Math.max(16, Math.ceil((this.size * 4) / 16) * 16) };
+  }
+
+  /** Copies the values back to the CPU. */
+  async data(): Promise<Float32Array> {
+    this.assertAlive('data');
+    return this.engine.read(this);
+  }
+
+  /** The single value of a one-element tensor. */
+  async item(): Promise<number> {
+    if (this.size !== 1) throw new Error(`item: tensor ${this.name} has shape ${shapeString(this.shape)}, not one element`);
+    return (await this.data())[0]!;
+  }
+
+  dispose(): void {
+    if (this.isDisposed) return;
+    this.isDisposed = true;
+    this.node = null;
+    this.engine.releaseStorage(this.storage);
+  }
+}
+
+/** A trainable tensor: it can be frozen whole, or in part with an element mask (1 = trainable). */
+export class Parameter extends Tensor {
+  frozen = false;
+  mask: Tensor | null = null;
+  grad: Tensor | null = null;
+
+  get trainable(): boolean {
+    return !this.frozen;
+  }
+
+  /** Frozen whole: backward computes no gradient for it (no kernel, no buffer), optimizers skip it. */
+  freeze(): void {
+    this.frozen = true;
+    this.grad?.dispose();
+    this.grad = null;
+  }
+
+  unfreeze(): void {
+    this.frozen = false;
+  }
+
+  /**
+   * Frozen in part: elements where the mask is 0 get a zero gradient and optimizers leave them,
+   * and their optimizer state, exactly as they are. null removes the mask.
+   */
+  setMask(mask: ArrayLike<number> | null): void {
+    this.mask?.dispose();
+    this.mask = null;
+    if (!mask) return;
+    if (mask.length !== this.size) throw new Error(`setMask: ${mask.length} values for parameter ${this.name} ${shapeString(this.shape)}`);
+    this.mask = this.engine.keep(this.engine.tensor(mask, this.shape, `${this.name}.mask`));
+  }
+
+  override dispose(): void {
+    this.grad?.dispose();
+    this.mask?.dispose();
+    this.grad = null;
+    this.mask = null;
+    super.dispose();
+  }
+}

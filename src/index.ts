@@ -1,0 +1,17 @@
+// webgpu-train: the public API. Demos and applications import from here only.
+export { Engine, type DispatchRecord, type EngineOptions } from './engine/engine.js';
+export { Tensor, Parameter, type Shape } from './engine/tensor.js';
+export { backward, gradients } from './engine/autograd.js';
+export { noGrad } from './engine/graph.js';
+export * from './engine/ops/index.js';
+export { Activation, Dense, Dropout, Flatten, GELU, LeakyReLU, Module, ReLU, Sequential, Sigmoid, Tanh, type DenseOptions } from './engine/layers.js';
+export { Adam, AdamW, Optimizer, SGD, type AdamOptions, type OptimizerOptions, type ParamGroup, type SGDOptions } from './engine/optim.js';
+export { cosineDecay, stepDecay, type Schedule } from './engine/schedule.js';
+export { permutation, randomNormal, randomUniform } from './engine/random.js';
+export type { MemoryInfo } from './engine/pool.js';
+export { KERNEL_NAMES } from './engine/kernels.js';
+export { decodeSafetensors, encodeSafetensors, type NamedArray } from './engine/io/safetensors.js';
+export { loadWeights, saveWeights } from './engine/io/weights.js';
+export { gunzip, parseIdx, parseIdxMaybeGzip, type IdxArray } from './engine/io/idx.js';
+export { FASHION_MNIST_CLASSES, loadFashionMnist, type ImageSet } from './engine/io/fashion-mnist.js';
+export { evaluate, fit, oneHot, type ClassificationData, type FitOptions, type FitResult, type LossFn, type Progress } from './paradigms/train.js';

@@ -1,0 +1,18 @@
+// dst[r * dst_stride + dst_offset + j] = src[r * src_stride + src_offset + j] for r < rows, j < width:
+// copies a block of columns, which is what slice and concat along any axis reduce to.
+override WG: u32 = 256;
+
+struct Params { rows: u32, width: u32, src_stride: u32, src_offset: u32, dst_stride: u32, dst_offset: u32 }
+
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let i = gid.x + gid.y * groups.x * WG;
+  if (i >= p.rows * p.width) { return; }
+  let r = i / p.width;
+  let j = i % p.width;
+  dst[r * p.dst_stride + p.dst_offset + j] = src[r * p.src_stride + p.src_offset + j];
+}

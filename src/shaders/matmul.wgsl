@@ -1,0 +1,99 @@
+// C[M, N] = op(A) . op(B). op(A) is A stored [M, K], or with TRANS_A, A stored [K, M] and used
+// transposed; op(B) is B stored [K, N], or with TRANS_B, B stored [N, K]. The backward of
+// C = A . B needs dA = dC . B^T (TRANS_B) and dB = A^T . dC (TRANS_A), so all three are one kernel.
+//
+// Each invocation computes a 4x4 block of C. Per step of 4 along K it loads a 4x4 tile of op(A)
+// and one of op(B) into registers as four vec4s each, along whichever dimension is contiguous in
+// memory, and does 64 multiply-adds as one mat4x4 product. That needs ALIGNED (M, N, K multiples
+// of 4: every load is one whole vec4, no bounds checks); other shapes take a scalar path that
+// gathers one k at a time with checks.
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override ALIGNED: bool = false;
+override WG_X: u32 = 8;
+override WG_Y: u32 = 8;
+
+struct Dims { M: u32, N: u32, K: u32 }
+
+@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> c: array<f32>;
+@group(0) @binding(3) var<uniform> dims: Dims;
+
+// v[i] without a dynamically indexed vector (which compiles to slow code on some drivers).
+fn lane(v: vec4<f32>, i: u32) -> f32 {
+  return select(select(v.x, v.y, i == 1u), select(v.z, v.w, i == 3u), i >= 2u);
+}
+
+// Element (row, col) of a stored matrix with `cols` columns, 0 outside [rows, cols].
+fn a_at(row: u32, col: u32, rows: u32, cols: u32) -> f32 {
+  let inside = row < rows && col < cols;
+  let f = select(0u, row * cols + col, inside);
+  return select(0.0, lane(a[f >> 2u], f & 3u), inside);
+}
+
+fn b_at(row: u32, col: u32, rows: u32, cols: u32) -> f32 {
+  let inside = row < rows && col < cols;
+  let f = select(0u, row * cols + col, inside);
+  return select(0.0, lane(b[f >> 2u], f & 3u), inside);
+}
+
+// op(A)[row, k] and op(B)[k, col] for the unaligned path.
+fn op_a(row: u32, k: u32) -> f32 {
+  if (TRANS_A) { return a_at(k, row, dims.K, dims.M); }
+  return a_at(row, k, dims.M, dims.K);
+}
+
+fn op_b(k: u32, col: u32) -> f32 {
+  if (TRANS_B) { return b_at(col, k, dims.N, dims.K); }
+  return b_at(k, col, dims.K, dims.N);
+}
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let M = dims.M;
+  let N = dims.N;
+  let K = dims.K;
+  let r = gid.y * 4u; // first row of this block of C
+  let c0 = gid.x * 4u; // first column
+  if (r >= M || c0 >= N) { return; }
+
+  // acc[i] is row r + i of the block, as a vec4 over its 4 columns.
+  var acc = mat4x4<f32>();
+  if (ALIGNED) {
+    for (var k = 0u; k < K; k += 4u) {
+      // a_rows[i] = op(A)[r + i, k .. k + 3]
+      var a_rows: mat4x4<f32>;
+      if (TRANS_A) {
+        a_rows = transpose(mat4x4<f32>(a[(k * M + r) >> 2u], a[((k + 1u) * M + r) >> 2u], a[((k + 2u) * M + r) >> 2u], a[((k + 3u) * M + r) >> 2u]));
+      } else {
+        a_rows = mat4x4<f32>(a[(r * K + k) >> 2u], a[((r + 1u) * K + k) >> 2u], a[((r + 2u) * K + k) >> 2u], a[((r + 3u) * K + k) >> 2u]);
+      }
+      // b_rows[t] = op(B)[k + t, c0 .. c0 + 3]
+      var b_rows: mat4x4<f32>;
+      if (TRANS_B) {
+        b_rows = transpose(mat4x4<f32>(b[(c0 * K + k) >> 2u], b[((c0 + 1u) * K + k) >> 2u], b[((c0 + 2u) * K + k) >> 2u], b[((c0 + 3u) * K + k) >> 2u]));
+      } else {
+        b_rows = mat4x4<f32>(b[(k * N + c0) >> 2u], b[((k + 1u) * N + c0) >> 2u], b[((k + 2u) * N + c0) >> 2u], b[((k + 3u) * N + c0) >> 2u]);
+      }
+      // acc[i] += sum_t a_rows[i][t] * b_rows[t]
+      acc += b_rows * a_rows;
+    }
+  } else {
+    // Shapes that are not multiples of 4: one k at a time, elements gathered with bounds checks.
+    for (var k = 0u; k < K; k++) {
+      let a_col = vec4(op_a(r, k), op_a(r + 1u, k), op_a(r + 2u, k), op_a(r + 3u, k));
+      let b_row = vec4(op_b(k, c0), op_b(k, c0 + 1u), op_b(k, c0 + 2u), op_b(k, c0 + 3u));
+      acc += mat4x4<f32>(a_col.x * b_row, a_col.y * b_row, a_col.z * b_row, a_col.w * b_row);
+    }
+  }
+
+  for (var i = 0u; i < 4u; i++) {
+    let row = r + i;
+    if (row < M) {
+      for (var j = 0u; j < 4u; j++) {
+        if (c0 + j < N) { c[row * N + c0 + j] = acc[i][j]; }
+      }
+    }
+  }
+}

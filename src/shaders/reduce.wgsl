@@ -1,0 +1,35 @@
+// Sum over the middle axis of x viewed as [outer, len, inner], times scale (1/len for a mean).
+// One workgroup per output element; its invocations stride over len and combine in a tree.
+override WG: u32 = 256;
+
+struct Params { outer: u32, len: u32, inner: u32, scale: f32 }
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+
+var<workgroup> partial: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let o = wid.x + wid.y * groups.x; // output index, uniform across the workgroup
+  let valid = o < p.outer * p.inner;
+  var acc = 0.0;
+  if (valid) {
+    let base = (o / p.inner) * p.len * p.inner + o % p.inner;
+    for (var l = lid.x; l < p.len; l += WG) {
+      acc += x[base + l * p.inner];
+    }
+  }
+  partial[lid.x] = acc;
+  workgroupBarrier();
+  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+    if (lid.x < stride) {
+      partial[lid.x] += partial[lid.x + stride];
+    }
+    workgroupBarrier();
+  }
+  if (valid && lid.x == 0u) {
+    out[o] = partial[0] * p.scale;
+  }
+}

@@ -1,0 +1,64 @@
+// loss[r] = -sum_j targets[r, j] * log_softmax(logits[r])_j, computed as
+// sum_j t_j * (lse - x_j) with lse = m + log(sum_j exp(x_j - m)), m = max_j x_j, so no exp overflows.
+// Targets are probabilities per row (one-hot for hard labels, softened for distillation).
+// One workgroup per row; its invocations stride over the columns.
+override WG: u32 = 64;
+
+struct Params { rows: u32, cols: u32 }
+
+@group(0) @binding(0) var<storage, read> logits: array<f32>;
+@group(0) @binding(1) var<storage, read> targets: array<f32>;
+@group(0) @binding(2) var<storage, read_write> loss: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+var<workgroup> scratch: array<f32, WG>;
+
+fn reduce_max(v: f32, lid: u32) -> f32 {
+  scratch[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s /= 2u) {
+    if (lid < s) { scratch[lid] = max(scratch[lid], scratch[lid + s]); }
+    workgroupBarrier();
+  }
+  let r = scratch[0];
+  workgroupBarrier();
+  return r;
+}
+
+fn reduce_sum(v: f32, lid: u32) -> f32 {
+  scratch[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s /= 2u) {
+    if (lid < s) { scratch[lid] += scratch[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = scratch[0];
+  workgroupBarrier();
+  return r;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let row = wid.x + wid.y * groups.x; // uniform across the workgroup
+  let valid = row < p.rows;
+  let base = row * p.cols;
+  var m = -3.402823e38;
+  if (valid) {
+    for (var j = lid.x; j < p.cols; j += WG) { m = max(m, logits[base + j]); }
+  }
+  m = reduce_max(m, lid.x);
+  var s = 0.0;
+  if (valid) {
+    for (var j = lid.x; j < p.cols; j += WG) { s += exp(logits[base + j] - m); }
+  }
+  let lse = m + log(reduce_sum(s, lid.x));
+  var l = 0.0;
+  if (valid) {
+    for (var j = lid.x; j < p.cols; j += WG) {
+      let t = targets[base + j];
+      if (t != 0.0) { l += t * (lse - logits[base + j]); }
+    }
+  }
+  l = reduce_sum(l, lid.x);
+  if (valid && lid.x == 0u) { loss[row] = l; }
+}

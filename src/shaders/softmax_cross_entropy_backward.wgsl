@@ -1,0 +1,65 @@
+// d logits[r, j] = dloss[r] * (softmax(logits[r])_j * sum_k targets[r, k] - targets[r, j]).
+// Recomputes the row's max and normaliser instead of storing the softmax. One workgroup per row.
+override WG: u32 = 64;
+
+struct Params { rows: u32, cols: u32 }
+
+@group(0) @binding(0) var<storage, read> logits: array<f32>;
+@group(0) @binding(1) var<storage, read> targets: array<f32>;
+@group(0) @binding(2) var<storage, read> dloss: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dlogits: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+var<workgroup> scratch: array<f32, WG>;
+
+fn reduce_max(v: f32, lid: u32) -> f32 {
+  scratch[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s /= 2u) {
+    if (lid < s) { scratch[lid] = max(scratch[lid], scratch[lid + s]); }
+    workgroupBarrier();
+  }
+  let r = scratch[0];
+  workgroupBarrier();
+  return r;
+}
+
+fn reduce_sum(v: f32, lid: u32) -> f32 {
+  scratch[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s /= 2u) {
+    if (lid < s) { scratch[lid] += scratch[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = scratch[0];
+  workgroupBarrier();
+  return r;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let row = wid.x + wid.y * groups.x;
+  let valid = row < p.rows;
+  let base = row * p.cols;
+  var m = -3.402823e38;
+  var tsum = 0.0;
+  if (valid) {
+    for (var j = lid.x; j < p.cols; j += WG) {
+      m = max(m, logits[base + j]);
+      tsum += targets[base + j];
+    }
+  }
+  m = reduce_max(m, lid.x);
+  tsum = reduce_sum(tsum, lid.x);
+  var s = 0.0;
+  if (valid) {
+    for (var j = lid.x; j < p.cols; j += WG) { s += exp(logits[base + j] - m); }
+  }
+  s = reduce_sum(s, lid.x);
+  if (!valid) { return; }
+  let g = dloss[row];
+  for (var j = lid.x; j < p.cols; j += WG) {
+    let prob = exp(logits[base + j] - m) / s;
+    dlogits[base + j] = g * (prob * tsum - targets[base + j]);
+  }
+}
