@@ -9,7 +9,8 @@ export { Adam, AdamW, Optimizer, SGD, type AdamOptions, type OptimizerOptions, t
 export { cosineDecay, stepDecay, type Schedule } from './engine/schedule.js';
 export { permutation, randomNormal, randomUniform } from './engine/random.js';
 export type { MemoryInfo } from './engine/pool.js';
-export { KERNEL_NAMES } from './engine/kernels.js';
+export { KERNEL_NAMES, kernel } from './engine/kernels.js';
+export { Kernel, type Constants } from './engine/kernel.js';
 export { decodeSafetensors, encodeSafetensors, type NamedArray } from './engine/io/safetensors.js';
 export { loadWeights, saveWeights } from './engine/io/weights.js';
 export { gunzip, parseIdx, parseIdxMaybeGzip, type IdxArray } from './engine/io/idx.js';

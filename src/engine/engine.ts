@@ -48,7 +48,8 @@ type Command =
       kernel: Kernel;
       pipeline: PipelineEntry;
       resources: GPUBufferBinding[];
-      uniforms: Record<string, number> | null;
+      /** The uniform struct's bytes, packed when the dispatch was recorded. */
+      uniform: Uint8Array | null;
       workgroups: [number, number, number];
       label: string;
     }
@@ -338,10 +339,11 @@ export class Engine {
 
   // ---------------------------------------------------------------- kernels
 
-  /** Records one dispatch of a registered kernel; bindings and uniforms are checked against the WGSL. */
-  dispatch(name: KernelName, spec: DispatchSpec): void {
+  /** Records one dispatch of a kernel (registered by name, or a Kernel of the caller's); bindings and uniforms are checked against the WGSL. */
+  dispatch(kernel: KernelName | Kernel, spec: DispatchSpec): void {
     this.assertUsable();
-    const k = registeredKernel(name);
+    const k = typeof kernel === 'string' ? registeredKernel(kernel) : kernel;
+    const name = k.name;
     const constants = spec.constants ?? {};
     const resources: GPUBufferBinding[] = [];
     const written = new Set<GPUBuffer>();
@@ -364,7 +366,12 @@ export class Engine {
     for (const buffer of written) {
       if (read.has(buffer)) throw new Error(`kernel ${name}: buffer ${buffer.label} is bound both for reading and for writing`);
     }
-    if (k.uniform && !spec.uniforms) throw new Error(`kernel ${name}: uniform ${k.uniform.name} was not given`);
+    let uniform: Uint8Array | null = null;
+    if (k.uniform) {
+      if (!spec.uniforms) throw new Error(`kernel ${name}: uniform ${k.uniform.name} was not given`);
+      uniform = new Uint8Array(k.uniform.size);
+      k.packUniform(spec.uniforms, new DataView(uniform.buffer), 0);
+    } else if (spec.uniforms) throw new Error(`kernel ${name}: the shader has no uniform buffer`);
     const workgroups = this.workgroupGrid(k, name, constants, spec);
     const context = this.labels.join(' ');
     const label = context ? `${name} ${context}` : name;
@@ -372,7 +379,7 @@ export class Engine {
     this.trace?.push({ kernel: name, label, workgroups });
     if (this.debug) console.log(`[webgpu-train] dispatch ${label} ${JSON.stringify(constants)} workgroups=${workgroups.join('x')}`);
     if (workgroups[0] * workgroups[1] * workgroups[2] === 0) return;
-    this.record({ kind: 'dispatch', kernel: k, pipeline: this.pipeline(k, constants), resources, uniforms: spec.uniforms ?? null, workgroups, label });
+    this.record({ kind: 'dispatch', kernel: k, pipeline: this.pipeline(k, constants), resources, uniform, workgroups, label });
   }
 
   private workgroupGrid(k: Kernel, name: string, constants: Constants, spec: DispatchSpec): [number, number, number] {
@@ -402,12 +409,16 @@ export class Engine {
     let checked: Promise<void> = Promise.resolve();
     if (!module) {
       if (this.debug) console.log(`[webgpu-train] compiling ${k.name}\n${k.source}`);
+      // Compilation errors are reported through getCompilationInfo (with the line), so keep
+      // them out of the device's uncaptured-error event.
+      this.device.pushErrorScope('validation');
       module = this.device.createShaderModule({ label: k.name, code: k.source });
+      const scope = this.device.popErrorScope();
       this.modules.set(k, module);
-      const m = module;
-      checked = m.getCompilationInfo().then((info) => {
+      checked = Promise.all([module.getCompilationInfo(), scope]).then(([info, scopeError]) => {
         const error = compilationError(k, info);
         if (error) throw error;
+        if (scopeError) throw new Error(`kernel ${k.name}: shader module creation failed: ${scopeError.message}`);
       });
     }
     let layout = this.layouts.get(k);
@@ -416,20 +427,20 @@ export class Engine {
       layout = this.device.createPipelineLayout({ label: `${k.name}.layout`, bindGroupLayouts: [bindGroupLayout] });
       this.layouts.set(k, layout);
     }
-    const created = this.device.createComputePipelineAsync({
+    const created = checked.then(() => this.device.createComputePipelineAsync({
       label: `${k.name}${Object.keys(values).length ? ' ' + JSON.stringify(values) : ''}`,
       layout,
       compute: { module, entryPoint: k.entryPoint, constants: values },
-    });
-    const m = module;
-    const promise = Promise.all([checked, created]).then(
-      ([, p]) => {
+    }));
+    const promise = created.then(
+      (p) => {
         entry!.pipeline = p;
         return p;
       },
-      async (e: unknown) => {
-        const error = compilationError(k, await m.getCompilationInfo());
-        throw error ?? new Error(`kernel ${k.name}: pipeline creation failed (${JSON.stringify(values)}): ${(e as Error).message}`);
+      (e: unknown) => {
+        throw e instanceof Error && e.message.startsWith(`kernel ${k.name}`)
+          ? e
+          : new Error(`kernel ${k.name}: pipeline creation failed (${JSON.stringify(values)}): ${(e as Error).message}`);
       },
     );
     promise.catch(() => undefined); // reported when the pipeline is awaited in flush
@@ -467,10 +478,9 @@ export class Engine {
       if (this.pending.length === 0) this.pendingBuffers.clear();
       throw e;
     }
-    const uniformCount = commands.filter((c) => c.kind === 'dispatch' && c.uniforms).length;
+    const uniformCount = commands.filter((c) => c.kind === 'dispatch' && c.uniform).length;
     const arena = this.arena(uniformCount * UNIFORM_SLOT);
-    const uniformBytes = new ArrayBuffer(Math.max(uniformCount, 1) * UNIFORM_SLOT);
-    const uniformView = new DataView(uniformBytes);
+    const uniformBytes = new Uint8Array(Math.max(uniformCount, 1) * UNIFORM_SLOT);
     const encoder = this.device.createCommandEncoder({ label: 'webgpu-train step' });
     let pass: GPUComputePassEncoder | null = null;
     let slot = 0;
@@ -485,7 +495,7 @@ export class Engine {
       let r = 0;
       for (const b of c.kernel.bindings) {
         if (b.kind === 'uniform') {
-          c.kernel.packUniform(c.uniforms!, uniformView, slot * UNIFORM_SLOT);
+          uniformBytes.set(c.uniform!, slot * UNIFORM_SLOT);
           entries.push({ binding: b.binding, resource: { buffer: arena!, offset: slot * UNIFORM_SLOT, size: b.size } });
           slot++;
         } else entries.push({ binding: b.binding, resource: c.resources[r++]! });
