@@ -41,6 +41,13 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[] | null, seed?: Te
       stack.push(...t.node.inputs);
     }
   }
+  // A plain tensor is not recorded, so a gradient for it could never be found: say so rather than
+  // return nothing. (A parameter the loss does not use simply gets no entry.)
+  for (const t of wrt ?? []) {
+    if (!(t instanceof Parameter) && !t.requiresGrad && !t.node) {
+      throw new Error(`gradients: ${t.name} ${shapeString(t.shape)} is not recorded by autograd; set requiresGrad = true on it before the forward pass`);
+    }
+  }
   const nodes = [...outputs.keys()].sort((a, b) => b.id - a.id);
   const keep = new Set(results);
 

@@ -17,7 +17,7 @@ export function noGrad<T>(fn: () => T): T {
 }
 
 function tracked(t: Tensor): boolean {
-  return t instanceof Parameter || t.node !== null;
+  return t instanceof Parameter || t.requiresGrad || t.node !== null;
 }
 
 /** Attaches the op's node to its output when any input takes part in differentiation. */

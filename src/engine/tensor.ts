@@ -35,6 +35,8 @@ export class Tensor {
   node: Node | null = null;
   /** Kept tensors are never disposed by a scope (parameters, optimizer state, gradients). */
   kept = false;
+  /** Record ops on this (non-parameter) tensor so that gradients with respect to it can be taken. */
+  requiresGrad = false;
   private isDisposed = false;
 
   constructor(

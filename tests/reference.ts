@@ -1,0 +1,471 @@
+// Float64 CPU reference implementations of the engine's ops, written independently of the
+// engine (no engine imports): forward values, analytic gradients (given dy, the gradient of the
+// loss with respect to the op's output), and central finite differences to check those
+// gradients. Tests compare the GPU against these.
+
+export type Shape = readonly number[];
+
+export interface Arr {
+  data: Float64Array;
+  shape: number[];
+}
+
+export function sizeOf(shape: Shape): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+// ---------------------------------------------------------------- deterministic data
+
+/** mulberry32: uniform floats in [0, 1) from a 32-bit seed. */
+export function generator(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Normal samples (Box-Muller), rounded to float32 so the GPU sees exactly the same values. */
+export function normal(shape: Shape, seed: number, std = 1, mean = 0): Float64Array {
+  const next = generator(seed);
+  const n = sizeOf(shape);
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const u1 = 1 - next();
+    const u2 = next();
+    out[i] = Math.fround(mean + std * Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2));
+  }
+  return out;
+}
+
+/** Uniform samples in [low, high), rounded to float32. */
+export function uniform(shape: Shape, seed: number, low = 0, high = 1): Float64Array {
+  const next = generator(seed);
+  const n = sizeOf(shape);
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) out[i] = Math.fround(low + (high - low) * next());
+  return out;
+}
+
+/** Rows of probabilities (each row positive and summing to 1), rounded to float32. */
+export function softTargets(rows: number, cols: number, seed: number): Float64Array {
+  const u = uniform([rows, cols], seed, 0.05, 1);
+  const out = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    let s = 0;
+    for (let c = 0; c < cols; c++) s += u[r * cols + c]!;
+    for (let c = 0; c < cols; c++) out[r * cols + c] = Math.fround(u[r * cols + c]! / s);
+  }
+  return out;
+}
+
+export function oneHot(rows: number, cols: number, seed: number): Float64Array {
+  const next = generator(seed);
+  const out = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) out[r * cols + Math.floor(next() * cols)] = 1;
+  return out;
+}
+
+// ---------------------------------------------------------------- elementwise
+
+export type UnaryName = 'relu' | 'leaky_relu' | 'gelu' | 'sigmoid' | 'tanh' | 'square' | 'scale' | 'exp' | 'log';
+
+const GELU_C = Math.sqrt(2 / Math.PI);
+const GELU_A = 0.044715;
+
+function sigmoid(v: number): number {
+  if (v >= 0) return 1 / (1 + Math.exp(-v));
+  const e = Math.exp(v);
+  return e / (1 + e);
+}
+
+export function unaryValue(op: UnaryName, v: number, alpha = 0): number {
+  switch (op) {
+    case 'relu':
+      return v > 0 ? v : 0;
+    case 'leaky_relu':
+      return v > 0 ? v : alpha * v;
+    case 'gelu':
+      return 0.5 * v * (1 + Math.tanh(GELU_C * (v + GELU_A * v * v * v)));
+    case 'sigmoid':
+      return sigmoid(v);
+    case 'tanh':
+      return Math.tanh(v);
+    case 'square':
+      return v * v;
+    case 'scale':
+      return alpha * v;
+    case 'exp':
+      return Math.exp(v);
+    case 'log':
+      return Math.log(v);
+  }
+}
+
+/**
+ * f'(v). At the kinks the engine's convention: relu'(0) = 0 and leaky_relu'(0) = alpha (a unit
+ * exactly at 0 is treated as inactive).
+ */
+export function unaryDerivative(op: UnaryName, v: number, alpha = 0): number {
+  switch (op) {
+    case 'relu':
+      return v > 0 ? 1 : 0;
+    case 'leaky_relu':
+      return v > 0 ? 1 : alpha;
+    case 'gelu': {
+      const u = GELU_C * (v + GELU_A * v * v * v);
+      const t = Math.tanh(u);
+      const du = GELU_C * (1 + 3 * GELU_A * v * v);
+      return 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * du;
+    }
+    case 'sigmoid': {
+      const s = sigmoid(v);
+      return s * (1 - s);
+    }
+    case 'tanh': {
+      const t = Math.tanh(v);
+      return 1 - t * t;
+    }
+    case 'square':
+      return 2 * v;
+    case 'scale':
+      return alpha;
+    case 'exp':
+      return Math.exp(v);
+    case 'log':
+      return 1 / v;
+  }
+}
+
+export function unary(op: UnaryName, x: Float64Array, alpha = 0): Float64Array {
+  return x.map((v) => unaryValue(op, v, alpha));
+}
+
+export function unaryGrad(op: UnaryName, x: Float64Array, dy: Float64Array, alpha = 0): Float64Array {
+  return x.map((v, i) => dy[i]! * unaryDerivative(op, v, alpha));
+}
+
+export type BinaryName = 'add' | 'sub' | 'mul';
+
+export function binary(op: BinaryName, a: Float64Array, b: Float64Array): Float64Array {
+  return a.map((v, i) => (op === 'add' ? v + b[i]! : op === 'sub' ? v - b[i]! : v * b[i]!));
+}
+
+export function binaryGrad(op: BinaryName, a: Float64Array, b: Float64Array, dy: Float64Array): [Float64Array, Float64Array] {
+  switch (op) {
+    case 'add':
+      return [dy.slice(), dy.slice()];
+    case 'sub':
+      return [dy.slice(), dy.map((v) => -v)];
+    case 'mul':
+      return [dy.map((v, i) => v * b[i]!), dy.map((v, i) => v * a[i]!)];
+  }
+}
+
+// ---------------------------------------------------------------- matmul and bias
+
+export interface MatmulShapes {
+  M: number;
+  N: number;
+  K: number;
+  /** Index into the stored A of op(A)[i, k]. */
+  ia: (i: number, k: number) => number;
+  /** Index into the stored B of op(B)[k, j]. */
+  ib: (k: number, j: number) => number;
+}
+
+export function matmulShapes(aShape: Shape, bShape: Shape, transA: boolean, transB: boolean): MatmulShapes {
+  const [a0, a1] = aShape as [number, number];
+  const [b0, b1] = bShape as [number, number];
+  const [M, K] = transA ? [a1, a0] : [a0, a1];
+  const [Kb, N] = transB ? [b1, b0] : [b0, b1];
+  if (K !== Kb) throw new Error(`reference matmul: inner dimensions ${K} and ${Kb} differ`);
+  // Stored A is [M, K] (row i, col k) or, transposed, [K, M] (row k, col i).
+  const ia = transA ? (i: number, k: number) => k * M + i : (i: number, k: number) => i * K + k;
+  const ib = transB ? (k: number, j: number) => j * K + k : (k: number, j: number) => k * N + j;
+  return { M, N, K, ia, ib };
+}
+
+export function matmul(a: Float64Array, aShape: Shape, b: Float64Array, bShape: Shape, transA = false, transB = false): Arr {
+  const { M, N, K, ia, ib } = matmulShapes(aShape, bShape, transA, transB);
+  const c = new Float64Array(M * N);
+  for (let i = 0; i < M; i++) {
+    for (let j = 0; j < N; j++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += a[ia(i, k)]! * b[ib(k, j)]!;
+      c[i * N + j] = s;
+    }
+  }
+  return { data: c, shape: [M, N] };
+}
+
+/** Gradients of the stored A and B, accumulated element by element from dC (no transposes needed). */
+export function matmulGrad(
+  a: Float64Array,
+  aShape: Shape,
+  b: Float64Array,
+  bShape: Shape,
+  dc: Float64Array,
+  transA = false,
+  transB = false,
+): [Float64Array, Float64Array] {
+  const { M, N, K, ia, ib } = matmulShapes(aShape, bShape, transA, transB);
+  const da = new Float64Array(a.length);
+  const db = new Float64Array(b.length);
+  for (let i = 0; i < M; i++) {
+    for (let j = 0; j < N; j++) {
+      const g = dc[i * N + j]!;
+      for (let k = 0; k < K; k++) {
+        da[ia(i, k)] += g * b[ib(k, j)]!;
+        db[ib(k, j)] += g * a[ia(i, k)]!;
+      }
+    }
+  }
+  return [da, db];
+}
+
+export function addBias(x: Float64Array, bias: Float64Array): Float64Array {
+  const cols = bias.length;
+  return x.map((v, i) => v + bias[i % cols]!);
+}
+
+export function addBiasGrad(x: Float64Array, bias: Float64Array, dy: Float64Array): [Float64Array, Float64Array] {
+  const cols = bias.length;
+  const db = new Float64Array(cols);
+  for (let i = 0; i < x.length; i++) db[i % cols] += dy[i]!;
+  return [dy.slice(), db];
+}
+
+// ---------------------------------------------------------------- reductions
+
+function split(shape: Shape, axis: number): [number, number, number] {
+  let outer = 1;
+  let inner = 1;
+  for (let i = 0; i < axis; i++) outer *= shape[i]!;
+  for (let i = axis + 1; i < shape.length; i++) inner *= shape[i]!;
+  return [outer, shape[axis]!, inner];
+}
+
+function normAxis(shape: Shape, axis: number): number {
+  return axis < 0 ? axis + shape.length : axis;
+}
+
+/** Sum (or mean) over `axis`, or over everything (shape []) when axis is undefined. */
+export function reduce(x: Float64Array, shape: Shape, axis: number | undefined, mean: boolean): Arr {
+  if (axis === undefined) {
+    let s = 0;
+    for (const v of x) s += v;
+    return { data: Float64Array.of(mean ? s / x.length : s), shape: [] };
+  }
+  const ax = normAxis(shape, axis);
+  const [outer, len, inner] = split(shape, ax);
+  const out = new Float64Array(outer * inner);
+  for (let o = 0; o < outer; o++) {
+    for (let l = 0; l < len; l++) {
+      for (let i = 0; i < inner; i++) out[o * inner + i] += x[(o * len + l) * inner + i]!;
+    }
+  }
+  if (mean) for (let i = 0; i < out.length; i++) out[i] /= len;
+  return { data: out, shape: shape.filter((_, i) => i !== ax) };
+}
+
+export function reduceGrad(shape: Shape, axis: number | undefined, mean: boolean, dy: Float64Array): Float64Array {
+  const n = sizeOf(shape);
+  if (axis === undefined) return new Float64Array(n).fill(mean ? dy[0]! / n : dy[0]!);
+  const [outer, len, inner] = split(shape, normAxis(shape, axis));
+  const dx = new Float64Array(n);
+  for (let o = 0; o < outer; o++) {
+    for (let l = 0; l < len; l++) {
+      for (let i = 0; i < inner; i++) dx[(o * len + l) * inner + i] = (mean ? 1 / len : 1) * dy[o * inner + i]!;
+    }
+  }
+  return dx;
+}
+
+// ---------------------------------------------------------------- losses
+
+/** Per-row -sum_j t_j log softmax(x)_j, stable for large logits (log-sum-exp around the row max). */
+export function softmaxCrossEntropyRows(logits: Float64Array, targets: Float64Array, rows: number, cols: number): Float64Array {
+  const out = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let m = -Infinity;
+    for (let c = 0; c < cols; c++) m = Math.max(m, logits[r * cols + c]!);
+    let s = 0;
+    for (let c = 0; c < cols; c++) s += Math.exp(logits[r * cols + c]! - m);
+    const lse = m + Math.log(s);
+    let l = 0;
+    for (let c = 0; c < cols; c++) l -= targets[r * cols + c]! * (logits[r * cols + c]! - lse);
+    out[r] = l;
+  }
+  return out;
+}
+
+/** d(loss_r)/d(logits[r, c]) = dloss_r * (softmax_c * sum_k t_k - t_c). */
+export function softmaxCrossEntropyRowsGrad(logits: Float64Array, targets: Float64Array, rows: number, cols: number, dloss: Float64Array): Float64Array {
+  const dx = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    let m = -Infinity;
+    let tsum = 0;
+    for (let c = 0; c < cols; c++) {
+      m = Math.max(m, logits[r * cols + c]!);
+      tsum += targets[r * cols + c]!;
+    }
+    let s = 0;
+    for (let c = 0; c < cols; c++) s += Math.exp(logits[r * cols + c]! - m);
+    for (let c = 0; c < cols; c++) {
+      const p = Math.exp(logits[r * cols + c]! - m) / s;
+      dx[r * cols + c] = dloss[r]! * (p * tsum - targets[r * cols + c]!);
+    }
+  }
+  return dx;
+}
+
+export function softmaxCrossEntropy(logits: Float64Array, targets: Float64Array, rows: number, cols: number): number {
+  const l = softmaxCrossEntropyRows(logits, targets, rows, cols);
+  let s = 0;
+  for (const v of l) s += v;
+  return s / rows;
+}
+
+export function softmaxCrossEntropyGrad(logits: Float64Array, targets: Float64Array, rows: number, cols: number, dy: number): Float64Array {
+  return softmaxCrossEntropyRowsGrad(logits, targets, rows, cols, new Float64Array(rows).fill(dy / rows));
+}
+
+export function mse(p: Float64Array, t: Float64Array): number {
+  let s = 0;
+  for (let i = 0; i < p.length; i++) s += (p[i]! - t[i]!) ** 2;
+  return s / p.length;
+}
+
+export function mseGrad(p: Float64Array, t: Float64Array, dy: number): [Float64Array, Float64Array] {
+  const dp = p.map((v, i) => (2 * (v - t[i]!) * dy) / p.length);
+  return [dp, dp.map((v) => -v)];
+}
+
+// ---------------------------------------------------------------- shape ops
+
+export function slice(x: Float64Array, shape: Shape, axis: number, start: number, length: number): Arr {
+  const ax = normAxis(shape, axis);
+  const [outer, len, inner] = split(shape, ax);
+  const out = new Float64Array(outer * length * inner);
+  for (let o = 0; o < outer; o++) {
+    for (let l = 0; l < length; l++) {
+      for (let i = 0; i < inner; i++) out[(o * length + l) * inner + i] = x[(o * len + start + l) * inner + i]!;
+    }
+  }
+  return { data: out, shape: shape.map((d, i) => (i === ax ? length : d)) };
+}
+
+export function sliceGrad(shape: Shape, axis: number, start: number, length: number, dy: Float64Array): Float64Array {
+  const ax = normAxis(shape, axis);
+  const [outer, len, inner] = split(shape, ax);
+  const dx = new Float64Array(sizeOf(shape));
+  for (let o = 0; o < outer; o++) {
+    for (let l = 0; l < length; l++) {
+      for (let i = 0; i < inner; i++) dx[(o * len + start + l) * inner + i] = dy[(o * length + l) * inner + i]!;
+    }
+  }
+  return dx;
+}
+
+export function concat(xs: Float64Array[], shapes: Shape[], axis: number): Arr {
+  const ax = normAxis(shapes[0]!, axis);
+  const total = shapes.reduce((s, sh) => s + sh[ax]!, 0);
+  const shape = shapes[0]!.map((d, i) => (i === ax ? total : d));
+  const [outer, , inner] = split(shape, ax);
+  const out = new Float64Array(sizeOf(shape));
+  let at = 0;
+  xs.forEach((x, t) => {
+    const len = shapes[t]![ax]!;
+    for (let o = 0; o < outer; o++) {
+      for (let l = 0; l < len; l++) {
+        for (let i = 0; i < inner; i++) out[(o * total + at + l) * inner + i] = x[(o * len + l) * inner + i]!;
+      }
+    }
+    at += len;
+  });
+  return { data: out, shape };
+}
+
+export function concatGrad(shapes: Shape[], axis: number, dy: Float64Array): Float64Array[] {
+  const ax = normAxis(shapes[0]!, axis);
+  const total = shapes.reduce((s, sh) => s + sh[ax]!, 0);
+  const outShape = shapes[0]!.map((d, i) => (i === ax ? total : d));
+  let at = 0;
+  return shapes.map((sh) => {
+    const g = slice(dy, outShape, ax, at, sh[ax]!).data;
+    at += sh[ax]!;
+    return g;
+  });
+}
+
+// ---------------------------------------------------------------- dropout
+
+/** PCG hash (Jarzynski & Olano 2020) on u32. */
+export function pcg(v: number): number {
+  const state = (Math.imul(v >>> 0, 747796405) + 2891336453) >>> 0;
+  const word = Math.imul(((state >>> ((state >>> 28) + 4)) ^ state) >>> 0, 277803737) >>> 0;
+  return ((word >>> 22) ^ word) >>> 0;
+}
+
+/**
+ * The keep mask the engine's dropout draws: element i is kept when 24 bits of
+ * pcg(i ^ pcg(seed)), as a fraction of 2^24, are >= rate (rate as the f32 the GPU sees).
+ */
+export function dropoutMask(n: number, seed: number, rate: number): Uint8Array {
+  const s = pcg(seed >>> 0);
+  const r = Math.fround(rate);
+  const mask = new Uint8Array(n);
+  for (let i = 0; i < n; i++) mask[i] = (pcg((i ^ s) >>> 0) >>> 8) / 16777216 >= r ? 1 : 0;
+  return mask;
+}
+
+export function dropout(x: Float64Array, mask: Uint8Array, rate: number): Float64Array {
+  return x.map((v, i) => (mask[i] ? v / (1 - rate) : 0));
+}
+
+export function dropoutGrad(mask: Uint8Array, rate: number, dy: Float64Array): Float64Array {
+  return dy.map((v, i) => (mask[i] ? v / (1 - rate) : 0));
+}
+
+// ---------------------------------------------------------------- finite differences
+
+/**
+ * Central differences (f(x + h e_i) - f(x - h e_i)) / 2h of a scalar function at the given
+ * indices of x, in float64 (an absolute step: float64 still resolves it around logits of 1000).
+ */
+export function finiteDifferences(f: (x: Float64Array) => number, x: Float64Array, indices: readonly number[], h = 1e-5): Float64Array {
+  const out = new Float64Array(indices.length);
+  const probe = x.slice();
+  indices.forEach((idx, n) => {
+    const v = x[idx]!;
+    probe[idx] = v + h;
+    const up = f(probe);
+    probe[idx] = v - h;
+    const down = f(probe);
+    probe[idx] = v;
+    out[n] = (up - down) / (2 * h);
+  });
+  return out;
+}
+
+/** sum_i y_i * w_i: the scalar the tests differentiate (w makes dy non-uniform). */
+export function dot(y: Float64Array, w: Float64Array): number {
+  let s = 0;
+  for (let i = 0; i < y.length; i++) s += y[i]! * w[i]!;
+  return s;
+}
+
+/** Up to `count` distinct indices below n, deterministic from the seed (all of them when n <= count). */
+export function sampleIndices(n: number, count: number, seed: number): number[] {
+  if (n <= count) return Array.from({ length: n }, (_, i) => i);
+  const next = generator(seed);
+  const picked = new Set<number>();
+  while (picked.size < count) picked.add(Math.floor(next() * n));
+  return [...picked].sort((a, b) => a - b);
+}
