@@ -294,22 +294,22 @@ export class Engine {
   async scope<T>(fn: () => T | Promise<T>): Promise<T> {
     const made = new Set<Tensor>();
     this.scopes.push(made);
-    let result: T;
+    const returned = new Set<Tensor>();
     try {
-      result = await fn();
+      const result = await fn();
+      collectTensors(result, returned);
+      return result;
     } finally {
+      // Also when fn throws: everything it made (and did not keep) is freed.
       const i = this.scopes.lastIndexOf(made);
       if (i >= 0) this.scopes.splice(i, 1);
+      const parent = this.scopes[this.scopes.length - 1];
+      for (const t of made) {
+        if (t.kept) continue;
+        if (returned.has(t)) parent?.add(t);
+        else t.dispose();
+      }
     }
-    const returned = new Set<Tensor>();
-    collectTensors(result, returned);
-    const parent = this.scopes[this.scopes.length - 1];
-    for (const t of made) {
-      if (t.kept) continue;
-      if (returned.has(t)) parent?.add(t);
-      else t.dispose();
-    }
-    return result;
   }
 
   // ---------------------------------------------------------------- tracing and labels
