@@ -17,6 +17,8 @@ export function chromiumArgs() {
     '--enable-unsafe-webgpu',
     ...(realGpu ? ['--ignore-gpu-blocklist'] : ['--use-webgpu-adapter=swiftshader']),
     '--enable-features=Vulkan',
+    // Unquantised timestamp queries for the profiler.
+    '--enable-webgpu-developer-features',
     '--no-sandbox',
     '--disable-background-networking',
     '--disable-component-update',

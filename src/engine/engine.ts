@@ -4,6 +4,7 @@
 import { compilationError, type Constants, type Kernel } from './kernel.js';
 import { kernel as registeredKernel, type KernelName } from './kernels.js';
 import { BufferPool, BufferUsage, type MemoryInfo } from './pool.js';
+import { ProfileRecorder, type Profile } from './profiler.js';
 import { randomNormal, randomUniform } from './random.js';
 import { Parameter, shapeSize, shapeString, Tensor, type Shape, type Storage } from './tensor.js';
 
@@ -28,6 +29,8 @@ export interface DispatchSpec {
   threads?: number;
   /** ...or an explicit workgroup grid. */
   workgroups?: [number, number?, number?];
+  /** Floating-point operations of the dispatch, where known, for the profiler's GFLOP/s. */
+  flops?: number;
 }
 
 /** One recorded dispatch, as the trace and the profiler see it. */
@@ -52,6 +55,7 @@ type Command =
       uniform: Uint8Array | null;
       workgroups: [number, number, number];
       label: string;
+      flops: number | undefined;
     }
   | { kind: 'copy'; src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number; size: number; temporary: boolean };
 
@@ -60,6 +64,13 @@ const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment's largest allowed v
 export class Engine {
   readonly limits: GPUSupportedLimits;
   readonly adapterName: string;
+  /**
+   * The entry point and adapter the device came from (null when a device was given). Held for the
+   * engine's lifetime: dawn.node (the `webgpu` package) tears down its instance when the GPU
+   * object is garbage-collected, and the process then crashes on the next device call.
+   */
+  gpu: GPU | null = null;
+  adapter: GPUAdapter | null = null;
   debug: boolean;
   /** Number of compute dispatches recorded since the engine was made. */
   dispatchCount = 0;
@@ -79,6 +90,7 @@ export class Engine {
   private readonly lostListeners: ((e: Error) => void)[] = [];
   private readonly lostPromise: Promise<never>;
   private gpuError: Error | null = null;
+  private profiling: ProfileRecorder | null = null;
   private seedCounter = 0x9e3779b9;
 
   private constructor(
@@ -132,7 +144,10 @@ export class Engine {
     const requiredFeatures: GPUFeatureName[] = [];
     if (adapter.features.has('timestamp-query')) requiredFeatures.push('timestamp-query');
     const device = await adapter.requestDevice({ label: 'webgpu-train', requiredLimits, requiredFeatures });
-    return new Engine(device, describeAdapter(adapter.info), options.debug ?? false);
+    const engine = new Engine(device, describeAdapter(adapter.info), options.debug ?? false);
+    engine.gpu = gpu;
+    engine.adapter = adapter;
+    return engine;
   }
 
   /** Called once if the device is lost; later calls into the engine throw the same error. */
@@ -379,7 +394,7 @@ export class Engine {
     this.trace?.push({ kernel: name, label, workgroups });
     if (this.debug) console.log(`[webgpu-train] dispatch ${label} ${JSON.stringify(constants)} workgroups=${workgroups.join('x')}`);
     if (workgroups[0] * workgroups[1] * workgroups[2] === 0) return;
-    this.record({ kind: 'dispatch', kernel: k, pipeline: this.pipeline(k, constants), resources, uniform, workgroups, label });
+    this.record({ kind: 'dispatch', kernel: k, pipeline: this.pipeline(k, constants), resources, uniform, workgroups, label, flops: spec.flops });
   }
 
   private workgroupGrid(k: Kernel, name: string, constants: Constants, spec: DispatchSpec): [number, number, number] {
@@ -478,12 +493,30 @@ export class Engine {
       if (this.pending.length === 0) this.pendingBuffers.clear();
       throw e;
     }
+    const profiling = this.profiling;
+    if (profiling?.method === 'submit-to-done') {
+      // Without timestamp queries: each command in its own submit, timed until the GPU is done.
+      for (const c of commands) {
+        const start = performance.now();
+        this.encodeAndSubmit([c], null);
+        await this.device.queue.onSubmittedWorkDone();
+        if (c.kind === 'dispatch') profiling.add(c.kernel.name, performance.now() - start, c.flops);
+      }
+    } else this.encodeAndSubmit(commands, profiling);
+    if (this.pending.length === 0) this.pendingBuffers.clear();
+  }
+
+  /** Encodes commands whose pipelines are ready into one command buffer and submits it. */
+  private encodeAndSubmit(commands: Command[], profiling: ProfileRecorder | null): void {
     const uniformCount = commands.filter((c) => c.kind === 'dispatch' && c.uniform).length;
     const arena = this.arena(uniformCount * UNIFORM_SLOT);
     const uniformBytes = new Uint8Array(Math.max(uniformCount, 1) * UNIFORM_SLOT);
+    const dispatches = commands.filter((c) => c.kind === 'dispatch');
+    const timestamps = profiling && dispatches.length ? this.device.createQuerySet({ label: 'profile timestamps', type: 'timestamp', count: 2 * dispatches.length }) : null;
     const encoder = this.device.createCommandEncoder({ label: 'webgpu-train step' });
     let pass: GPUComputePassEncoder | null = null;
     let slot = 0;
+    let timed = 0;
     for (const c of commands) {
       if (c.kind === 'copy') {
         pass?.end();
@@ -502,16 +535,43 @@ export class Engine {
       }
       const pipeline = c.pipeline.pipeline!;
       const bindGroup = this.device.createBindGroup({ label: c.label, layout: pipeline.getBindGroupLayout(0), entries });
+      if (timestamps) {
+        // One pass per dispatch, so that its begin/end timestamps time this kernel alone.
+        pass?.end();
+        pass = encoder.beginComputePass({ label: c.label, timestampWrites: { querySet: timestamps, beginningOfPassWriteIndex: 2 * timed, endOfPassWriteIndex: 2 * timed + 1 } });
+        timed++;
+      }
       pass ??= encoder.beginComputePass({ label: 'webgpu-train pass' });
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, bindGroup);
       pass.dispatchWorkgroups(...c.workgroups);
     }
     pass?.end();
+    if (timestamps && profiling) this.readTimestamps(encoder, timestamps, dispatches, profiling);
     if (arena && uniformCount > 0) this.device.queue.writeBuffer(arena, 0, uniformBytes, 0, uniformCount * UNIFORM_SLOT);
     this.device.queue.submit([encoder.finish()]);
     for (const c of commands) if (c.kind === 'copy' && c.temporary) c.src.destroy();
-    if (this.pending.length === 0) this.pendingBuffers.clear();
+  }
+
+  private readTimestamps(encoder: GPUCommandEncoder, querySet: GPUQuerySet, dispatches: Command[], profiling: ProfileRecorder): void {
+    const bytes = querySet.count * 8;
+    const resolved = this.device.createBuffer({ label: 'profile timestamps', size: bytes, usage: 0x200 /* QUERY_RESOLVE */ | BufferUsage.COPY_SRC });
+    const staging = this.device.createBuffer({ label: 'profile timestamps readback', size: bytes, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
+    encoder.resolveQuerySet(querySet, 0, querySet.count, resolved, 0);
+    encoder.copyBufferToBuffer(resolved, 0, staging, 0, bytes);
+    const read = this.device.queue.onSubmittedWorkDone().then(async () => {
+      await staging.mapAsync(0x1 /* GPUMapMode.READ */);
+      const t = new BigUint64Array(staging.getMappedRange().slice(0));
+      dispatches.forEach((c, i) => {
+        if (c.kind !== 'dispatch') return;
+        const ns = t[2 * i + 1]! > t[2 * i]! ? Number(t[2 * i + 1]! - t[2 * i]!) : 0;
+        profiling.add(c.kernel.name, ns / 1e6, c.flops);
+      });
+      staging.destroy();
+      resolved.destroy();
+      querySet.destroy();
+    });
+    profiling.inFlight.push(read);
   }
 
   private arena(bytes: number): GPUBuffer | null {
@@ -534,6 +594,23 @@ export class Engine {
     if (e) {
       this.gpuError = null;
       throw e;
+    }
+  }
+
+  /**
+   * Runs `fn` and returns, with its result, the GPU time of every dispatch it submitted, by
+   * kernel: from timestamp queries when the adapter has them, else from submit-to-done timing.
+   */
+  async profile<T>(fn: () => T | Promise<T>): Promise<{ result: T; profile: Profile }> {
+    if (this.profiling) throw new Error('profile: a profile is already running on this engine');
+    await this.sync();
+    this.profiling = new ProfileRecorder(this.device.features.has('timestamp-query') ? 'timestamp-query' : 'submit-to-done');
+    try {
+      const result = await fn();
+      await this.sync();
+      return { result, profile: await this.profiling.result() };
+    } finally {
+      this.profiling = null;
     }
   }
 

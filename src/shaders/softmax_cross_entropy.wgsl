@@ -1,8 +1,10 @@
 // loss[r] = -sum_j targets[r, j] * log_softmax(logits[r])_j, computed as
 // sum_j t_j * (lse - x_j) with lse = m + log(sum_j exp(x_j - m)), m = max_j x_j, so no exp overflows.
 // Targets are probabilities per row (one-hot for hard labels, softened for distillation).
-// One workgroup per row; its invocations stride over the columns.
+// COOPERATIVE: one workgroup per row, its invocations striding over the columns (many classes);
+// otherwise one invocation per row and no barriers (few classes).
 override WG: u32 = 64;
+override COOPERATIVE: bool = false;
 
 struct Params { rows: u32, cols: u32 }
 
@@ -37,8 +39,29 @@ fn reduce_sum(v: f32, lid: u32) -> f32 {
   return r;
 }
 
+fn row_loss(row: u32) -> f32 {
+  let base = row * p.cols;
+  var m = -3.402823e38;
+  for (var j = 0u; j < p.cols; j++) { m = max(m, logits[base + j]); }
+  var s = 0.0;
+  for (var j = 0u; j < p.cols; j++) { s += exp(logits[base + j] - m); }
+  let lse = m + log(s);
+  var l = 0.0;
+  for (var j = 0u; j < p.cols; j++) {
+    let t = targets[base + j];
+    if (t != 0.0) { l += t * (lse - logits[base + j]); }
+  }
+  return l;
+}
+
 @compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_invocation_id) gid: vec3<u32>,
+        @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  if (!COOPERATIVE) {
+    let r = gid.x + gid.y * groups.x * WG;
+    if (r < p.rows) { loss[r] = row_loss(r); }
+    return;
+  }
   let row = wid.x + wid.y * groups.x; // uniform across the workgroup
   let valid = row < p.rows;
   let base = row * p.cols;

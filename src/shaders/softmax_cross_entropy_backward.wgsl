@@ -1,6 +1,8 @@
 // d logits[r, j] = dloss[r] * (softmax(logits[r])_j * sum_k targets[r, k] - targets[r, j]).
-// Recomputes the row's max and normaliser instead of storing the softmax. One workgroup per row.
+// Recomputes the row's max and normaliser instead of storing the softmax. COOPERATIVE: one
+// workgroup per row (many classes); otherwise one invocation per row and no barriers.
 override WG: u32 = 64;
+override COOPERATIVE: bool = false;
 
 struct Params { rows: u32, cols: u32 }
 
@@ -36,8 +38,30 @@ fn reduce_sum(v: f32, lid: u32) -> f32 {
   return r;
 }
 
+fn row_gradient(row: u32) {
+  let base = row * p.cols;
+  var m = -3.402823e38;
+  var tsum = 0.0;
+  for (var j = 0u; j < p.cols; j++) {
+    m = max(m, logits[base + j]);
+    tsum += targets[base + j];
+  }
+  var s = 0.0;
+  for (var j = 0u; j < p.cols; j++) { s += exp(logits[base + j] - m); }
+  let g = dloss[row];
+  for (var j = 0u; j < p.cols; j++) {
+    dlogits[base + j] = g * (exp(logits[base + j] - m) / s * tsum - targets[base + j]);
+  }
+}
+
 @compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_invocation_id) gid: vec3<u32>,
+        @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  if (!COOPERATIVE) {
+    let r = gid.x + gid.y * groups.x * WG;
+    if (r < p.rows) { row_gradient(r); }
+    return;
+  }
   let row = wid.x + wid.y * groups.x;
   let valid = row < p.rows;
   let base = row * p.cols;

@@ -351,6 +351,7 @@ describe('softmax cross-entropy', () => {
   sceCase('soft targets [4,10]', 4, 10, ref.normal([4, 10], 50, 3), ref.softTargets(4, 10, 51), TRANSCENDENTAL);
   sceCase('one-hot targets [6,5]', 6, 5, ref.normal([6, 5], 52, 2), ref.oneHot(6, 5, 53), TRANSCENDENTAL);
   sceCase('more classes than a workgroup [3,150]', 3, 150, ref.normal([3, 150], 54, 2), ref.softTargets(3, 150, 55), TRANSCENDENTAL);
+  sceCase('a workgroup per row: over 256 classes [2,300]', 2, 300, ref.normal([2, 300], 56, 2), ref.softTargets(2, 300, 57), TRANSCENDENTAL);
   // Unnormalised targets: the loss is still -sum t log_softmax, its gradient p * sum(t) - t.
   sceCase('targets not summing to 1 [5,9]', 5, 9, ref.normal([5, 9], 56), ref.uniform([5, 9], 57), TRANSCENDENTAL);
   // Large logits: exp(1000) overflows float32 (and float64): only a max-shifted kernel survives.

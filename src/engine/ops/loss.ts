@@ -19,12 +19,14 @@ export function softmaxCrossEntropyRows(logits: Tensor, targets: Tensor): Tensor
   if (cols === 0) throw new Error(`softmaxCrossEntropy: logits ${shapeString(logits.shape)} have no classes`);
   const engine = logits.engine;
   const loss = engine.empty([rows], 'softmaxCrossEntropy');
-  const grid = rowGrid(engine.limits.maxComputeWorkgroupsPerDimension, rows);
-  engine.dispatch('softmax_cross_entropy', { bindings: { logits, targets, loss }, uniforms: { rows, cols }, workgroups: grid });
+  // A workgroup per row pays off for many classes; for few, an invocation per row needs no barriers.
+  const cooperative = cols > 256;
+  const layout = cooperative ? { constants: { COOPERATIVE: true }, workgroups: rowGrid(engine.limits.maxComputeWorkgroupsPerDimension, rows) } : { threads: rows };
+  engine.dispatch('softmax_cross_entropy', { bindings: { logits, targets, loss }, uniforms: { rows, cols }, ...layout });
   return record(loss, 'softmaxCrossEntropy', [logits, targets], [
     (dloss) => {
       const dlogits = engine.empty(logits.shape, `d(${logits.name})`);
-      engine.dispatch('softmax_cross_entropy_backward', { bindings: { logits, targets, dloss, dlogits }, uniforms: { rows, cols }, workgroups: grid });
+      engine.dispatch('softmax_cross_entropy_backward', { bindings: { logits, targets, dloss, dlogits }, uniforms: { rows, cols }, ...layout });
       return dlogits;
     },
     null,
@@ -43,6 +45,6 @@ export function mse(prediction: Tensor, target: Tensor): Tensor {
 }
 
 /** One workgroup per row, over a 2-D grid when rows exceed the per-dimension limit. */
-function rowGrid(maxPerDim: number, rows: number): [number, number] {
+function rowGrid(maxPerDim: number, rows: number): [number, number?] {
   return [Math.min(rows, maxPerDim), Math.ceil(rows / maxPerDim)];
 }

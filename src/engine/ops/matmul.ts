@@ -38,6 +38,7 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
       uniforms: { M, N, K },
       constants: { TRANS_A: transA, TRANS_B: transB, ALIGNED: aligned },
       workgroups: [Math.ceil(N / TILE), Math.ceil(M / TILE)],
+      flops: 2 * M * N * K,
     });
   }
   // C = op(A) op(B):  d op(A) = dC op(B)^T,  d op(B) = op(A)^T dC; then undo the op on each side.

@@ -13,10 +13,14 @@ function reduce(op: string, x: Tensor, axis: number | undefined, mean: boolean):
   const out = x.engine.empty(outShape, op);
   const outputs = outer * inner;
   const maxPerDim = x.engine.limits.maxComputeWorkgroupsPerDimension;
+  // A workgroup per output only pays off for few outputs over a long axis; otherwise a loop per
+  // output needs no barriers (which are costly, above all on CPU-emulated adapters).
+  const cooperative = outputs < 64 && len > 1024;
   x.engine.dispatch('reduce', {
     bindings: { x, out },
     uniforms: { outer, len, inner, scale: factor },
-    workgroups: [Math.min(outputs, maxPerDim), Math.ceil(outputs / maxPerDim)],
+    constants: { COOPERATIVE: cooperative },
+    ...(cooperative ? { workgroups: [Math.min(outputs, maxPerDim), Math.ceil(outputs / maxPerDim)] } : { threads: outputs }),
   });
   return record(out, op, [x], [(dy) => broadcast(dy, x.shape, outer, len, inner, factor)]);
 }
