@@ -5,6 +5,7 @@ import { compilationError, type Constants, type Kernel } from './kernel.js';
 import { kernel as registeredKernel, type KernelName } from './kernels.js';
 import { BufferPool, BufferUsage, type MemoryInfo } from './pool.js';
 import { ProfileRecorder, type Profile } from './profiler.js';
+import { tuneMatmul, type TuningResult } from './autotune.js';
 import { randomNormal, randomUniform } from './random.js';
 import { Parameter, shapeSize, shapeString, Tensor, type Shape, type Storage } from './tensor.js';
 
@@ -16,6 +17,8 @@ export interface EngineOptions {
   powerPreference?: GPUPowerPreference;
   /** Log every compiled shader and every dispatch to the console. */
   debug?: boolean;
+  /** Time a few kernel configurations on this adapter at creation and use the fastest. */
+  autotune?: boolean;
 }
 
 export interface DispatchSpec {
@@ -72,6 +75,8 @@ export class Engine {
   gpu: GPU | null = null;
   adapter: GPUAdapter | null = null;
   debug: boolean;
+  /** Kernel configurations chosen by the autotuner, by kernel name (override constants). */
+  readonly tuning = new Map<string, Constants>();
   /** Number of compute dispatches recorded since the engine was made. */
   dispatchCount = 0;
   private trace: DispatchRecord[] | null = null;
@@ -119,7 +124,7 @@ export class Engine {
   static async create(options: EngineOptions = {}): Promise<Engine> {
     if (options.device) {
       const info = (options.device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
-      return new Engine(options.device, describeAdapter(info), options.debug ?? false);
+      return Engine.finish(new Engine(options.device, describeAdapter(info), options.debug ?? false), options);
     }
     const gpu = options.gpu ?? (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
     if (!gpu) {
@@ -147,7 +152,19 @@ export class Engine {
     const engine = new Engine(device, describeAdapter(adapter.info), options.debug ?? false);
     engine.gpu = gpu;
     engine.adapter = adapter;
+    return Engine.finish(engine, options);
+  }
+
+  private static async finish(engine: Engine, options: EngineOptions): Promise<Engine> {
+    if (options.autotune) await engine.autotune();
     return engine;
+  }
+
+  /** Times a few configurations of the matmul kernel on this adapter and keeps the fastest. */
+  async autotune(): Promise<TuningResult[]> {
+    const result = await tuneMatmul(this);
+    this.tuning.set(result.kernel, result.best);
+    return [result];
   }
 
   /** Called once if the device is lost; later calls into the engine throw the same error. */

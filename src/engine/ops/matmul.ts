@@ -11,7 +11,9 @@ export interface MatmulOptions {
   transB?: boolean;
 }
 
-const TILE = 32; // a workgroup of 8x8 invocations computes a 32x32 block of C (4x4 each)
+// Each invocation computes a 4x4 block of C; a workgroup of WG_X x WG_Y of them a block of
+// 4 WG_Y rows and 4 WG_X columns. The autotuner may pick another shape for the adapter.
+const DEFAULT_WORKGROUP = { WG_X: 8, WG_Y: 8 };
 
 /** C = op(A) . op(B) for 2-D tensors. */
 export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
@@ -33,11 +35,12 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
     a.engine.dispatch('fill', { bindings: { out }, uniforms: { n: out.size, value: 0 }, threads: out.size });
   } else {
     const aligned = M % 4 === 0 && N % 4 === 0 && K % 4 === 0;
+    const shape = a.engine.tuning.get('matmul') ?? DEFAULT_WORKGROUP;
     a.engine.dispatch('matmul', {
       bindings: { a, b, c: out },
       uniforms: { M, N, K },
-      constants: { TRANS_A: transA, TRANS_B: transB, ALIGNED: aligned },
-      workgroups: [Math.ceil(N / TILE), Math.ceil(M / TILE)],
+      constants: { TRANS_A: transA, TRANS_B: transB, ALIGNED: aligned, ...shape },
+      workgroups: [Math.ceil(N / (4 * (shape.WG_X as number))), Math.ceil(M / (4 * (shape.WG_Y as number)))],
       flops: 2 * M * N * K,
     });
   }
