@@ -31,8 +31,8 @@ export async function tuneMatmul(engine: Engine, n = 256, repeats = 3): Promise<
       const wy = constants.WG_Y as number;
       const run = () =>
         engine.dispatch('matmul', {
-          bindings: { a, b, c },
-          uniforms: { M: n, N: n, K: n },
+          bindings: { a, b, c, bias: engine.placeholder() },
+          uniforms: { M: n, N: n, K: n, alpha: 0 },
           constants: { ...constants, ALIGNED: true },
           workgroups: [Math.ceil(n / (4 * wx)), Math.ceil(n / (4 * wy))],
         });

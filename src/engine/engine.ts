@@ -96,6 +96,7 @@ export class Engine {
   private readonly lostPromise: Promise<never>;
   private gpuError: Error | null = null;
   private profiling: ProfileRecorder | null = null;
+  private unusedBinding: Tensor | null = null;
   private seedCounter = 0x9e3779b9;
 
   private constructor(
@@ -221,6 +222,12 @@ export class Engine {
   rand(shape: Shape, options: { seed?: number; low?: number; high?: number; name?: string } = {}): Tensor {
     const seed = options.seed ?? this.nextSeed();
     return this.tensor(randomUniform(shapeSize(shape), seed, options.low ?? 0, options.high ?? 1), shape, options.name ?? 'rand');
+  }
+
+  /** A small kept tensor to bind where a shader's binding goes unused (a switched-off option). */
+  placeholder(): Tensor {
+    if (!this.unusedBinding || this.unusedBinding.disposed) this.unusedBinding = this.keep(this.zeros([4], 'placeholder'));
+    return this.unusedBinding;
   }
 
   /** A parameter: a kept tensor that optimizers update and that can be frozen. */

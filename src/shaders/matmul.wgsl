@@ -12,13 +12,31 @@ override TRANS_B: bool = false;
 override ALIGNED: bool = false;
 override WG_X: u32 = 8;
 override WG_Y: u32 = 8;
+// Fused epilogue (a dense layer's forward in one kernel): C = act(C + bias[col]).
+override HAS_BIAS: bool = false;
+override ACT: u32 = 0; // 0 none, 1 relu, 2 leaky_relu (slope alpha), 3 sigmoid, 4 tanh
 
-struct Dims { M: u32, N: u32, K: u32 }
+struct Dims { M: u32, N: u32, K: u32, alpha: f32 }
 
 @group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> c: array<f32>;
-@group(0) @binding(3) var<uniform> dims: Dims;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<uniform> dims: Dims;
+
+// The activations whose derivative follows from their output, so the backward needs no
+// pre-activation tensor (as unary.wgsl computes them).
+fn epilogue(v: f32, col: u32) -> f32 {
+  var z = v;
+  if (HAS_BIAS) { z += bias[col]; }
+  switch ACT {
+    case 1u: { return max(z, 0.0); }
+    case 2u: { return select(dims.alpha * z, z, z > 0.0); }
+    case 3u: { return 1.0 / (1.0 + exp(-z)); }
+    case 4u: { return tanh(clamp(z, -15.0, 15.0)); }
+    default: { return z; }
+  }
+}
 
 // v[i] without a dynamically indexed vector (which compiles to slow code on some drivers).
 fn lane(v: vec4<f32>, i: u32) -> f32 {
@@ -92,7 +110,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = r + i;
     if (row < M) {
       for (var j = 0u; j < 4u; j++) {
-        if (c0 + j < N) { c[row * N + c0 + j] = acc[i][j]; }
+        if (c0 + j < N) { c[row * N + c0 + j] = epilogue(acc[i][j], c0 + j); }
       }
     }
   }

@@ -265,6 +265,48 @@ describe('matmul', () => {
   });
 });
 
+describe('linear (matmul with bias and activation fused in its epilogue)', () => {
+  const LOOSE: Tol = { atol: 2e-5, rtol: 1e-4 }; // sums of products then a transcendental, no |terms| scale
+  for (const [rows, inF, outF] of [
+    [5, 7, 3],
+    [8, 12, 16],
+    [33, 20, 9],
+  ] as const) {
+    for (const activation of [null, 'relu', 'leaky_relu', 'sigmoid', 'tanh'] as const) {
+      for (const withBias of [true, false]) {
+        const name = `linear [${rows},${inF}]x[${outF},${inF}]^T ${withBias ? '+ b ' : ''}${activation ?? 'no activation'}`;
+        test(name, async () => {
+          const slope = 0.2;
+          const pre = (x: Float64Array, w: Float64Array, b: Float64Array | undefined) => {
+            const z = ref.matmul(x, [rows, inF], w, [outF, inF], false, true).data;
+            if (b) z.set(ref.addBias(z, b));
+            return z;
+          };
+          await checkOp(name, {
+            inputs: [
+              { data: ref.normal([rows, inF], rows + inF), shape: [rows, inF] },
+              { data: ref.normal([outF, inF], outF, 0.5), shape: [outF, inF] },
+              ...(withBias ? [{ data: ref.normal([outF], 7), shape: [outF] }] : []),
+            ],
+            gpu: ([x, w, b]) => ops.linear(x!, w!, b ?? null, activation, slope),
+            forward: ([x, w, b]) => {
+              const z = pre(x!, w!, b);
+              return { data: activation ? ref.unary(activation, z, slope) : z, shape: [rows, outF] };
+            },
+            grad: ([x, w, b], dy) => {
+              const z = pre(x!, w!, b);
+              const dz = activation ? ref.unaryGrad(activation, z, dy, slope) : dy;
+              const [dx, dw] = ref.matmulGrad(x!, [rows, inF], w!, [outF, inF], dz, false, true);
+              return withBias ? [dx, dw, ref.addBiasGrad(z, b!, dz)[1]] : [dx, dw];
+            },
+            tol: LOOSE,
+          });
+        });
+      }
+    }
+  }
+});
+
 describe('addBias', () => {
   for (const shape of [
     [5, 7],

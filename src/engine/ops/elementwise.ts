@@ -29,7 +29,8 @@ export function unary(op: UnaryOp, x: Tensor, alpha = 0): Tensor {
   return record(out, op, [x], [NOT_DIFFERENTIABLE.has(op) ? null : (dy) => unaryBackward(op, x, out, dy, alpha)]);
 }
 
-function unaryBackward(op: UnaryOp, x: Tensor, y: Tensor, dy: Tensor, alpha: number): Tensor {
+/** dx = dy * f'(x), where f' may read f's output y. */
+export function unaryBackward(op: UnaryOp, x: Tensor, y: Tensor, dy: Tensor, alpha: number): Tensor {
   const dx = x.engine.empty(x.shape, `d(${x.name})`);
   x.engine.dispatch('unary_backward', { bindings: { x, y, dy, dx }, uniforms: { n: x.size, alpha }, constants: { OP: UNARY_OPS[op] }, threads: x.size });
   return dx;

@@ -2,6 +2,7 @@
 import { record } from '../graph.js';
 import { shapeString, type Tensor } from '../tensor.js';
 import { alive, rank } from './check.js';
+import { unaryBackward } from './elementwise.js';
 import { sum } from './reduce.js';
 
 export interface MatmulOptions {
@@ -15,40 +16,92 @@ export interface MatmulOptions {
 // 4 WG_Y rows and 4 WG_X columns. The autotuner may pick another shape for the adapter.
 const DEFAULT_WORKGROUP = { WG_X: 8, WG_Y: 8 };
 
+/** Activations the matmul kernel can apply in its epilogue: their derivative follows from their output. */
+export const FUSED_ACTIVATIONS = { relu: 1, leaky_relu: 2, sigmoid: 3, tanh: 4 } as const;
+export type FusedActivation = keyof typeof FUSED_ACTIVATIONS;
+
+interface Epilogue {
+  bias: Tensor | null;
+  activation: FusedActivation | null;
+  alpha: number;
+}
+
 /** C = op(A) . op(B) for 2-D tensors. */
 export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
   const transA = options.transA ?? false;
   const transB = options.transB ?? false;
-  alive('matmul', a, b);
-  rank('matmul', a, 2);
-  rank('matmul', b, 2);
-  const [M, Ka] = transA ? [a.shape[1]!, a.shape[0]!] : [a.shape[0]!, a.shape[1]!];
-  const [Kb, N] = transB ? [b.shape[1]!, b.shape[0]!] : [b.shape[0]!, b.shape[1]!];
-  if (Ka !== Kb) {
-    throw new Error(
-      `matmul: inner dimensions differ: ${a.name} ${shapeString(a.shape)}${transA ? '^T' : ''} . ${b.name} ${shapeString(b.shape)}${transB ? '^T' : ''} (${Ka} vs ${Kb})`,
-    );
-  }
-  const K = Ka;
-  const out = a.engine.empty([M, N], 'matmul');
-  if (K === 0) {
-    a.engine.dispatch('fill', { bindings: { out }, uniforms: { n: out.size, value: 0 }, threads: out.size });
-  } else {
-    const aligned = M % 4 === 0 && N % 4 === 0 && K % 4 === 0;
-    const shape = a.engine.tuning.get('matmul') ?? DEFAULT_WORKGROUP;
-    a.engine.dispatch('matmul', {
-      bindings: { a, b, c: out },
-      uniforms: { M, N, K },
-      constants: { TRANS_A: transA, TRANS_B: transB, ALIGNED: aligned, ...shape },
-      workgroups: [Math.ceil(N / (4 * (shape.WG_X as number))), Math.ceil(M / (4 * (shape.WG_Y as number)))],
-      flops: 2 * M * N * K,
-    });
-  }
+  const out = gemm('matmul', a, b, transA, transB, { bias: null, activation: null, alpha: 0 });
   // C = op(A) op(B):  d op(A) = dC op(B)^T,  d op(B) = op(A)^T dC; then undo the op on each side.
   return record(out, 'matmul', [a, b], [
     (dy) => (transA ? matmul(b, dy, { transA: transB, transB: true }) : matmul(dy, b, { transB: !transB })),
     (dy) => (transB ? matmul(dy, a, { transA: true, transB: transA }) : matmul(a, dy, { transA: !transA })),
   ]);
+}
+
+/**
+ * A dense layer's forward in one kernel: y = act(x W^T + b), W stored [out, in] as nn.Linear.
+ * `slope` is leaky_relu's slope (which must be positive for its derivative to follow from y).
+ */
+export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, activation: FusedActivation | null = null, slope = 0.01): Tensor {
+  if (activation === 'leaky_relu' && !(slope > 0)) throw new Error(`linear: fused leaky_relu needs a positive slope, got ${slope}`);
+  if (bias) {
+    alive('linear', bias);
+    rank('linear', bias, 1);
+    if (bias.shape[0] !== weight.shape[0]) {
+      throw new Error(`linear: bias ${bias.name} ${shapeString(bias.shape)} does not match weight ${weight.name} ${shapeString(weight.shape)}`);
+    }
+  }
+  const y = gemm('linear', x, weight, false, true, { bias, activation, alpha: slope });
+  const op = activation ? `linear+${activation}` : 'linear';
+  // The gradient before the activation, dz = dy * act'(y), is computed once for all three inputs.
+  let dzFor: Tensor | null = null;
+  let dz: Tensor | null = null;
+  const preActivation = (dy: Tensor): Tensor => {
+    if (!activation) return dy;
+    if (dzFor !== dy || !dz || dz.disposed) {
+      dz = unaryBackward(activation, y, y, dy, slope);
+      dzFor = dy;
+    }
+    return dz;
+  };
+  return record(y, op, bias ? [x, weight, bias] : [x, weight], [
+    (dy) => matmul(preActivation(dy), weight),
+    (dy) => matmul(preActivation(dy), x, { transA: true }),
+    ...(bias ? [(dy: Tensor) => sum(preActivation(dy), 0)] : []),
+  ]);
+}
+
+function gemm(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean, epilogue: Epilogue): Tensor {
+  alive(op, a, b);
+  rank(op, a, 2);
+  rank(op, b, 2);
+  const [M, Ka] = transA ? [a.shape[1]!, a.shape[0]!] : [a.shape[0]!, a.shape[1]!];
+  const [Kb, N] = transB ? [b.shape[1]!, b.shape[0]!] : [b.shape[0]!, b.shape[1]!];
+  if (Ka !== Kb) {
+    throw new Error(
+      `${op}: inner dimensions differ: ${a.name} ${shapeString(a.shape)}${transA ? '^T' : ''} . ${b.name} ${shapeString(b.shape)}${transB ? '^T' : ''} (${Ka} vs ${Kb})`,
+    );
+  }
+  const K = Ka;
+  const engine = a.engine;
+  const out = engine.empty([M, N], op);
+  const aligned = M % 4 === 0 && N % 4 === 0 && K % 4 === 0;
+  const shape = engine.tuning.get('matmul') ?? DEFAULT_WORKGROUP;
+  engine.dispatch('matmul', {
+    bindings: { a, b, c: out, bias: epilogue.bias ?? engine.placeholder() },
+    uniforms: { M, N, K, alpha: epilogue.alpha },
+    constants: {
+      TRANS_A: transA,
+      TRANS_B: transB,
+      ALIGNED: aligned,
+      HAS_BIAS: epilogue.bias !== null,
+      ACT: epilogue.activation ? FUSED_ACTIVATIONS[epilogue.activation] : 0,
+      ...shape,
+    },
+    workgroups: [Math.ceil(N / (4 * (shape.WG_X as number))), Math.ceil(M / (4 * (shape.WG_Y as number)))],
+    flops: 2 * M * N * K,
+  });
+  return out;
 }
 
 /** x [.., C] + bias [C] added to every row. */
