@@ -44,6 +44,17 @@ export default defineConfig({
           },
         },
       },
+      {
+        extends: true,
+        test: {
+          // End-to-end: builds and serves the demos and trains in headless Chromium (scripts/headless.mjs).
+          name: 'e2e',
+          include: ['tests/e2e/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 1_200_000,
+          fileParallelism: false,
+        },
+      },
     ],
   },
 });

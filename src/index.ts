@@ -6,6 +6,7 @@ export { noGrad } from './engine/graph.js';
 export * from './engine/ops/index.js';
 export { Activation, Dense, Dropout, Flatten, GELU, LeakyReLU, Module, ReLU, Sequential, Sigmoid, Tanh, type DenseOptions } from './engine/layers.js';
 export { AvgPool2d, Conv2d, GlobalAvgPool, MaxPool2d, Reshape, type Conv2dLayerOptions } from './engine/layers.js';
+export { BatchNorm, Embedding, LayerNorm, type BatchNormLayerOptions, type EmbeddingOptions } from './engine/layers.js';
 export { Adam, AdamW, Optimizer, SGD, type AdamOptions, type OptimizerOptions, type ParamGroup, type SGDOptions } from './engine/optim.js';
 export { cosineDecay, stepDecay, type Schedule } from './engine/schedule.js';
 export { permutation, randomNormal, randomUniform } from './engine/random.js';

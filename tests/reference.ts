@@ -469,3 +469,321 @@ export function sampleIndices(n: number, count: number, seed: number): number[] 
   while (picked.size < count) picked.add(Math.floor(next() * n));
   return [...picked].sort((a, b) => a - b);
 }
+
+// ---------------------------------------------------------------- convolution and pooling
+
+export interface ConvGeometry {
+  N: number;
+  C: number;
+  H: number;
+  W: number;
+  OC: number;
+  KH: number;
+  KW: number;
+  stride: number;
+  padding: number;
+}
+
+export function convOutSize(g: ConvGeometry): [number, number] {
+  return [Math.floor((g.H + 2 * g.padding - g.KH) / g.stride) + 1, Math.floor((g.W + 2 * g.padding - g.KW) / g.stride) + 1];
+}
+
+/** Direct NCHW convolution: y[n, oc, oh, ow] = b[oc] + sum w[oc, ic, kh, kw] * x[n, ic, oh*s - p + kh, ow*s - p + kw]. */
+export function conv2d(x: Float64Array, w: Float64Array, b: Float64Array | null, g: ConvGeometry): Arr {
+  const [OH, OW] = convOutSize(g);
+  const out = new Float64Array(g.N * g.OC * OH * OW);
+  for (let n = 0; n < g.N; n++) {
+    for (let oc = 0; oc < g.OC; oc++) {
+      for (let oh = 0; oh < OH; oh++) {
+        for (let ow = 0; ow < OW; ow++) {
+          let s = b ? b[oc]! : 0;
+          for (let ic = 0; ic < g.C; ic++) {
+            for (let kh = 0; kh < g.KH; kh++) {
+              const ih = oh * g.stride - g.padding + kh;
+              if (ih < 0 || ih >= g.H) continue;
+              for (let kw = 0; kw < g.KW; kw++) {
+                const iw = ow * g.stride - g.padding + kw;
+                if (iw < 0 || iw >= g.W) continue;
+                s += w[((oc * g.C + ic) * g.KH + kh) * g.KW + kw]! * x[((n * g.C + ic) * g.H + ih) * g.W + iw]!;
+              }
+            }
+          }
+          out[((n * g.OC + oc) * OH + oh) * OW + ow] = s;
+        }
+      }
+    }
+  }
+  return { data: out, shape: [g.N, g.OC, OH, OW] };
+}
+
+/** Gradients [dx, dw, db] of conv2d given dy [N, OC, OH, OW] (scattered, the adjoint of the loops above). */
+export function conv2dGrad(x: Float64Array, w: Float64Array, g: ConvGeometry, dy: Float64Array): [Float64Array, Float64Array, Float64Array] {
+  const [OH, OW] = convOutSize(g);
+  const dx = new Float64Array(x.length);
+  const dw = new Float64Array(w.length);
+  const db = new Float64Array(g.OC);
+  for (let n = 0; n < g.N; n++) {
+    for (let oc = 0; oc < g.OC; oc++) {
+      for (let oh = 0; oh < OH; oh++) {
+        for (let ow = 0; ow < OW; ow++) {
+          const d = dy[((n * g.OC + oc) * OH + oh) * OW + ow]!;
+          db[oc]! += d;
+          for (let ic = 0; ic < g.C; ic++) {
+            for (let kh = 0; kh < g.KH; kh++) {
+              const ih = oh * g.stride - g.padding + kh;
+              if (ih < 0 || ih >= g.H) continue;
+              for (let kw = 0; kw < g.KW; kw++) {
+                const iw = ow * g.stride - g.padding + kw;
+                if (iw < 0 || iw >= g.W) continue;
+                const wi = ((oc * g.C + ic) * g.KH + kh) * g.KW + kw;
+                const xi = ((n * g.C + ic) * g.H + ih) * g.W + iw;
+                dx[xi]! += d * w[wi]!;
+                dw[wi]! += d * x[xi]!;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  return [dx, dw, db];
+}
+
+export interface PoolGeometry {
+  N: number;
+  C: number;
+  H: number;
+  W: number;
+  k: number;
+  stride: number;
+}
+
+/** Max (the first maximum in row-major window order) or mean over k x k windows, no padding. Returns the output and, for max, the flat index of each window's argmax. */
+export function pool2d(x: Float64Array, g: PoolGeometry, max: boolean): Arr & { argmax: Int32Array } {
+  const OH = Math.floor((g.H - g.k) / g.stride) + 1;
+  const OW = Math.floor((g.W - g.k) / g.stride) + 1;
+  const out = new Float64Array(g.N * g.C * OH * OW);
+  const argmax = new Int32Array(out.length);
+  for (let plane = 0; plane < g.N * g.C; plane++) {
+    for (let oh = 0; oh < OH; oh++) {
+      for (let ow = 0; ow < OW; ow++) {
+        let best = -Infinity;
+        let at = -1;
+        let s = 0;
+        for (let kh = 0; kh < g.k; kh++) {
+          for (let kw = 0; kw < g.k; kw++) {
+            const i = (plane * g.H + oh * g.stride + kh) * g.W + ow * g.stride + kw;
+            const v = x[i]!;
+            s += v;
+            if (v > best) {
+              best = v;
+              at = i;
+            }
+          }
+        }
+        const o = (plane * OH + oh) * OW + ow;
+        out[o] = max ? best : s / (g.k * g.k);
+        argmax[o] = at;
+      }
+    }
+  }
+  return { data: out, shape: [g.N, g.C, OH, OW], argmax };
+}
+
+export function pool2dGrad(x: Float64Array, g: PoolGeometry, max: boolean, dy: Float64Array): Float64Array {
+  const { shape, argmax } = pool2d(x, g, max);
+  const [, , OH, OW] = shape as [number, number, number, number];
+  const dx = new Float64Array(x.length);
+  for (let plane = 0; plane < g.N * g.C; plane++) {
+    for (let oh = 0; oh < OH; oh++) {
+      for (let ow = 0; ow < OW; ow++) {
+        const o = (plane * OH + oh) * OW + ow;
+        if (max) {
+          dx[argmax[o]!]! += dy[o]!;
+          continue;
+        }
+        for (let kh = 0; kh < g.k; kh++) {
+          for (let kw = 0; kw < g.k; kw++) dx[(plane * g.H + oh * g.stride + kh) * g.W + ow * g.stride + kw]! += dy[o]! / (g.k * g.k);
+        }
+      }
+    }
+  }
+  return dx;
+}
+
+// ---------------------------------------------------------------- normalisation and embedding
+
+/** [N, C, S] around the channel axis 1 of [N, C, ...]. */
+function channelSplit(shape: Shape): [number, number, number] {
+  const N = shape[0]!;
+  const C = shape[1]!;
+  return [N, C, sizeOf(shape) / (N * C)];
+}
+
+/** Per-channel batch mean and biased variance of x [N, C, ...]. */
+export function batchStats(x: Float64Array, shape: Shape): { mean: Float64Array; variance: Float64Array } {
+  const [N, C, S] = channelSplit(shape);
+  const mean = new Float64Array(C);
+  const variance = new Float64Array(C);
+  const count = N * S;
+  for (let c = 0; c < C; c++) {
+    let s = 0;
+    for (let n = 0; n < N; n++) for (let k = 0; k < S; k++) s += x[(n * C + c) * S + k]!;
+    const m = s / count;
+    let v = 0;
+    for (let n = 0; n < N; n++) for (let k = 0; k < S; k++) v += (x[(n * C + c) * S + k]! - m) ** 2;
+    mean[c] = m;
+    variance[c] = v / count;
+  }
+  return { mean, variance };
+}
+
+/** (x - mean[c]) / sqrt(variance[c] + eps) * gamma[c] + beta[c] over x [N, C, ...]. */
+export function batchNormWith(x: Float64Array, shape: Shape, mean: Float64Array, variance: Float64Array, gamma: Float64Array, beta: Float64Array, eps: number): Float64Array {
+  const [, C, S] = channelSplit(shape);
+  return x.map((v, i) => {
+    const c = Math.floor(i / S) % C;
+    return ((v - mean[c]!) / Math.sqrt(variance[c]! + eps)) * gamma[c]! + beta[c]!;
+  });
+}
+
+/** BatchNorm in training mode: normalised by the batch statistics. */
+export function batchNorm(x: Float64Array, shape: Shape, gamma: Float64Array, beta: Float64Array, eps = 1e-5): Float64Array {
+  const { mean, variance } = batchStats(x, shape);
+  return batchNormWith(x, shape, mean, variance, gamma, beta, eps);
+}
+
+/** Gradients [dx, dgamma, dbeta] of training-mode BatchNorm (through the batch statistics). */
+export function batchNormGrad(x: Float64Array, shape: Shape, gamma: Float64Array, dy: Float64Array, eps = 1e-5): [Float64Array, Float64Array, Float64Array] {
+  const [N, C, S] = channelSplit(shape);
+  const count = N * S;
+  const { mean, variance } = batchStats(x, shape);
+  const dx = new Float64Array(x.length);
+  const dgamma = new Float64Array(C);
+  const dbeta = new Float64Array(C);
+  for (let c = 0; c < C; c++) {
+    const r = 1 / Math.sqrt(variance[c]! + eps);
+    const idx: number[] = [];
+    for (let n = 0; n < N; n++) for (let k = 0; k < S; k++) idx.push((n * C + c) * S + k);
+    let sdy = 0;
+    let sdyx = 0;
+    for (const i of idx) {
+      sdy += dy[i]!;
+      sdyx += dy[i]! * (x[i]! - mean[c]!) * r;
+    }
+    dgamma[c] = sdyx;
+    dbeta[c] = sdy;
+    for (const i of idx) {
+      const xhat = (x[i]! - mean[c]!) * r;
+      dx[i] = gamma[c]! * r * (dy[i]! - sdy / count - (xhat * sdyx) / count);
+    }
+  }
+  return [dx, dgamma, dbeta];
+}
+
+/** Gradients [dx, dgamma, dbeta] of inference-mode BatchNorm (running statistics are constants). */
+export function batchNormInferenceGrad(
+  x: Float64Array,
+  shape: Shape,
+  mean: Float64Array,
+  variance: Float64Array,
+  gamma: Float64Array,
+  dy: Float64Array,
+  eps = 1e-5,
+): [Float64Array, Float64Array, Float64Array] {
+  const [, C, S] = channelSplit(shape);
+  const dx = new Float64Array(x.length);
+  const dgamma = new Float64Array(C);
+  const dbeta = new Float64Array(C);
+  x.forEach((v, i) => {
+    const c = Math.floor(i / S) % C;
+    const r = 1 / Math.sqrt(variance[c]! + eps);
+    dx[i] = dy[i]! * gamma[c]! * r;
+    dgamma[c] += dy[i]! * (v - mean[c]!) * r;
+    dbeta[c] += dy[i]!;
+  });
+  return [dx, dgamma, dbeta];
+}
+
+/** Running averages after training steps on the given batches (PyTorch: unbiased variance). */
+export function batchNormRunning(
+  batches: Float64Array[],
+  shape: Shape,
+  runningMean: Float64Array,
+  runningVar: Float64Array,
+  momentum = 0.1,
+): { mean: Float64Array; variance: Float64Array } {
+  const [N, , S] = channelSplit(shape);
+  const count = N * S;
+  const rm = runningMean.slice();
+  const rv = runningVar.slice();
+  for (const x of batches) {
+    const { mean, variance } = batchStats(x, shape);
+    for (let c = 0; c < rm.length; c++) {
+      rm[c] = (1 - momentum) * rm[c]! + momentum * mean[c]!;
+      rv[c] = (1 - momentum) * rv[c]! + momentum * variance[c]! * (count / (count - 1));
+    }
+  }
+  return { mean: rm, variance: rv };
+}
+
+/** LayerNorm over rows of length D. */
+export function layerNorm(x: Float64Array, D: number, gamma: Float64Array, beta: Float64Array, eps = 1e-5): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let r = 0; r < x.length / D; r++) {
+    let s = 0;
+    for (let j = 0; j < D; j++) s += x[r * D + j]!;
+    const m = s / D;
+    let v = 0;
+    for (let j = 0; j < D; j++) v += (x[r * D + j]! - m) ** 2;
+    const rstd = 1 / Math.sqrt(v / D + eps);
+    for (let j = 0; j < D; j++) out[r * D + j] = (x[r * D + j]! - m) * rstd * gamma[j]! + beta[j]!;
+  }
+  return out;
+}
+
+/** Gradients [dx, dgamma, dbeta] of LayerNorm over rows of length D. */
+export function layerNormGrad(x: Float64Array, D: number, gamma: Float64Array, dy: Float64Array, eps = 1e-5): [Float64Array, Float64Array, Float64Array] {
+  const dx = new Float64Array(x.length);
+  const dgamma = new Float64Array(D);
+  const dbeta = new Float64Array(D);
+  for (let r = 0; r < x.length / D; r++) {
+    let s = 0;
+    for (let j = 0; j < D; j++) s += x[r * D + j]!;
+    const m = s / D;
+    let v = 0;
+    for (let j = 0; j < D; j++) v += (x[r * D + j]! - m) ** 2;
+    const rstd = 1 / Math.sqrt(v / D + eps);
+    let sg = 0;
+    let sgx = 0;
+    for (let j = 0; j < D; j++) {
+      const i = r * D + j;
+      const xhat = (x[i]! - m) * rstd;
+      const g = dy[i]! * gamma[j]!;
+      sg += g;
+      sgx += g * xhat;
+      dgamma[j] += dy[i]! * xhat;
+      dbeta[j] += dy[i]!;
+    }
+    for (let j = 0; j < D; j++) {
+      const i = r * D + j;
+      const xhat = (x[i]! - m) * rstd;
+      dx[i] = rstd * (dy[i]! * gamma[j]! - sg / D - (xhat * sgx) / D);
+    }
+  }
+  return [dx, dgamma, dbeta];
+}
+
+/** Rows of table [vocab, dim] gathered by integer indices: [indices.length * dim]. */
+export function embedding(indices: ArrayLike<number>, table: Float64Array, dim: number): Float64Array {
+  const out = new Float64Array(indices.length * dim);
+  for (let p = 0; p < indices.length; p++) for (let d = 0; d < dim; d++) out[p * dim + d] = table[indices[p]! * dim + d]!;
+  return out;
+}
+
+/** Gradient for the table: dy rows added into the rows their positions picked (repeats accumulate). */
+export function embeddingGrad(indices: ArrayLike<number>, vocab: number, dim: number, dy: Float64Array): Float64Array {
+  const g = new Float64Array(vocab * dim);
+  for (let p = 0; p < indices.length; p++) for (let d = 0; d < dim; d++) g[indices[p]! * dim + d] += dy[p * dim + d]!;
+  return g;
+}

@@ -6,9 +6,24 @@ import biasAdd from '../shaders/bias_add.wgsl';
 import binary from '../shaders/binary.wgsl';
 import broadcast from '../shaders/broadcast.wgsl';
 import copyBlock from '../shaders/copy_block.wgsl';
+import conv2d from '../shaders/conv2d.wgsl';
+import conv2dBackwardInput from '../shaders/conv2d_backward_input.wgsl';
+import conv2dBackwardWeight from '../shaders/conv2d_backward_weight.wgsl';
+import batchnorm from '../shaders/batchnorm.wgsl';
+import batchnormBackward from '../shaders/batchnorm_backward.wgsl';
+import batchnormBackwardStats from '../shaders/batchnorm_backward_stats.wgsl';
+import batchnormRunning from '../shaders/batchnorm_running.wgsl';
+import batchnormStats from '../shaders/batchnorm_stats.wgsl';
+import embedding from '../shaders/embedding.wgsl';
+import embeddingBackward from '../shaders/embedding_backward.wgsl';
+import layernorm from '../shaders/layernorm.wgsl';
+import layernormBackward from '../shaders/layernorm_backward.wgsl';
+import layernormBackwardGamma from '../shaders/layernorm_backward_gamma.wgsl';
 import dropout from '../shaders/dropout.wgsl';
 import fill from '../shaders/fill.wgsl';
 import matmul from '../shaders/matmul.wgsl';
+import pool2d from '../shaders/pool2d.wgsl';
+import pool2dBackward from '../shaders/pool2d_backward.wgsl';
 import reduce from '../shaders/reduce.wgsl';
 import sgd from '../shaders/sgd.wgsl';
 import softmaxCrossEntropy from '../shaders/softmax_cross_entropy.wgsl';
@@ -22,9 +37,24 @@ const SOURCES = {
   binary,
   broadcast,
   copy_block: copyBlock,
+  conv2d,
+  conv2d_backward_input: conv2dBackwardInput,
+  conv2d_backward_weight: conv2dBackwardWeight,
+  batchnorm,
+  batchnorm_backward: batchnormBackward,
+  batchnorm_backward_stats: batchnormBackwardStats,
+  batchnorm_running: batchnormRunning,
+  batchnorm_stats: batchnormStats,
+  embedding,
+  embedding_backward: embeddingBackward,
+  layernorm,
+  layernorm_backward: layernormBackward,
+  layernorm_backward_gamma: layernormBackwardGamma,
   dropout,
   fill,
   matmul,
+  pool2d,
+  pool2d_backward: pool2dBackward,
   reduce,
   sgd,
   softmax_cross_entropy: softmaxCrossEntropy,

@@ -3,8 +3,11 @@
 // and saved weights all use.
 import type { Engine } from './engine.js';
 import { noGrad } from './graph.js';
-import { addBias, dropout, matmul, reshape, unary, type UnaryOp } from './ops/index.js';
+import { dropout, FUSED_ACTIVATIONS, linear, reshape, unary, type FusedActivation, type UnaryOp } from './ops/index.js';
+import { avgPool2d, conv2d, globalAvgPool, maxPool2d } from './ops/index.js';
+import { batchNorm, checkIndices, embedding, layerNorm } from './ops/index.js';
 import { randomUniform } from './random.js';
+import { randomNormal } from './random.js';
 import type { Parameter, Tensor } from './tensor.js';
 
 export abstract class Module {
@@ -20,6 +23,21 @@ export abstract class Module {
   /** This module's own parameters by local name. */
   ownParameters(): [string, Parameter][] {
     return [];
+  }
+
+  /** This module's own non-trained state tensors by local name (BatchNorm's running averages). */
+  ownBuffers(): [string, Tensor][] {
+    return [];
+  }
+
+  /** Every buffer (non-trained state such as running averages) under this module, by dotted name. */
+  buffers(prefix = ''): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    for (const [name, t] of this.ownBuffers()) out.set(prefix + name, t);
+    for (const [name, child] of this.children()) {
+      for (const [n, t] of child.buffers(`${prefix}${name}.`)) out.set(n, t);
+    }
+    return out;
   }
 
   /** Every parameter under this module, by dotted name; also names each parameter so. */
@@ -88,6 +106,7 @@ export abstract class Module {
 
   dispose(): void {
     for (const p of this.parameters().values()) p.dispose();
+    for (const t of this.buffers().values()) t.dispose();
   }
 }
 
@@ -126,11 +145,15 @@ export class Dense extends Module {
   }
 
   forward(x: Tensor): Tensor {
+    return this.forwardFused(x, null);
+  }
+
+  /** The forward with an activation applied in the same kernel (Sequential fuses Dense + activation). */
+  forwardFused(x: Tensor, activation: Activation | null): Tensor {
     if (x.rank !== 2 || x.shape[1] !== this.inFeatures) {
       throw new Error(`Dense(${this.inFeatures} -> ${this.outFeatures}): input ${x.name} has shape [${x.shape.join(',')}], expected [batch, ${this.inFeatures}]`);
     }
-    const y = matmul(x, this.weight, { transB: true });
-    return this.bias ? addBias(y, this.bias) : y;
+    return linear(x, this.weight, this.bias, activation ? (activation.op as FusedActivation) : null, activation?.alpha);
   }
 }
 
@@ -145,6 +168,11 @@ export class Activation extends Module {
 
   forward(x: Tensor): Tensor {
     return unary(this.op, x, this.alpha);
+  }
+
+  /** Whether a preceding Dense can apply this activation in its matmul's epilogue. */
+  get fusable(): boolean {
+    return this.op in FUSED_ACTIVATIONS && (this.op !== 'leaky_relu' || this.alpha > 0);
   }
 }
 
@@ -226,7 +254,266 @@ export class Sequential extends Module {
 
   forward(x: Tensor): Tensor {
     let y = x;
-    for (const [, layer] of this.layers) y = layer.forward(y);
+    for (let i = 0; i < this.layers.length; i++) {
+      const layer = this.layers[i]![1];
+      const next = this.layers[i + 1]?.[1];
+      if (layer instanceof Dense && next instanceof Activation && next.fusable) {
+        // Dense then an activation: one kernel (the result and the gradients are the same).
+        y = layer.forwardFused(y, next);
+        i++;
+      } else y = layer.forward(y);
+    }
     return y;
+  }
+}
+
+// ---------------------------------------------------------------- convolutional layers
+
+export interface Conv2dLayerOptions {
+  stride?: number | readonly [number, number];
+  padding?: number | readonly [number, number];
+  bias?: boolean;
+  /** Seed of the initial weights; by default the engine's next seed. */
+  seed?: number;
+}
+
+/**
+ * 2-D convolution over [N, inC, H, W], weight [outC, inC, k, k] as PyTorch's nn.Conv2d,
+ * initialised as PyTorch does: uniform in +-1/sqrt(inC*k*k) (weight and bias).
+ */
+export class Conv2d extends Module {
+  readonly weight: Parameter;
+  readonly bias: Parameter | null;
+  readonly kernelSize: [number, number];
+
+  constructor(
+    engine: Engine,
+    readonly inChannels: number,
+    readonly outChannels: number,
+    kernelSize: number | readonly [number, number],
+    readonly options: Conv2dLayerOptions = {},
+  ) {
+    super();
+    const [kh, kw] = typeof kernelSize === 'number' ? [kernelSize, kernelSize] : kernelSize;
+    if (![inChannels, outChannels, kh, kw].every((v) => Number.isInteger(v) && v > 0)) {
+      throw new Error(`Conv2d: channels and kernel size must be positive integers, got in=${inChannels} out=${outChannels} kernel=${JSON.stringify(kernelSize)}`);
+    }
+    this.kernelSize = [kh, kw];
+    const seed = options.seed ?? engine.nextSeed();
+    const fanIn = inChannels * kh * kw;
+    const bound = 1 / Math.sqrt(fanIn);
+    this.weight = engine.parameter(randomUniform(outChannels * fanIn, seed, -bound, bound), [outChannels, inChannels, kh, kw], 'weight');
+    this.bias = options.bias === false ? null : engine.parameter(randomUniform(outChannels, seed + 1, -bound, bound), [outChannels], 'bias');
+  }
+
+  override ownParameters(): [string, Parameter][] {
+    return this.bias ? [['weight', this.weight], ['bias', this.bias]] : [['weight', this.weight]];
+  }
+
+  forward(x: Tensor): Tensor {
+    return conv2d(x, this.weight, this.bias, { stride: this.options.stride, padding: this.options.padding });
+  }
+}
+
+/** Max pooling with a k x k window (stride defaults to k). */
+export class MaxPool2d extends Module {
+  constructor(
+    readonly kernelSize: number,
+    readonly stride: number = kernelSize,
+  ) {
+    super();
+  }
+
+  forward(x: Tensor): Tensor {
+    return maxPool2d(x, this.kernelSize, { stride: this.stride });
+  }
+}
+
+/** Average pooling with a k x k window (stride defaults to k). */
+export class AvgPool2d extends Module {
+  constructor(
+    readonly kernelSize: number,
+    readonly stride: number = kernelSize,
+  ) {
+    super();
+  }
+
+  forward(x: Tensor): Tensor {
+    return avgPool2d(x, this.kernelSize, { stride: this.stride });
+  }
+}
+
+/** Mean over H and W: [N, C, H, W] to [N, C]. */
+export class GlobalAvgPool extends Module {
+  forward(x: Tensor): Tensor {
+    return globalAvgPool(x);
+  }
+}
+
+/** [batch, ...] to [batch, ...shape], as a view (e.g. Reshape([1, 28, 28]) turns rows of 784 into images). */
+export class Reshape extends Module {
+  constructor(readonly shape: readonly number[]) {
+    super();
+  }
+
+  forward(x: Tensor): Tensor {
+    return reshape(x, [x.shape[0] ?? 1, ...this.shape]);
+  }
+}
+
+// ---------------------------------------------------------------- normalisation and embedding layers
+
+export interface BatchNormLayerOptions {
+  /** Weight of each new batch statistic in the running averages (PyTorch's convention); default 0.1. */
+  momentum?: number;
+  /** Added to the variance before the square root; default 1e-5. */
+  eps?: number;
+  /** What the layer does in training mode when its parameters are frozen; see `frozenStatistics`. */
+  frozenStatistics?: 'inference' | 'update';
+}
+
+/**
+ * BatchNorm over the channels (axis 1) of [N, C] (after Dense) or [N, C, H, W] (after Conv2d),
+ * as PyTorch's BatchNorm1d/2d: parameters `weight` (gamma, init 1) and `bias` (beta, init 0);
+ * buffers `runningMean` (init 0) and `runningVar` (init 1), listed by `buffers()` as
+ * `running_mean` and `running_var` (PyTorch's state-dict names). They are kept tensors, not
+ * parameters: no optimizer or freezing touches them, and `saveWeights` (parameters only) does
+ * not save them.
+ *
+ * In training mode the layer normalises with the batch mean and biased batch variance and
+ * updates the running averages on the GPU with the unbiased variance; in eval mode it always
+ * normalises with the running averages.
+ */
+export class BatchNorm extends Module {
+  readonly weight: Parameter;
+  readonly bias: Parameter;
+  readonly runningMean: Tensor;
+  readonly runningVar: Tensor;
+  momentum: number;
+  eps: number;
+  /**
+   * Frozen BatchNorm policy: what a layer in training mode does when its parameters (weight and
+   * bias both) are frozen.
+   * - 'inference' (the default, as Keras): it behaves as in inference mode, normalising with the
+   *   running averages and leaving them exactly as they are, so a frozen pretrained backbone
+   *   keeps its statistics while the layers above it are fine-tuned.
+   * - 'update' (as fast.ai, and PyTorch's train mode): it keeps normalising with batch
+   *   statistics and updating the running averages although gamma and beta stay fixed.
+   */
+  frozenStatistics: 'inference' | 'update';
+
+  constructor(
+    engine: Engine,
+    readonly channels: number,
+    options: BatchNormLayerOptions = {},
+  ) {
+    super();
+    if (!Number.isInteger(channels) || channels <= 0) throw new Error(`BatchNorm: channels must be a positive integer, got ${channels}`);
+    this.momentum = options.momentum ?? 0.1;
+    this.eps = options.eps ?? 1e-5;
+    this.frozenStatistics = options.frozenStatistics ?? 'inference';
+    this.weight = engine.parameter(new Float32Array(channels).fill(1), [channels], 'weight');
+    this.bias = engine.parameter(new Float32Array(channels), [channels], 'bias');
+    this.runningMean = engine.keep(engine.tensor(new Float32Array(channels), [channels], 'running_mean'));
+    this.runningVar = engine.keep(engine.tensor(new Float32Array(channels).fill(1), [channels], 'running_var'));
+  }
+
+  override ownParameters(): [string, Parameter][] {
+    return [['weight', this.weight], ['bias', this.bias]];
+  }
+
+  override ownBuffers(): [string, Tensor][] {
+    return [['running_mean', this.runningMean], ['running_var', this.runningVar]];
+  }
+
+  /** Whether this forward uses (and updates) batch statistics, given the mode and the frozen policy. */
+  usesBatchStatistics(): boolean {
+    if (!this.training) return false;
+    const frozen = this.weight.frozen && this.bias.frozen;
+    return !(frozen && this.frozenStatistics === 'inference');
+  }
+
+  forward(x: Tensor): Tensor {
+    if (x.rank < 2 || x.shape[1] !== this.channels) {
+      throw new Error(`BatchNorm(${this.channels}): input ${x.name} has shape [${x.shape.join(',')}], expected [batch, ${this.channels}] or [batch, ${this.channels}, H, W]`);
+    }
+    return batchNorm(x, this.weight, this.bias, {
+      training: this.usesBatchStatistics(),
+      runningMean: this.runningMean,
+      runningVar: this.runningVar,
+      momentum: this.momentum,
+      eps: this.eps,
+    });
+  }
+}
+
+/** LayerNorm over the last axis (rows of `dim` values): parameters `weight` (init 1) and `bias` (init 0). */
+export class LayerNorm extends Module {
+  readonly weight: Parameter;
+  readonly bias: Parameter;
+
+  constructor(
+    engine: Engine,
+    readonly dim: number,
+    readonly eps = 1e-5,
+  ) {
+    super();
+    if (!Number.isInteger(dim) || dim <= 0) throw new Error(`LayerNorm: dim must be a positive integer, got ${dim}`);
+    this.weight = engine.parameter(new Float32Array(dim).fill(1), [dim], 'weight');
+    this.bias = engine.parameter(new Float32Array(dim), [dim], 'bias');
+  }
+
+  override ownParameters(): [string, Parameter][] {
+    return [['weight', this.weight], ['bias', this.bias]];
+  }
+
+  forward(x: Tensor): Tensor {
+    if (x.rank < 1 || x.shape[x.rank - 1] !== this.dim) {
+      throw new Error(`LayerNorm(${this.dim}): input ${x.name} has shape [${x.shape.join(',')}], expected [..., ${this.dim}]`);
+    }
+    return layerNorm(x, this.weight, this.bias, this.eps);
+  }
+}
+
+export interface EmbeddingOptions {
+  /** Seed of the initial table; by default the engine's next seed. */
+  seed?: number;
+}
+
+/**
+ * A lookup table [vocab, dim] (`weight`, initialised normal with std 1 as PyTorch's
+ * nn.Embedding). forward(indices) takes an f32 tensor of any shape whose values must be integers
+ * in [0, vocab) and gives [..., dim]. The forward cannot check the values without a readback:
+ * make index tensors with `indices()`, which checks them on the CPU. (An index out of range
+ * gives a row of zeros and no gradient.)
+ */
+export class Embedding extends Module {
+  readonly weight: Parameter;
+
+  constructor(
+    readonly engine: Engine,
+    readonly vocab: number,
+    readonly dim: number,
+    options: EmbeddingOptions = {},
+  ) {
+    super();
+    if (!Number.isInteger(vocab) || !Number.isInteger(dim) || vocab <= 0 || dim <= 0) {
+      throw new Error(`Embedding: vocab and dim must be positive integers, got vocab=${vocab} dim=${dim}`);
+    }
+    this.weight = engine.parameter(randomNormal(vocab * dim, options.seed ?? engine.nextSeed()), [vocab, dim], 'weight');
+  }
+
+  override ownParameters(): [string, Parameter][] {
+    return [['weight', this.weight]];
+  }
+
+  /** An index tensor for this table, checked on the CPU: every value an integer in [0, vocab). */
+  indices(values: ArrayLike<number>, shape: readonly number[] = [values.length], name = 'indices'): Tensor {
+    checkIndices(`Embedding(${this.vocab}, ${this.dim}).indices`, values, this.vocab);
+    return this.engine.tensor(values, shape, name);
+  }
+
+  forward(indices: Tensor): Tensor {
+    return embedding(indices, this.weight);
   }
 }

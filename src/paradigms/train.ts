@@ -95,34 +95,42 @@ export async function fit(engine: Engine, model: Module, optimizer: Optimizer, d
   model.train();
   const start = performance.now();
   let step = 0;
+  // The loss is read back without waiting: each reading is awaited only when the next one is
+  // due (or at the end), so the GPU never idles while the CPU waits for a number.
+  let inFlight: Promise<void> = Promise.resolve();
   for (let epoch = 0; epoch < epochs; epoch++) {
     const order = permutation(data.count, (options.seed ?? 1) + epoch);
     for (let b = 0; b < stepsPerEpoch; b++) {
       gather(data, order, b * batchSize, batchSize, x, labels);
       oneHot(labels, data.classes, targets);
       const readLoss = (step + 1) % logEvery === 0 || step + 1 === totalSteps;
-      const loss = await engine.scope(async () => {
+      const reading = await engine.scope(async () => {
         const input = engine.tensor(x, [batchSize, data.features], 'batch.inputs');
         const target = engine.tensor(targets, [batchSize, data.classes], 'batch.targets');
         const l = lossFn(model.forward(input), target);
         backward(l);
         optimizer.step();
         optimizer.zeroGrad();
-        if (!readLoss) {
-          await engine.flush();
-          return NaN;
-        }
-        return l.item();
+        // data() records the copy of the loss now, before the scope frees it; wrapped so that
+        // the scope does not wait for it.
+        const value = readLoss ? { promise: l.data() } : null;
+        await engine.flush();
+        return value;
       });
       step++;
-      if (readLoss) {
-        if (options.checkFinite && !Number.isFinite(loss)) {
-          throw new Error(`fit: loss is ${loss} at epoch ${epoch + 1}, step ${step} (batch [${batchSize}, ${data.features}])`);
-        }
-        losses.push({ step, loss });
-        await options.onProgress?.({ epoch, step, totalSteps, loss, samples: step * batchSize, elapsedMs: performance.now() - start });
+      if (reading) {
+        const at = { epoch, step, elapsedMs: performance.now() - start };
+        await inFlight;
+        inFlight = reading.promise.then(async ([loss]) => {
+          if (options.checkFinite && !Number.isFinite(loss)) {
+            throw new Error(`fit: loss is ${loss} at epoch ${at.epoch + 1}, step ${at.step} (batch [${batchSize}, ${data.features}])`);
+          }
+          losses.push({ step: at.step, loss: loss! });
+          await options.onProgress?.({ epoch: at.epoch, step: at.step, totalSteps, loss: loss!, samples: at.step * batchSize, elapsedMs: at.elapsedMs });
+        });
       }
     }
+    await inFlight;
     await options.onEpoch?.(epoch);
   }
   await engine.sync();

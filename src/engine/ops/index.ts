@@ -1,6 +1,10 @@
 export { add, exp, gelu, leakyRelu, log, mul, relu, scale, sigmoid, square, sub, tanh, unary, UNARY_OPS, type UnaryOp } from './elementwise.js';
-export { addBias, matmul, type MatmulOptions } from './matmul.js';
+export { addBias, FUSED_ACTIVATIONS, linear, matmul, type FusedActivation, type MatmulOptions } from './matmul.js';
 export { mean, sum } from './reduce.js';
 export { mse, softmaxCrossEntropy, softmaxCrossEntropyRows } from './loss.js';
 export { concat, reshape, slice } from './shape.js';
 export { dropout } from './dropout.js';
+export { conv2d, type Conv2dOptions } from './conv.js';
+export { avgPool2d, globalAvgPool, maxPool2d, type Pool2dOptions } from './pool.js';
+export { batchNorm, layerNorm, type BatchNormOptions } from './norm.js';
+export { checkIndices, embedding, MAX_EMBEDDING_VOCAB } from './embedding.js';

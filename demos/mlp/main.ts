@@ -1,0 +1,354 @@
+// Fashion-MNIST MLP demo: trains 784-256-10 (ReLU, Adam) in the browser on WebGPU, with live
+// loss and test-accuracy charts. Query parameters: epochs (default 3), train (training images,
+// default all), test (test images, default and at most 2000), headless=1 (driven by
+// scripts/headless.mjs). The result goes to window.__result and a `[result] {...}` console line.
+import {
+  Adam,
+  Dense,
+  Engine,
+  evaluate,
+  FASHION_MNIST_CLASSES,
+  fit,
+  loadFashionMnist,
+  ReLU,
+  Sequential,
+  type ClassificationData,
+  type ImageSet,
+} from '../../src/index.js';
+
+interface DemoResult {
+  test_acc: number;
+  samples_per_s: number;
+  adapter: string;
+  epochs: number;
+  train_images: number;
+  test_images: number;
+  final_loss: number;
+  seconds: number;
+  gpu_bytes: number;
+}
+
+declare global {
+  interface Window {
+    __result?: DemoResult;
+    __error?: string;
+  }
+}
+
+const BATCH = 128;
+const MAX_TEST = 2000;
+const PIXELS = 784;
+
+const params = new URLSearchParams(location.search);
+const headless = params.get('headless') === '1';
+
+function intParam(name: string, fallback: number): number {
+  const raw = params.get(name);
+  if (raw === null || raw === '') return fallback;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v <= 0) throw new Error(`query parameter ${name}=${raw} must be a positive integer`);
+  return v;
+}
+
+function $<T extends HTMLElement = HTMLElement>(id: string): T {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`missing element #${id}`);
+  return el as T;
+}
+
+function setText(id: string, text: string): void {
+  $(id).textContent = text;
+}
+
+function status(text: string): void {
+  setText('status', text);
+}
+
+function log(text: string): void {
+  console.log(`[progress] ${text}`);
+}
+
+// ---- charts -------------------------------------------------------------------------------
+
+interface Chart {
+  points: [number, number][];
+  color: string;
+  xMax: number;
+  yMin: number;
+  yMax: number;
+  xLabel: string;
+  yFormat: (v: number) => string;
+  dots?: boolean;
+}
+
+function niceStep(range: number, ticks: number): number {
+  const raw = range / ticks;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const norm = raw / mag;
+  return (norm >= 5 ? 10 : norm >= 2 ? 5 : norm >= 1 ? 2 : 1) * mag;
+}
+
+function drawChart(canvas: HTMLCanvasElement, c: Chart): void {
+  const dpr = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth || 440;
+  const h = canvas.clientHeight || 240;
+  if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+    canvas.width = Math.round(w * dpr);
+    canvas.height = Math.round(h * dpr);
+  }
+  const g = canvas.getContext('2d');
+  if (!g) return;
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  g.clearRect(0, 0, w, h);
+  const left = 48;
+  const right = 12;
+  const top = 10;
+  const bottom = 34;
+  const pw = w - left - right;
+  const ph = h - top - bottom;
+  const sx = (x: number) => left + (x / c.xMax) * pw;
+  const sy = (y: number) => top + (1 - (y - c.yMin) / (c.yMax - c.yMin)) * ph;
+
+  g.font = '11px system-ui, sans-serif';
+  g.lineWidth = 1;
+  // Horizontal grid lines with y labels.
+  const yStep = niceStep(c.yMax - c.yMin, 5);
+  g.textAlign = 'right';
+  g.textBaseline = 'middle';
+  for (let y = Math.ceil(c.yMin / yStep) * yStep; y <= c.yMax + 1e-9; y += yStep) {
+    g.strokeStyle = '#eef0f3';
+    g.beginPath();
+    g.moveTo(left, Math.round(sy(y)) + 0.5);
+    g.lineTo(left + pw, Math.round(sy(y)) + 0.5);
+    g.stroke();
+    g.fillStyle = '#7b8794';
+    g.fillText(c.yFormat(y), left - 6, sy(y));
+  }
+  // X ticks.
+  const xStep = Math.max(niceStep(c.xMax, 6), c.xMax <= 1 ? 0.25 : 1);
+  g.textAlign = 'center';
+  g.textBaseline = 'top';
+  for (let x = 0; x <= c.xMax + 1e-9; x += xStep) {
+    g.fillStyle = '#7b8794';
+    g.fillText(Number.isInteger(x) ? String(x) : x.toFixed(2), sx(x), top + ph + 5);
+  }
+  g.fillText(c.xLabel, left + pw / 2, top + ph + 19);
+  // Axes.
+  g.strokeStyle = '#9aa5b1';
+  g.beginPath();
+  g.moveTo(left + 0.5, top);
+  g.lineTo(left + 0.5, top + ph + 0.5);
+  g.lineTo(left + pw, top + ph + 0.5);
+  g.stroke();
+  if (c.points.length === 0) {
+    g.fillStyle = '#9aa5b1';
+    g.textAlign = 'center';
+    g.textBaseline = 'middle';
+    g.fillText('waiting for data…', left + pw / 2, top + ph / 2);
+    return;
+  }
+  // Series.
+  g.strokeStyle = c.color;
+  g.lineWidth = 2;
+  g.lineJoin = 'round';
+  g.beginPath();
+  c.points.forEach(([x, y], i) => (i === 0 ? g.moveTo(sx(x), sy(y)) : g.lineTo(sx(x), sy(y))));
+  g.stroke();
+  if (c.dots) {
+    g.fillStyle = c.color;
+    for (const [x, y] of c.points) {
+      g.beginPath();
+      g.arc(sx(x), sy(y), 3.5, 0, Math.PI * 2);
+      g.fill();
+    }
+    const [lx, ly] = c.points[c.points.length - 1]!;
+    g.fillStyle = '#1f2933';
+    g.textAlign = lx > c.xMax * 0.8 ? 'right' : 'left';
+    g.textBaseline = 'bottom';
+    g.fillText(c.yFormat(ly), sx(lx) + (lx > c.xMax * 0.8 ? -6 : 6), sy(ly) - 4);
+  }
+}
+
+// ---- sample predictions -------------------------------------------------------------------
+
+function showSamples(test: ClassificationData, predictions: number[], count: number): void {
+  const box = $('samples');
+  box.replaceChildren();
+  for (let i = 0; i < count; i++) {
+    const cell = document.createElement('div');
+    cell.className = 'sample';
+    const canvas = document.createElement('canvas');
+    canvas.width = 28;
+    canvas.height = 28;
+    const g = canvas.getContext('2d');
+    if (g) {
+      const img = g.createImageData(28, 28);
+      for (let p = 0; p < PIXELS; p++) {
+        const v = Math.round(test.inputs[i * PIXELS + p]! * 255);
+        img.data.set([v, v, v, 255], p * 4);
+      }
+      g.putImageData(img, 0, 0);
+    }
+    const pred = predictions[i]!;
+    const truth = test.labels[i]!;
+    const label = document.createElement('div');
+    label.className = pred === truth ? 'ok' : 'wrong';
+    label.textContent = FASHION_MNIST_CLASSES[pred] ?? String(pred);
+    const truthLine = document.createElement('div');
+    truthLine.className = 'truth';
+    truthLine.textContent = pred === truth ? '✓' : `is ${FASHION_MNIST_CLASSES[truth] ?? truth}`;
+    cell.append(canvas, label, truthLine);
+    box.append(cell);
+  }
+  $('samplesCard').style.display = '';
+}
+
+// ---- main ---------------------------------------------------------------------------------
+
+function subset(set: ImageSet, n: number): ClassificationData {
+  const count = Math.min(n, set.count);
+  return { inputs: set.images.subarray(0, count * PIXELS), labels: set.labels.subarray(0, count), count, features: PIXELS, classes: 10 };
+}
+
+async function fetchBytes(file: string): Promise<Uint8Array> {
+  const res = await fetch(`/data/fashion-mnist/${file}`);
+  if (!res.ok) throw new Error(`fetching /data/fashion-mnist/${file}: HTTP ${res.status}`);
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+async function main(): Promise<void> {
+  const epochs = intParam('epochs', 3);
+  const trainWanted = intParam('train', Number.MAX_SAFE_INTEGER);
+  const testWanted = Math.min(intParam('test', MAX_TEST), MAX_TEST);
+  if (headless) document.body.classList.add('headless');
+
+  status('Requesting a WebGPU device…');
+  const engine = await Engine.create();
+  engine.onLost((e) => fail(e));
+  setText('adapter', engine.adapterName);
+  log(`adapter ${engine.adapterName}`);
+
+  status('Loading Fashion-MNIST…');
+  const [trainSet, testSet] = await Promise.all([loadFashionMnist(fetchBytes, 'train'), loadFashionMnist(fetchBytes, 'test')]);
+  const train = subset(trainSet, trainWanted);
+  const test = subset(testSet, testWanted);
+  log(`data train=${train.count} test=${test.count} (available ${trainSet.count}/${testSet.count})`);
+
+  const model = new Sequential({
+    fc1: new Dense(engine, PIXELS, 256, { seed: 1 }),
+    relu1: ReLU(),
+    fc2: new Dense(engine, 256, 10, { seed: 2 }),
+  });
+  const optimizer = new Adam(model.parameters(), { lr: 1e-3 });
+
+  const stepsPerEpoch = Math.floor(train.count / BATCH);
+  const lossPoints: [number, number][] = [];
+  const accPoints: [number, number][] = [];
+  let maxLoss = 2.5;
+  const lossCanvas = $<HTMLCanvasElement>('lossChart');
+  const accCanvas = $<HTMLCanvasElement>('accChart');
+  const redraw = () => {
+    drawChart(lossCanvas, { points: lossPoints, color: '#2563eb', xMax: epochs, yMin: 0, yMax: maxLoss, xLabel: 'epoch', yFormat: (v) => v.toFixed(1) });
+    drawChart(accCanvas, { points: accPoints, color: '#15803d', xMax: epochs, yMin: 0, yMax: 1, xLabel: 'epoch', yFormat: (v) => `${Math.round(v * 100)}%`, dots: true });
+  };
+  redraw();
+
+  // Time spent outside training (evaluation, drawing) is left out of the throughput.
+  let asideMs = 0;
+  const evalTest = async (epoch: number) => {
+    const t0 = performance.now();
+    status(`Evaluating on ${test.count} test images…`);
+    const { accuracy, loss } = await evaluate(engine, model, test);
+    accPoints.push([epoch, accuracy]);
+    setText('acc', `${(accuracy * 100).toFixed(1)}%`);
+    redraw();
+    log(`eval epoch=${Number(epoch.toFixed(2))} test_acc=${accuracy.toFixed(4)} test_loss=${loss.toFixed(4)}`);
+    asideMs += performance.now() - t0;
+    return accuracy;
+  };
+  await evalTest(0);
+  asideMs = 0; // fit's clock starts below
+
+  status(`Training on ${train.count} images for ${epochs} epoch${epochs === 1 ? '' : 's'}…`);
+  let lastLoss = NaN;
+  const evalsPerEpoch = epochs === 1 ? 4 : epochs === 2 ? 2 : 1;
+  let lastEval = 0;
+  const trainStart = performance.now();
+  const result = await fit(engine, model, optimizer, train, {
+    epochs,
+    batchSize: BATCH,
+    // About 100 loss points over the run (each one is a readback), at most every 20 steps.
+    logEvery: Math.max(1, Math.min(20, Math.round((epochs * stepsPerEpoch) / 100))),
+    checkFinite: true,
+    onProgress: async (p) => {
+      const t0 = performance.now();
+      lastLoss = p.loss;
+      const at = p.step / stepsPerEpoch;
+      lossPoints.push([at, p.loss]);
+      if (lossPoints.length === 1) maxLoss = Math.max(0.5, Math.ceil(p.loss * 2) / 2);
+      const sps = p.samples / Math.max(1e-3, (p.elapsedMs - asideMs) / 1000);
+      setText('epoch', `${Math.min(epochs, p.epoch + 1)} / ${epochs}`);
+      setText('loss', p.loss.toFixed(4));
+      setText('speed', Math.round(sps).toLocaleString('en-US'));
+      $('progress').style.width = `${((100 * p.step) / p.totalSteps).toFixed(1)}%`;
+      status(`Epoch ${p.epoch + 1} of ${epochs}: step ${p.step} / ${p.totalSteps}, ${p.samples.toLocaleString('en-US')} samples`);
+      redraw();
+      log(`epoch=${p.epoch + 1}/${epochs} step=${p.step}/${p.totalSteps} loss=${p.loss.toFixed(4)} samples_per_s=${Math.round(sps)}`);
+      asideMs += performance.now() - t0;
+      // Short runs also get test points within an epoch (the epoch's end is onEpoch's).
+      const k = Math.floor(at * evalsPerEpoch + 1e-9);
+      if (k > lastEval) {
+        lastEval = k;
+        if (k % evalsPerEpoch !== 0) await evalTest(at);
+      }
+    },
+    onEpoch: async (epoch) => {
+      await evalTest(epoch + 1);
+    },
+  });
+  const seconds = (performance.now() - trainStart) / 1000;
+  const trainSeconds = Math.max(1e-3, result.seconds - asideMs / 1000);
+  const samplesPerSecond = result.samples / trainSeconds;
+  const testAcc = accPoints[accPoints.length - 1]![1];
+
+  // A few test images with the model's predictions.
+  const shown = Math.min(16, test.count);
+  const logits = await engine.scope(async () => model.predict(engine.tensor(test.inputs.subarray(0, shown * PIXELS), [shown, PIXELS], 'samples')).data());
+  const predictions = Array.from({ length: shown }, (_, r) => {
+    let best = 0;
+    for (let c = 1; c < 10; c++) if (logits[r * 10 + c]! > logits[r * 10 + best]!) best = c;
+    return best;
+  });
+  showSamples(test, predictions, shown);
+
+  const summary: DemoResult = {
+    test_acc: testAcc,
+    samples_per_s: Math.round(samplesPerSecond * 10) / 10,
+    adapter: engine.adapterName,
+    epochs,
+    train_images: train.count,
+    test_images: test.count,
+    final_loss: lastLoss,
+    seconds: Math.round(seconds * 100) / 100,
+    gpu_bytes: engine.memory().bytes,
+  };
+  $('progress').style.width = '100%';
+  setText('speed', Math.round(samplesPerSecond).toLocaleString('en-US'));
+  status(`Done: ${(testAcc * 100).toFixed(1)}% test accuracy after ${epochs} epoch${epochs === 1 ? '' : 's'} in ${seconds.toFixed(1)} s (${Math.round(samplesPerSecond)} samples/s).`);
+  window.__result = summary;
+  console.log('[result] ' + JSON.stringify(summary));
+}
+
+function fail(e: unknown): void {
+  const message = e instanceof Error ? `${e.message}${e.stack && !headless ? `\n\n${e.stack}` : ''}` : String(e);
+  if (window.__error !== undefined) return;
+  window.__error = e instanceof Error ? e.message : String(e);
+  const box = $('error');
+  box.textContent = `Error: ${message}`;
+  box.classList.add('shown');
+  status('Failed.');
+  console.error('[error] ' + window.__error);
+}
+
+window.addEventListener('unhandledrejection', (ev) => fail(ev.reason));
+main().catch(fail);

@@ -1,0 +1,96 @@
+// A tiny static server for the demos, bound to 127.0.0.1 (a secure context, so navigator.gpu
+// exists). /data/fashion-mnist/<file> comes from the full dataset that Debian's
+// dataset-fashion-mnist installs when it is there, else from the committed subset in
+// tests/data/fashion-mnist (FASHION_MNIST_DIR overrides both).
+import { createReadStream, existsSync, statSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { dirname, extname, join, normalize, resolve, sep } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const SYSTEM_FASHION_MNIST = '/usr/share/datasets/fashion-mnist';
+
+const TYPES = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json; charset=utf-8',
+  '.map': 'application/json; charset=utf-8',
+  '.wasm': 'application/wasm',
+  '.png': 'image/png',
+  '.svg': 'image/svg+xml',
+  '.txt': 'text/plain; charset=utf-8',
+  '.md': 'text/plain; charset=utf-8',
+  '.wgsl': 'text/plain; charset=utf-8',
+  '.gz': 'application/octet-stream',
+};
+
+/** Where /data/fashion-mnist/ is served from. */
+export function fashionMnistDir() {
+  if (process.env.FASHION_MNIST_DIR) return resolve(process.env.FASHION_MNIST_DIR);
+  if (existsSync(SYSTEM_FASHION_MNIST)) return SYSTEM_FASHION_MNIST;
+  return join(repo, 'tests/data/fashion-mnist');
+}
+
+/** Resolves `rel` under `base`, or null when it would escape it. */
+function inside(base, rel) {
+  const p = normalize(join(base, rel));
+  return p === base || p.startsWith(base.endsWith(sep) ? base : base + sep) ? p : null;
+}
+
+/** Starts the server; port 0 picks a free one. Resolves to { url, port, close() }. */
+export function startServer({ port = 8080, root = join(repo, 'demos-dist') } = {}) {
+  const base = resolve(root);
+  const dataDir = fashionMnistDir();
+  const server = createServer((req, res) => {
+    let path;
+    try {
+      path = decodeURIComponent(new URL(req.url ?? '/', 'http://localhost').pathname);
+    } catch {
+      res.writeHead(400).end('bad request');
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    let file = path.startsWith('/data/fashion-mnist/') ? inside(dataDir, path.slice('/data/fashion-mnist/'.length)) : inside(base, path);
+    if (file && existsSync(file) && statSync(file).isDirectory()) {
+      if (!path.endsWith('/')) {
+        res.writeHead(301, { location: path + '/' }).end();
+        return;
+      }
+      file = join(file, 'index.html');
+    }
+    if (!file || !existsSync(file) || !statSync(file).isFile()) {
+      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end(`not found: ${path}\n`);
+      return;
+    }
+    const type = TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream';
+    res.writeHead(200, { 'content-type': type, 'content-length': statSync(file).size, 'cache-control': 'no-cache' });
+    if (req.method === 'HEAD') res.end();
+    else createReadStream(file).pipe(res);
+  });
+  return new Promise((resolvePromise, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      const actual = server.address().port;
+      resolvePromise({
+        url: `http://127.0.0.1:${actual}/`,
+        port: actual,
+        dataDir,
+        close: () =>
+          new Promise((done) => {
+            server.closeAllConnections?.();
+            server.close(() => done());
+          }),
+      });
+    });
+  });
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const { url, dataDir } = await startServer({ port: Number(process.env.PORT ?? 8080), root: process.argv[2] ?? join(repo, 'demos-dist') });
+  console.log(`serving at ${url} (fashion-mnist from ${dataDir})`);
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the tests and demos need, and only what is missing (idempotent):
+#   - Debian's chromium (ships SwiftShader, so headless WebGPU works without a GPU)
+#   - Debian's dataset-fashion-mnist (the full dataset in /usr/share/datasets/fashion-mnist)
+#   - the npm dependencies (npm ci when node_modules is missing or older than package-lock.json)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then SUDO=(sudo); fi
+export DEBIAN_FRONTEND=noninteractive
+
+missing=()
+if [ ! -x /usr/bin/chromium ]; then missing+=(chromium); fi
+if [ ! -d /usr/share/datasets/fashion-mnist ]; then missing+=(dataset-fashion-mnist); fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing ${missing[*]}"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  else
+    echo "setup: apt-get not found; please install: ${missing[*]}" >&2
+  fi
+fi
+
+# npm writes node_modules/.package-lock.json on every install, so its age tells when it ran.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund
+fi
