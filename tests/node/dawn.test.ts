@@ -1,0 +1,68 @@
+// The engine on Node through Dawn (the `webgpu` npm package): tests/node/dawn-smoke.ts is
+// bundled with esbuild and run in a child process, because the Vulkan loader reads
+// VK_ICD_FILENAMES and LD_LIBRARY_PATH (chromium's bundled libvulkan.so.1 and SwiftShader ICD)
+// only when the process starts. WEBGPU_ADAPTER=gpu uses the machine's own Vulkan driver instead.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { expect, test } from 'vitest';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const CHROMIUM_LIB = '/usr/lib/chromium';
+const SWIFTSHADER_ICD = join(CHROMIUM_LIB, 'vk_swiftshader_icd.json');
+const realGpu = process.env.WEBGPU_ADAPTER === 'gpu';
+const skip = !realGpu && !existsSync(SWIFTSHADER_ICD);
+
+if (skip) console.warn(`dawn.test.ts: skipped: ${SWIFTSHADER_ICD} (chromium's SwiftShader Vulkan driver) is missing; set WEBGPU_ADAPTER=gpu to use a real GPU`);
+
+interface SmokeResult {
+  ok: boolean;
+  error?: string;
+  adapter: string;
+  matmulMaxError: number;
+  losses: number[];
+  dispatches: number;
+}
+
+test.skipIf(skip)('the engine runs on Node through Dawn: matmul matches the CPU and an MLP learns', async () => {
+  // Inside node_modules so that the bundle's `import 'webgpu'` resolves to the installed package.
+  const outDir = join(ROOT, 'node_modules/.cache/dawn-smoke');
+  mkdirSync(outDir, { recursive: true });
+  const outfile = join(outDir, 'smoke.mjs');
+  await build({
+    entryPoints: [join(ROOT, 'tests/node/dawn-smoke.ts')],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    external: ['webgpu'],
+    loader: { '.wgsl': 'text' },
+    logLevel: 'silent',
+  });
+
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  if (!realGpu) {
+    env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+    env.LD_LIBRARY_PATH = [CHROMIUM_LIB, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':');
+  }
+  const child = spawnSync(process.execPath, ['--expose-gc', outfile], { cwd: ROOT, env, encoding: 'utf8', timeout: 90_000 });
+  const lastLine = child.stdout.trim().split('\n').at(-1) ?? '';
+  const context = `exit ${child.status}${child.signal ? ` (${child.signal})` : ''}\nstdout: ${child.stdout}\nstderr: ${child.stderr}`;
+  let result: SmokeResult;
+  try {
+    result = JSON.parse(lastLine) as SmokeResult;
+  } catch {
+    throw new Error(`the Dawn smoke script printed no JSON result; ${context}`);
+  }
+  expect(result.error, context).toBeUndefined();
+  expect(result.ok, context).toBe(true);
+  expect(child.status, context).toBe(0);
+  console.log(`dawn: ${result.adapter}, losses ${result.losses[0]!.toFixed(4)} -> ${result.losses.at(-1)!.toFixed(4)}, ${result.dispatches} dispatches`);
+  if (!realGpu) expect(result.adapter.toLowerCase()).toContain('swiftshader');
+  expect(result.matmulMaxError).toBeLessThan(1e-4);
+  expect(result.losses.every(Number.isFinite)).toBe(true);
+  expect(result.losses.at(-1)!).toBeLessThan(0.8 * result.losses[0]!);
+}, 120_000);
