@@ -1,9 +1,20 @@
 // Fashion-MNIST MLP demo: trains 784-256-10 (ReLU, Adam) in the browser on WebGPU, with live
 // loss and test-accuracy charts. Query parameters: epochs (default 3), train (training images,
 // default all), test (test images, default and at most 2000), headless=1 (driven by
-// scripts/headless.mjs). The result goes to window.__result and a `[result] {...}` console line.
+// scripts/headless.mjs), profile=1 (driven by scripts/profile.mjs; profileSteps, default 10, sets
+// how many steps are profiled). The result goes to window.__result and a `[result] {...}` console
+// line. After training a few extra steps always run under engine.profile() for the "GPU profile"
+// panel (the weights are restored afterwards, so they do not change the reported model); the
+// table goes to window.__profile and the rows to window.__profileData.
 import {
   Adam,
+  backward,
+  formatProfile,
+  loadWeights,
+  oneHot,
+  saveWeights,
+  softmaxCrossEntropy,
+  type Profile,
   Dense,
   Engine,
   evaluate,
@@ -32,6 +43,8 @@ declare global {
   interface Window {
     __result?: DemoResult;
     __error?: string;
+    __profile?: string;
+    __profileData?: Profile;
   }
 }
 
@@ -41,6 +54,7 @@ const PIXELS = 784;
 
 const params = new URLSearchParams(location.search);
 const headless = params.get('headless') === '1';
+const profiling = params.get('profile') === '1';
 
 function intParam(name: string, fallback: number): number {
   const raw = params.get(name);
@@ -203,6 +217,48 @@ function showSamples(test: ClassificationData, predictions: number[], count: num
   $('samplesCard').style.display = '';
 }
 
+// ---- GPU profile --------------------------------------------------------------------------
+
+/** Runs `steps` training steps under engine.profile() and puts the weights back afterwards. */
+async function profileSteps(engine: Engine, model: Sequential, optimizer: Adam, train: ClassificationData, steps: number): Promise<Profile> {
+  const saved = await saveWeights(model);
+  const batch = Math.min(BATCH, train.count);
+  const batches = Math.max(1, Math.floor(train.count / batch));
+  const { profile } = await engine.profile(async () => {
+    for (let s = 0; s < steps; s++) {
+      const i = s % batches;
+      const x = train.inputs.subarray(i * batch * PIXELS, (i + 1) * batch * PIXELS);
+      const t = oneHot(Array.from({ length: batch }, (_, r) => train.labels[i * batch + r]!), 10);
+      await engine.scope(async () => {
+        const l = softmaxCrossEntropy(model.forward(engine.tensor(x, [batch, PIXELS], 'x')), engine.tensor(t, [batch, 10], 'y'));
+        backward(l);
+        optimizer.step();
+        optimizer.zeroGrad();
+        await engine.flush();
+      });
+    }
+  });
+  loadWeights(model, saved);
+  log(`profiled ${steps} training steps (${profile.method}): ${profile.totalMs.toFixed(2)} ms GPU time`);
+  return profile;
+}
+
+function showProfile(profile: Profile): void {
+  const body = $('profileRows');
+  body.replaceChildren();
+  for (const r of profile.rows) {
+    const tr = document.createElement('tr');
+    for (const v of [r.kernel, String(r.calls), r.totalMs.toFixed(3), r.meanMs.toFixed(4), r.gflops === null ? '–' : r.gflops.toFixed(2)]) {
+      const td = document.createElement('td');
+      td.textContent = v;
+      tr.append(td);
+    }
+    body.append(tr);
+  }
+  setText('profileMethod', `${profile.method}, total ${profile.totalMs.toFixed(2)} ms of GPU time`);
+  $('profileCard').style.display = '';
+}
+
 // ---- main ---------------------------------------------------------------------------------
 
 function subset(set: ImageSet, n: number): ClassificationData {
@@ -321,6 +377,11 @@ async function main(): Promise<void> {
   });
   showSamples(test, predictions, shown);
 
+  // A few more steps under the profiler, for the GPU profile panel.
+  status('Profiling a few training steps…');
+  const profile = await profileSteps(engine, model, optimizer, train, intParam('profileSteps', 10));
+  showProfile(profile);
+
   const summary: DemoResult = {
     test_acc: testAcc,
     samples_per_s: Math.round(samplesPerSecond * 10) / 10,
@@ -335,6 +396,9 @@ async function main(): Promise<void> {
   $('progress').style.width = '100%';
   setText('speed', Math.round(samplesPerSecond).toLocaleString('en-US'));
   status(`Done: ${(testAcc * 100).toFixed(1)}% test accuracy after ${epochs} epoch${epochs === 1 ? '' : 's'} in ${seconds.toFixed(1)} s (${Math.round(samplesPerSecond)} samples/s).`);
+  window.__profile = formatProfile(profile);
+  window.__profileData = profile;
+  if (profiling) console.log('[profile]\n' + window.__profile);
   window.__result = summary;
   console.log('[result] ' + JSON.stringify(summary));
 }
