@@ -2,25 +2,25 @@
 // reflected on first use and shared by every engine; pipelines are cached per engine.
 import { Kernel } from './kernel.js';
 import adam from '../shaders/adam.wgsl';
-import biasAdd from '../shaders/bias_add.wgsl';
-import binary from '../shaders/binary.wgsl';
-import broadcast from '../shaders/broadcast.wgsl';
-import copyBlock from '../shaders/copy_block.wgsl';
-import conv2d from '../shaders/conv2d.wgsl';
-import conv2dBackwardInput from '../shaders/conv2d_backward_input.wgsl';
-import conv2dBackwardWeight from '../shaders/conv2d_backward_weight.wgsl';
 import batchnorm from '../shaders/batchnorm.wgsl';
 import batchnormBackward from '../shaders/batchnorm_backward.wgsl';
 import batchnormBackwardStats from '../shaders/batchnorm_backward_stats.wgsl';
 import batchnormRunning from '../shaders/batchnorm_running.wgsl';
 import batchnormStats from '../shaders/batchnorm_stats.wgsl';
+import biasAdd from '../shaders/bias_add.wgsl';
+import binary from '../shaders/binary.wgsl';
+import broadcast from '../shaders/broadcast.wgsl';
+import conv2d from '../shaders/conv2d.wgsl';
+import conv2dBackwardInput from '../shaders/conv2d_backward_input.wgsl';
+import conv2dBackwardWeight from '../shaders/conv2d_backward_weight.wgsl';
+import copyBlock from '../shaders/copy_block.wgsl';
+import dropout from '../shaders/dropout.wgsl';
 import embedding from '../shaders/embedding.wgsl';
 import embeddingBackward from '../shaders/embedding_backward.wgsl';
+import fill from '../shaders/fill.wgsl';
 import layernorm from '../shaders/layernorm.wgsl';
 import layernormBackward from '../shaders/layernorm_backward.wgsl';
 import layernormBackwardGamma from '../shaders/layernorm_backward_gamma.wgsl';
-import dropout from '../shaders/dropout.wgsl';
-import fill from '../shaders/fill.wgsl';
 import matmul from '../shaders/matmul.wgsl';
 import pool2d from '../shaders/pool2d.wgsl';
 import pool2dBackward from '../shaders/pool2d_backward.wgsl';
@@ -33,25 +33,25 @@ import unaryBackward from '../shaders/unary_backward.wgsl';
 
 const SOURCES = {
   adam,
-  bias_add: biasAdd,
-  binary,
-  broadcast,
-  copy_block: copyBlock,
-  conv2d,
-  conv2d_backward_input: conv2dBackwardInput,
-  conv2d_backward_weight: conv2dBackwardWeight,
   batchnorm,
   batchnorm_backward: batchnormBackward,
   batchnorm_backward_stats: batchnormBackwardStats,
   batchnorm_running: batchnormRunning,
   batchnorm_stats: batchnormStats,
+  bias_add: biasAdd,
+  binary,
+  broadcast,
+  conv2d,
+  conv2d_backward_input: conv2dBackwardInput,
+  conv2d_backward_weight: conv2dBackwardWeight,
+  copy_block: copyBlock,
+  dropout,
   embedding,
   embedding_backward: embeddingBackward,
+  fill,
   layernorm,
   layernorm_backward: layernormBackward,
   layernorm_backward_gamma: layernormBackwardGamma,
-  dropout,
-  fill,
   matmul,
   pool2d,
   pool2d_backward: pool2dBackward,

@@ -1,13 +1,27 @@
-// Layers: Dense, activations, Dropout, Flatten and Sequential with named layers. Parameters
+// Layers: Dense, Conv2d, pooling, normalisation, Embedding, activations, Dropout, Flatten and
+// Sequential with named layers. Parameters
 // are listed under stable dotted names (`fc1.weight`), which freezing, masks, optimizer groups
 // and saved weights all use.
 import type { Engine } from './engine.js';
 import { noGrad } from './graph.js';
-import { dropout, FUSED_ACTIVATIONS, linear, reshape, unary, type FusedActivation, type UnaryOp } from './ops/index.js';
-import { avgPool2d, conv2d, globalAvgPool, maxPool2d } from './ops/index.js';
-import { batchNorm, checkIndices, embedding, layerNorm } from './ops/index.js';
-import { randomUniform } from './random.js';
-import { randomNormal } from './random.js';
+import {
+  avgPool2d,
+  batchNorm,
+  checkIndices,
+  conv2d,
+  dropout,
+  embedding,
+  FUSED_ACTIVATIONS,
+  globalAvgPool,
+  layerNorm,
+  linear,
+  maxPool2d,
+  reshape,
+  unary,
+  type FusedActivation,
+  type UnaryOp,
+} from './ops/index.js';
+import { randomNormal, randomUniform } from './random.js';
 import type { Parameter, Tensor } from './tensor.js';
 
 export abstract class Module {

@@ -22,6 +22,7 @@ import {
   Sequential,
   type ClassificationData,
 } from '../../src/index.js';
+import { expectClose, FD, type Tol } from '../close.js';
 import * as ref from '../reference.js';
 
 let engine: Engine;
@@ -34,30 +35,8 @@ afterAll(async () => {
   await engine?.sync();
 });
 
-interface Tol {
-  atol: number;
-  rtol: number;
-}
-
 /** Sums of products: rtol relative to the sum of |terms| (`scale`). */
 const ACCUMULATED: Tol = { atol: 1e-6, rtol: 1e-5 };
-const FD: Tol = { atol: 1e-6, rtol: 1e-6 };
-
-function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tol, what: string, scale?: ArrayLike<number>): void {
-  expect(actual.length, `${what}: number of elements`).toBe(expected.length);
-  const bad: number[] = [];
-  for (let i = 0; i < expected.length; i++) {
-    const s = scale ? scale[i]! : Math.abs(expected[i]!);
-    if (!(Math.abs(actual[i]! - expected[i]!) <= tol.atol + tol.rtol * s)) bad.push(i);
-  }
-  if (bad.length > 0) {
-    const detail = bad
-      .slice(0, 6)
-      .map((i) => `[${i}] got ${actual[i]} want ${expected[i]}`)
-      .join('; ');
-    throw new Error(`${what}: ${bad.length} of ${expected.length} elements outside atol ${tol.atol} rtol ${tol.rtol}: ${detail}`);
-  }
-}
 
 const abs = (x: Float64Array) => x.map(Math.abs);
 

@@ -9,6 +9,7 @@ import { BatchNorm, Dense, Embedding, LayerNorm, Sequential } from '../../src/en
 import * as ops from '../../src/engine/ops/index.js';
 import { SGD } from '../../src/engine/optim.js';
 import type { Tensor } from '../../src/engine/tensor.js';
+import { expectClose, FD, type Tol } from '../close.js';
 import * as ref from '../reference.js';
 
 let engine: Engine;
@@ -21,32 +22,11 @@ afterAll(async () => {
   await engine?.sync();
 });
 
-interface Tol {
-  atol: number;
-  rtol: number;
-}
-
 /** A normalisation: a few reductions and an inverse square root per value (each a few ulp). */
 const NORM: Tol = { atol: 1e-5, rtol: 1e-5 };
 /** Gradients through the statistics: sums over the channel or row with cancellation. */
 const NORM_GRAD: Tol = { atol: 5e-5, rtol: 5e-5 };
 const EXACT: Tol = { atol: 0, rtol: 0 };
-const FD: Tol = { atol: 1e-6, rtol: 1e-6 };
-
-function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tol, what: string): void {
-  expect(actual.length, `${what}: number of elements`).toBe(expected.length);
-  const bad: number[] = [];
-  for (let i = 0; i < expected.length; i++) {
-    if (!(Math.abs(actual[i]! - expected[i]!) <= tol.atol + tol.rtol * Math.abs(expected[i]!))) bad.push(i);
-  }
-  if (bad.length > 0) {
-    const detail = bad
-      .slice(0, 6)
-      .map((i) => `[${i}] got ${actual[i]} want ${expected[i]}`)
-      .join('; ');
-    throw new Error(`${what}: ${bad.length} of ${expected.length} elements outside atol ${tol.atol} rtol ${tol.rtol}: ${detail}`);
-  }
-}
 
 const f32 = (data: ArrayLike<number>) => Float32Array.from(data);
 

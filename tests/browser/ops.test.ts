@@ -10,6 +10,7 @@ import { backward, gradients } from '../../src/engine/autograd.js';
 import { Engine } from '../../src/engine/engine.js';
 import * as ops from '../../src/engine/ops/index.js';
 import type { Tensor } from '../../src/engine/tensor.js';
+import { expectClose, FD, type Tol } from '../close.js';
 import * as ref from '../reference.js';
 
 let engine: Engine;
@@ -24,41 +25,12 @@ afterAll(async () => {
 
 // ---------------------------------------------------------------- comparison helpers
 
-interface Tol {
-  atol: number;
-  rtol: number;
-}
-
 /** Exact-ish float32 ops (one rounding per element). */
 const EXACT: Tol = { atol: 1e-6, rtol: 1e-6 };
 /** Transcendental functions (WGSL allows a few ulp plus an absolute error for exp/log/tanh). */
 const TRANSCENDENTAL: Tol = { atol: 2e-6, rtol: 2e-5 };
 /** Sums of many products, with rtol relative to the sum of absolute terms (see `byAbs`). */
 const ACCUMULATED: Tol = { atol: 1e-6, rtol: 1e-5 };
-/** Reference analytic gradient against float64 finite differences. */
-const FD: Tol = { atol: 1e-6, rtol: 1e-6 };
-
-/**
- * Checks |actual - expected| <= atol + rtol * scale elementwise, where scale is |expected| or the
- * given magnitudes (the sum of |terms| for accumulations, where |expected| can cancel to ~0).
- */
-function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tol, what: string, scale?: ArrayLike<number>): void {
-  expect(actual.length, `${what}: number of elements`).toBe(expected.length);
-  const bad: number[] = [];
-  for (let i = 0; i < expected.length; i++) {
-    const a = actual[i]!;
-    const e = expected[i]!;
-    const s = scale ? scale[i]! : Math.abs(e);
-    if (!(Math.abs(a - e) <= tol.atol + tol.rtol * s)) bad.push(i);
-  }
-  if (bad.length > 0) {
-    const detail = bad
-      .slice(0, 6)
-      .map((i) => `[${i}] got ${actual[i]} want ${expected[i]}`)
-      .join('; ');
-    throw new Error(`${what}: ${bad.length} of ${expected.length} elements outside atol ${tol.atol} rtol ${tol.rtol}: ${detail}`);
-  }
-}
 
 const f32 = (data: ArrayLike<number>) => Float64Array.from(data, (v) => Math.fround(v));
 const abs = (x: Float64Array) => x.map(Math.abs);
