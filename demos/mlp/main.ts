@@ -309,8 +309,11 @@ async function main(): Promise<void> {
   };
   redraw();
 
-  // Time spent outside training (evaluation, drawing) is left out of the throughput.
-  let asideMs = 0;
+  // Time spent outside training (evaluation, drawing) is left out of the throughput. It is kept
+  // as absolute intervals: fit reports losses asynchronously, so a progress callback can run
+  // after later steps, and only the time set aside before its step counts against it.
+  const aside: [number, number][] = [];
+  const asideUntil = (t: number) => aside.reduce((sum, [a, b]) => sum + Math.max(0, Math.min(b, t) - a), 0);
   const evalTest = async (epoch: number) => {
     const t0 = performance.now();
     status(`Evaluating on ${test.count} test images…`);
@@ -319,11 +322,11 @@ async function main(): Promise<void> {
     setText('acc', `${(accuracy * 100).toFixed(1)}%`);
     redraw();
     log(`eval epoch=${Number(epoch.toFixed(2))} test_acc=${accuracy.toFixed(4)} test_loss=${loss.toFixed(4)}`);
-    asideMs += performance.now() - t0;
+    aside.push([t0, performance.now()]);
     return accuracy;
   };
   await evalTest(0);
-  asideMs = 0; // fit's clock starts below
+  aside.length = 0; // fit's clock starts below
 
   status(`Training on ${train.count} images for ${epochs} epoch${epochs === 1 ? '' : 's'}…`);
   let lastLoss = NaN;
@@ -342,7 +345,7 @@ async function main(): Promise<void> {
       const at = p.step / stepsPerEpoch;
       lossPoints.push([at, p.loss]);
       if (lossPoints.length === 1) maxLoss = Math.max(0.5, Math.ceil(p.loss * 2) / 2);
-      const sps = p.samples / Math.max(1e-3, (p.elapsedMs - asideMs) / 1000);
+      const sps = p.samples / Math.max(1e-3, (p.elapsedMs - asideUntil(trainStart + p.elapsedMs)) / 1000);
       setText('epoch', `${Math.min(epochs, p.epoch + 1)} / ${epochs}`);
       setText('loss', p.loss.toFixed(4));
       setText('speed', Math.round(sps).toLocaleString('en-US'));
@@ -350,7 +353,7 @@ async function main(): Promise<void> {
       status(`Epoch ${p.epoch + 1} of ${epochs}: step ${p.step} / ${p.totalSteps}, ${p.samples.toLocaleString('en-US')} samples`);
       redraw();
       log(`epoch=${p.epoch + 1}/${epochs} step=${p.step}/${p.totalSteps} loss=${p.loss.toFixed(4)} samples_per_s=${Math.round(sps)}`);
-      asideMs += performance.now() - t0;
+      aside.push([t0, performance.now()]);
       // Short runs also get test points within an epoch (the epoch's end is onEpoch's).
       const k = Math.floor(at * evalsPerEpoch + 1e-9);
       if (k > lastEval) {
@@ -363,7 +366,7 @@ async function main(): Promise<void> {
     },
   });
   const seconds = (performance.now() - trainStart) / 1000;
-  const trainSeconds = Math.max(1e-3, result.seconds - asideMs / 1000);
+  const trainSeconds = Math.max(1e-3, result.seconds - asideUntil(performance.now()) / 1000);
   const samplesPerSecond = result.samples / trainSeconds;
   const testAcc = accPoints[accPoints.length - 1]![1];
 
