@@ -24,6 +24,16 @@ import {
 import { randomNormal, randomUniform } from './random.js';
 import type { Parameter, Tensor } from './tensor.js';
 
+/** A layer that can apply the activation after it in its own kernel's epilogue (Sequential uses this). */
+interface Fusing {
+  canFuse(activation: Activation): boolean;
+  forwardFused(x: Tensor, activation: Activation | null): Tensor;
+}
+
+function isFusing(m: Module): m is Module & Fusing {
+  return 'canFuse' in m && 'forwardFused' in m;
+}
+
 export abstract class Module {
   training = true;
 
@@ -162,7 +172,10 @@ export class Dense extends Module {
     return this.forwardFused(x, null);
   }
 
-  /** The forward with an activation applied in the same kernel (Sequential fuses Dense + activation). */
+  canFuse(activation: Activation): boolean {
+    return activation.op in FUSED_ACTIVATIONS && (activation.op !== 'leaky_relu' || activation.alpha > 0);
+  }
+
   forwardFused(x: Tensor, activation: Activation | null): Tensor {
     if (x.rank !== 2 || x.shape[1] !== this.inFeatures) {
       throw new Error(`Dense(${this.inFeatures} -> ${this.outFeatures}): input ${x.name} has shape [${x.shape.join(',')}], expected [batch, ${this.inFeatures}]`);
@@ -182,11 +195,6 @@ export class Activation extends Module {
 
   forward(x: Tensor): Tensor {
     return unary(this.op, x, this.alpha);
-  }
-
-  /** Whether a preceding Dense can apply this activation in its matmul's epilogue. */
-  get fusable(): boolean {
-    return this.op in FUSED_ACTIVATIONS && (this.op !== 'leaky_relu' || this.alpha > 0);
   }
 }
 
@@ -271,8 +279,8 @@ export class Sequential extends Module {
     for (let i = 0; i < this.layers.length; i++) {
       const layer = this.layers[i]![1];
       const next = this.layers[i + 1]?.[1];
-      if (layer instanceof Dense && next instanceof Activation && next.fusable) {
-        // Dense then an activation: one kernel (the result and the gradients are the same).
+      if (next instanceof Activation && isFusing(layer) && layer.canFuse(next)) {
+        // A layer then its activation: one kernel (the result and the gradients are the same).
         y = layer.forwardFused(y, next);
         i++;
       } else y = layer.forward(y);
@@ -325,7 +333,15 @@ export class Conv2d extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    return conv2d(x, this.weight, this.bias, { stride: this.options.stride, padding: this.options.padding });
+    return this.forwardFused(x, null);
+  }
+
+  canFuse(activation: Activation): boolean {
+    return activation.op === 'relu';
+  }
+
+  forwardFused(x: Tensor, activation: Activation | null): Tensor {
+    return conv2d(x, this.weight, this.bias, { stride: this.options.stride, padding: this.options.padding, relu: activation !== null });
   }
 }
 

@@ -123,6 +123,36 @@ describe('conv2d', () => {
     });
   });
 
+  // The fused ReLU (conv2d(..., { relu: true })): forward relu(conv + b), backward through it.
+  [cases[0]!, cases[4]!].forEach((g, n) => {
+    const name = `fused relu: x [${g.N},${g.C},${g.H},${g.W}] w [${g.OC},${g.C},${g.KH},${g.KW}] stride ${g.stride} padding ${g.padding}`;
+    test(name, async () => {
+      const xShape = [g.N, g.C, g.H, g.W];
+      const wShape = [g.OC, g.C, g.KH, g.KW];
+      const relu = (v: Float64Array) => v.map((z) => Math.max(z, 0));
+      await check(
+        `conv2d ${name}`,
+        {
+          inputs: [
+            { data: ref.normal(xShape, 500 + n), shape: xShape },
+            { data: ref.normal(wShape, 600 + n, 0.5), shape: wShape },
+            { data: ref.normal([g.OC], 700 + n), shape: [g.OC] },
+          ],
+          gpu: ([x, w, b]) => ops.conv2d(x!, w!, b!, { stride: g.stride, padding: g.padding, relu: true }),
+          forward: ([x, w, b]) => {
+            const z = ref.conv2d(x!, w!, b!, g);
+            return { data: relu(z.data), shape: z.shape };
+          },
+          grad: ([x, w, b], dy) => {
+            const z = ref.conv2d(x!, w!, b!, g).data;
+            return ref.conv2dGrad(x!, w!, g, dy.map((d, i) => (z[i]! > 0 ? d : 0)));
+          },
+        },
+        800 + n,
+      );
+    });
+  });
+
   test('rectangular kernel, per-axis stride and padding', async () => {
     // The reference takes one stride and padding, so compare against an equivalent: a 3x1 kernel
     // with padding [1, 0] and stride [2, 1] equals the general formula evaluated directly.

@@ -6,6 +6,7 @@
 import { record } from '../graph.js';
 import { shapeString, type Tensor } from '../tensor.js';
 import { alive, rank } from './check.js';
+import { unaryBackward } from './elementwise.js';
 import { sum } from './reduce.js';
 
 export interface Conv2dOptions {
@@ -13,6 +14,8 @@ export interface Conv2dOptions {
   stride?: number | readonly [number, number];
   /** Zero padding on each side, one number for both axes or [vertical, horizontal]; default 0. */
   padding?: number | readonly [number, number];
+  /** A ReLU applied in the same kernel (its derivative follows from the output). */
+  relu?: boolean;
 }
 
 const WG = 64; // invocations per workgroup of the conv kernels
@@ -62,12 +65,24 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
     engine.dispatch('conv2d', {
       bindings: { x, weight, bias: bias ?? weight, out, weight_scalar: weight },
       uniforms: { ...dims, K, P },
-      constants: { ALIGNED: K % 4 === 0, HAS_BIAS: bias !== null },
+      constants: { ALIGNED: K % 4 === 0, HAS_BIAS: bias !== null, RELU: options.relu ?? false },
       workgroups: grid(x, Math.ceil(P / 4 / WG), Math.ceil(OC / 4)),
     });
   }
 
+  // With the fused ReLU, the gradient before it, dz = dy * (out > 0), is computed once for all inputs.
+  let dzFor: Tensor | null = null;
+  let dz: Tensor | null = null;
+  const preActivation = (dy: Tensor): Tensor => {
+    if (!options.relu) return dy;
+    if (dzFor !== dy || !dz || dz.disposed) {
+      dz = unaryBackward('relu', out, out, dy, 0);
+      dzFor = dy;
+    }
+    return dz;
+  };
   const dInput = (dy: Tensor): Tensor => {
+    dy = preActivation(dy);
     const dx = engine.empty(x.shape, `d(${x.name})`);
     const CB = Math.ceil(C / 4);
     const WB = Math.ceil(W / 4);
@@ -76,6 +91,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
     return dx;
   };
   const dWeight = (dy: Tensor): Tensor => {
+    dy = preActivation(dy);
     if (P === 0) return engine.zeros(weight.shape, `d(${weight.name})`);
     const blocks = Math.ceil(OC / 4) * Math.ceil(K / 4);
     const groups = Math.ceil(blocks / WG);
@@ -99,6 +115,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
     return dw;
   };
   const dBias = (dy: Tensor): Tensor => {
+    dy = preActivation(dy);
     const rows = engine.view(dy, [N, OC, OH * OW], `${dy.name}.rows`);
     const perImage = sum(rows, 2);
     rows.dispose();
@@ -106,5 +123,6 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
     perImage.dispose();
     return db;
   };
-  return record(out, op, bias ? [x, weight, bias] : [x, weight], bias ? [dInput, dWeight, dBias] : [dInput, dWeight]);
+  const name = options.relu ? `${op}+relu` : op;
+  return record(out, name, bias ? [x, weight, bias] : [x, weight], bias ? [dInput, dWeight, dBias] : [dInput, dWeight]);
 }
