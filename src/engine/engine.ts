@@ -5,7 +5,7 @@ import { compilationError, type Constants, type Kernel } from './kernel.js';
 import { kernel as registeredKernel, type KernelName } from './kernels.js';
 import { BufferPool, BufferUsage, type MemoryInfo } from './pool.js';
 import { ProfileRecorder, type Profile } from './profiler.js';
-import { tuneMatmul, type TuningResult } from './autotune.js';
+import { tuneConv2d, tuneMatmul, type TuningResult } from './autotune.js';
 import { randomNormal, randomUniform } from './random.js';
 import { Parameter, shapeSize, shapeString, Tensor, type Shape, type Storage } from './tensor.js';
 
@@ -161,11 +161,11 @@ export class Engine {
     return engine;
   }
 
-  /** Times a few configurations of the matmul kernel on this adapter and keeps the fastest. */
+  /** Times a few configurations of the matmul and conv2d kernels on this adapter and keeps the fastest. */
   async autotune(): Promise<TuningResult[]> {
-    const result = await tuneMatmul(this);
-    this.tuning.set(result.kernel, result.best);
-    return [result];
+    const results = [await tuneMatmul(this), await tuneConv2d(this)];
+    for (const r of results) this.tuning.set(r.kernel, r.best);
+    return results;
   }
 
   /** Called once if the device is lost; later calls into the engine throw the same error. */

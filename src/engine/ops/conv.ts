@@ -18,7 +18,7 @@ export interface Conv2dOptions {
   relu?: boolean;
 }
 
-const WG = 64; // invocations per workgroup of the conv kernels
+const WG = 64; // invocations per workgroup of the conv kernels (the forward's may be autotuned)
 
 function pair(op: string, what: string, v: number | readonly [number, number] | undefined, fallback: number, min: number): [number, number] {
   const p: [number, number] = v === undefined ? [fallback, fallback] : typeof v === 'number' ? [v, v] : [v[0], v[1]];
@@ -62,11 +62,13 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   const out = engine.empty([N, OC, OH, OW], op);
   const dims = { N, C, H, W, OC, OH, OW, KH, KW, SH, SW, PH, PW };
   if (P > 0) {
+    const wg = (engine.tuning.get('conv2d')?.WG as number | undefined) ?? WG;
     engine.dispatch('conv2d', {
       bindings: { x, weight, bias: bias ?? weight, out, weight_scalar: weight },
       uniforms: { ...dims, K, P },
-      constants: { ALIGNED: K % 4 === 0, HAS_BIAS: bias !== null, RELU: options.relu ?? false },
-      workgroups: grid(x, Math.ceil(P / 4 / WG), Math.ceil(OC / 4)),
+      constants: { ALIGNED: K % 4 === 0, HAS_BIAS: bias !== null, RELU: options.relu ?? false, WG: wg },
+      workgroups: grid(x, Math.ceil(P / 4 / wg), Math.ceil(OC / 4)),
+      flops: 2 * P * OC * K,
     });
   }
 
