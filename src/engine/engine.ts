@@ -265,15 +265,6 @@ export class Engine {
     this.record({ kind: 'copy', src: staging, srcOffset: 0, dst: buffer, dstOffset: t.offset * 4, size: data.byteLength, temporary: true });
   }
 
-  /** Copies `src` into `dst` (same number of elements), in order with the recorded commands. */
-  copy(src: Tensor, dst: Tensor): void {
-    src.assertAlive('copy');
-    dst.assertAlive('copy');
-    if (src.size !== dst.size) throw new Error(`copy: ${src.name} ${shapeString(src.shape)} into ${dst.name} ${shapeString(dst.shape)}`);
-    if (src.size === 0) return;
-    this.record({ kind: 'copy', src: src.storage.buffer, srcOffset: src.offset * 4, dst: dst.storage.buffer, dstOffset: dst.offset * 4, size: src.size * 4, temporary: false });
-  }
-
   async read(t: Tensor): Promise<Float32Array> {
     t.assertAlive('read');
     const bytes = t.size * 4;

@@ -255,6 +255,19 @@ describe('model surgery', () => {
     expect(y.every(Number.isFinite)).toBe(true);
     expect(() => model.replace('nope', head)).toThrow(/nope.*fc1, relu1, fc2, relu2, fc3/);
     expect(() => model.get('nope')).toThrow(/nope/);
+
+    // Cutting at a named layer: the base shares the model's parameters and computes its features.
+    const base = model.upTo('relu2');
+    expect(base.names()).toEqual(['fc1', 'relu1', 'fc2', 'relu2']);
+    expect(base.parameters().get('fc2.weight')).toBe(params.get('fc2.weight'));
+    const [features, full, fromFeatures] = await engine.scope(async () => {
+      const x = engine.randn([3, 6], { seed: 4 });
+      const f = base.predict(x);
+      return Promise.all([f.data(), model.predict(x).data(), head.predict(f).data()]);
+    });
+    expect(features.length).toBe(3 * 8);
+    expect(Array.from(fromFeatures)).toEqual(Array.from(full));
+    expect(() => model.upTo('nope')).toThrow(/Sequential.upTo: no layer named "nope"/);
     model.dispose();
   });
 });
