@@ -242,10 +242,23 @@ export class Engine {
   }
 
   /** A tensor sharing `source`'s elements with another shape. */
-  view(source: Tensor, shape: Shape, name = `${source.name}.view`): Tensor {
+  /** A tensor sharing `source`'s elements from `offset` on (a multiple of 64) with another shape. */
+  view(source: Tensor, shape: Shape, name = `${source.name}.view`, offset = 0): Tensor {
     source.assertAlive('view');
+    if (offset % 64 !== 0 || offset < 0 || offset + shapeSize(shape) > source.size) {
+      throw new Error(`view: ${shapeString(shape)} at element ${offset} does not fit in ${source.name} ${shapeString(source.shape)} (offsets are multiples of 64)`);
+    }
     source.storage.refs++;
-    return this.track(new Tensor(this, shape, source.storage, name, source.offset));
+    return this.track(new Tensor(this, shape, source.storage, name, source.offset + offset));
+  }
+
+  /** Copies `src` into `dst` (same number of elements), in order with the recorded commands. */
+  copy(src: Tensor, dst: Tensor): void {
+    src.assertAlive('copy');
+    dst.assertAlive('copy');
+    if (src.size !== dst.size) throw new Error(`copy: ${src.name} ${shapeString(src.shape)} into ${dst.name} ${shapeString(dst.shape)}`);
+    if (src.size === 0) return;
+    this.record({ kind: 'copy', src: src.storage.buffer, srcOffset: src.offset * 4, dst: dst.storage.buffer, dstOffset: dst.offset * 4, size: src.size * 4, temporary: false });
   }
 
   /** Overwrites a tensor's values from the CPU, in order with the recorded commands. */

@@ -1,6 +1,7 @@
-// Optimizers: one fused WGSL kernel per parameter update (sgd.wgsl, adam.wgsl). Parameter
-// groups carry their own learning rate and weight decay; an optional global-norm clip is
-// computed on the GPU and read by the update kernels, so a step needs no readback.
+// Optimizers: one fused WGSL kernel per parameter group and step (sgd.wgsl, adam.wgsl), over the
+// group's parameters packed into one buffer. Groups carry their own learning rate and weight
+// decay; an optional global-norm clip is computed on the GPU and read by the update kernels, so
+// a step needs no readback.
 import type { Engine } from './engine.js';
 import { noGrad } from './graph.js';
 import { add, square, sum, unary } from './ops/index.js';
@@ -32,6 +33,28 @@ interface Group {
 
 type Params = Iterable<Parameter> | Map<string, Parameter> | ParamGroup[];
 
+/**
+ * A group's parameters packed into one buffer (each at a multiple of 64 elements, the binding
+ * alignment), with their gradients, optimizer state and update mask packed the same way, so that
+ * one kernel updates the whole group. The parameters are moved onto the packed buffer.
+ */
+export interface Packed {
+  flat: Tensor;
+  grads: Tensor;
+  state: Tensor[];
+  /** 1 where this step updates, 0 elsewhere (frozen, masked, no gradient, gaps). */
+  mask: Tensor;
+  maskKey: string;
+  offsets: Map<Parameter, number>;
+  /** Adam's per-parameter bias corrections. */
+  segments: Tensor | null;
+}
+
+function disposePacked(p: Packed): void {
+  for (const t of [p.flat, p.grads, p.mask, ...p.state]) t.dispose();
+  p.segments?.dispose();
+}
+
 export abstract class Optimizer {
   readonly groups: Group[];
   /** Steps taken so far. */
@@ -39,8 +62,10 @@ export abstract class Optimizer {
   clipNorm: number | undefined;
   schedule: Schedule | undefined;
   protected readonly engine: Engine;
-  protected readonly state = new Map<Parameter, { tensors: Tensor[]; steps: number }>();
-  // Bound where a shader's binding is unused (no mask, no momentum) and as the clip factor 1.
+  /** Steps each parameter has been updated (Adam's bias correction counts per parameter, as torch). */
+  protected readonly paramSteps = new Map<Parameter, number>();
+  private readonly packed = new Map<Group, Packed>();
+  // Bound where a shader's binding is unused (no momentum) and as the clip factor 1.
   protected readonly ones: Tensor;
   protected readonly scratch: Tensor;
 
@@ -75,22 +100,21 @@ export abstract class Optimizer {
     return g.lr * (this.schedule ? this.schedule(this.steps) : 1);
   }
 
-  /** Applies one update to every unfrozen parameter that has a gradient. Records GPU work only. */
+  /** Applies one update to every unfrozen parameter that has a gradient: one kernel per group. */
   step(): void {
-    const active = this.groups.map((g) => g.params.filter((p) => p.grad && !p.frozen));
+    const active = this.groups.map((g) => g.params.filter((p) => p.grad && !p.frozen && !p.disposed));
     noGrad(() => {
       const clip = this.clipNorm === undefined ? this.ones : this.clipFactor(active.flat(), this.clipNorm);
       this.groups.forEach((g, i) => {
-        const lr = this.lr(i);
-        for (const p of active[i]!) {
-          let s = this.state.get(p);
-          if (!s) {
-            s = { tensors: this.createState(p), steps: 0 };
-            this.state.set(p, s);
-          }
-          s.steps++;
-          this.engine.withLabel(p.name, () => this.update(p, p.grad!, s.tensors, s.steps, lr, g.weightDecay, clip));
-        }
+        const params = active[i]!;
+        if (params.length === 0) return;
+        const packed = this.pack(g, params);
+        for (const p of params) this.paramSteps.set(p, (this.paramSteps.get(p) ?? 0) + 1);
+        this.engine.withLabel(g.name, () => {
+          for (const p of params) this.region(packed, packed.grads, p, (grad) => this.engine.copy(p.grad!, grad));
+          this.updateMask(packed, params);
+          this.update(packed, params, this.lr(i), g.weightDecay, clip);
+        });
       });
       if (clip !== this.ones) clip.dispose();
     });
@@ -104,6 +128,84 @@ export abstract class Optimizer {
         p.grad?.dispose();
         p.grad = null;
       }
+    }
+  }
+
+  /** The optimizer state of a parameter (velocity, or Adam's two moments) as views; empty before its first update. */
+  stateOf(p: Parameter): Tensor[] {
+    const group = this.groups.find((g) => g.params.includes(p));
+    const packed = group && this.packed.get(group);
+    if (!packed || !packed.offsets.has(p)) return [];
+    const at = packed.offsets.get(p)!;
+    return packed.state.map((s) => this.engine.view(s, p.shape, `${p.name}.state`, at));
+  }
+
+  /**
+   * The group's packed buffers, holding every parameter it has updated so far (frozen ones never
+   * take space); repacked, state carried over, when a parameter is updated for the first time.
+   */
+  private pack(g: Group, params: Parameter[]): Packed {
+    const old = this.packed.get(g);
+    if (old) {
+      for (const p of old.offsets.keys()) {
+        if (!p.disposed && p.storage !== old.flat.storage) {
+          throw new Error(`optimizer: parameter ${p.name} was packed by another optimizer since; use one optimizer per parameter at a time`);
+        }
+      }
+      if (params.every((p) => old.offsets.has(p))) return old;
+    }
+    const members = g.params.filter((p) => !p.disposed && (old?.offsets.has(p) || params.includes(p)));
+    const e = this.engine;
+    const offsets = new Map<Parameter, number>();
+    let total = 0;
+    for (const p of members) {
+      offsets.set(p, total);
+      total += Math.ceil(p.size / 64) * 64;
+    }
+    const name = `optimizer.${g.name}`;
+    const packed: Packed = {
+      flat: e.keep(e.zeros([total], `${name}.params`)),
+      grads: e.keep(e.zeros([total], `${name}.grads`)),
+      state: this.createState(total, name).map((t) => e.keep(t)),
+      mask: e.keep(e.zeros([total], `${name}.mask`)),
+      maskKey: '',
+      offsets,
+      segments: null,
+    };
+    for (const p of members) {
+      this.region(packed, packed.flat, p, (r) => e.copy(p, r));
+      if (old?.offsets.has(p)) {
+        packed.state.forEach((s, i) => this.region(old, old.state[i]!, p, (from) => this.region(packed, s, p, (to) => e.copy(from, to))));
+      }
+      p.relocate(packed.flat.storage, packed.flat.offset + offsets.get(p)!);
+    }
+    if (old) disposePacked(old);
+    this.packed.set(g, packed);
+    return packed;
+  }
+
+  /** Runs fn on the view of p's elements within a packed buffer. */
+  protected region(packed: Packed, buffer: Tensor, p: Parameter, fn: (view: Tensor) => void): void {
+    const view = this.engine.view(buffer, p.shape, `${buffer.name}[${p.name}]`, packed.offsets.get(p)!);
+    try {
+      fn(view);
+    } finally {
+      view.dispose();
+    }
+  }
+
+  /** Rewrites the update mask when the set of updated parameters or their masks changed. */
+  private updateMask(packed: Packed, params: Parameter[]): void {
+    const key = params.map((p) => `${p.id}:${p.mask?.id ?? ''}`).join(',');
+    if (key === packed.maskKey) return;
+    packed.maskKey = key;
+    const e = this.engine;
+    e.dispatch('fill', { bindings: { out: packed.mask }, uniforms: { n: packed.mask.size, value: 0 }, threads: packed.mask.size });
+    for (const p of params) {
+      this.region(packed, packed.mask, p, (m) => {
+        if (p.mask) e.copy(p.mask, m);
+        else e.dispatch('fill', { bindings: { out: m }, uniforms: { n: m.size, value: 1 }, threads: m.size });
+      });
     }
   }
 
@@ -131,14 +233,16 @@ export abstract class Optimizer {
   }
 
   dispose(): void {
-    for (const s of this.state.values()) for (const t of s.tensors) t.dispose();
-    this.state.clear();
+    for (const p of this.packed.values()) disposePacked(p);
+    this.packed.clear();
     this.ones.dispose();
     this.scratch.dispose();
   }
 
-  protected abstract createState(p: Parameter): Tensor[];
-  protected abstract update(p: Parameter, grad: Tensor, state: Tensor[], step: number, lr: number, weightDecay: number, clip: Tensor): void;
+  /** State tensors of a packed group of `size` elements, zero-initialised. */
+  protected abstract createState(size: number, name: string): Tensor[];
+  /** Records the group's update kernel; `params` are the parameters updated this step. */
+  protected abstract update(packed: Packed, params: Parameter[], lr: number, weightDecay: number, clip: Tensor): void;
 }
 
 export interface SGDOptions extends OptimizerOptions {
@@ -158,16 +262,17 @@ export class SGD extends Optimizer {
     if (this.nesterov && this.momentum <= 0) throw new Error('SGD: Nesterov momentum needs momentum > 0');
   }
 
-  protected createState(p: Parameter): Tensor[] {
-    return this.momentum > 0 ? [this.engine.keep(this.engine.zeros(p.shape, `${p.name}.velocity`))] : [];
+  protected createState(size: number, name: string): Tensor[] {
+    return this.momentum > 0 ? [this.engine.zeros([size], `${name}.velocity`)] : [];
   }
 
-  protected update(p: Parameter, grad: Tensor, state: Tensor[], _step: number, lr: number, weightDecay: number, clip: Tensor): void {
+  protected update(packed: Packed, _params: Parameter[], lr: number, weightDecay: number, clip: Tensor): void {
+    const n = packed.flat.size;
     this.engine.dispatch('sgd', {
-      bindings: { param: p, grad, velocity: state[0] ?? this.scratch, mask: p.mask ?? this.ones, clip },
-      uniforms: { n: p.size, lr, momentum: this.momentum, weight_decay: weightDecay },
-      constants: { HAS_MASK: p.mask !== null, HAS_MOMENTUM: this.momentum > 0, NESTEROV: this.nesterov },
-      threads: p.size,
+      bindings: { param: packed.flat, grad: packed.grads, velocity: packed.state[0] ?? this.scratch, mask: packed.mask, clip },
+      uniforms: { n, lr, momentum: this.momentum, weight_decay: weightDecay },
+      constants: { HAS_MOMENTUM: this.momentum > 0, NESTEROV: this.nesterov },
+      threads: n,
     });
   }
 }
@@ -190,25 +295,30 @@ export class Adam extends Optimizer {
     this.eps = options.eps ?? 1e-8;
   }
 
-  protected createState(p: Parameter): Tensor[] {
-    return [this.engine.keep(this.engine.zeros(p.shape, `${p.name}.m`)), this.engine.keep(this.engine.zeros(p.shape, `${p.name}.v`))];
+  protected createState(size: number, name: string): Tensor[] {
+    return [this.engine.zeros([size], `${name}.m`), this.engine.zeros([size], `${name}.v`)];
   }
 
-  protected update(p: Parameter, grad: Tensor, state: Tensor[], step: number, lr: number, weightDecay: number, clip: Tensor): void {
+  protected update(packed: Packed, params: Parameter[], lr: number, weightDecay: number, clip: Tensor): void {
+    // Per parameter: first element, end, and its bias corrections 1 - beta^t (as f32 bits).
+    const rows = params.map((p) => [packed.offsets.get(p)!, p, this.paramSteps.get(p)!] as const).sort((a, b) => a[0] - b[0]);
+    const table = new Uint32Array(4 * packed.offsets.size);
+    const bits = new Float32Array(2);
+    const asU32 = new Uint32Array(bits.buffer);
+    rows.forEach(([start, p, t], i) => {
+      bits[0] = 1 - this.beta1 ** t;
+      bits[1] = 1 - this.beta2 ** t;
+      table.set([start, start + p.size, asU32[0]!, asU32[1]!], 4 * i);
+    });
+    packed.segments ??= this.engine.keep(this.engine.zeros([table.length], `${packed.flat.name}.segments`));
+    const segments = packed.segments;
+    this.engine.write(segments, new Float32Array(table.buffer));
+    const n = packed.flat.size;
     this.engine.dispatch('adam', {
-      bindings: { param: p, grad, m1: state[0]!, m2: state[1]!, mask: p.mask ?? this.ones, clip },
-      uniforms: {
-        n: p.size,
-        lr,
-        beta1: this.beta1,
-        beta2: this.beta2,
-        eps: this.eps,
-        weight_decay: weightDecay,
-        bc1: 1 - this.beta1 ** step,
-        bc2: 1 - this.beta2 ** step,
-      },
-      constants: { HAS_MASK: p.mask !== null, DECOUPLED: this.decoupled },
-      threads: p.size,
+      bindings: { param: packed.flat, grad: packed.grads, m1: packed.state[0]!, m2: packed.state[1]!, mask: packed.mask, clip, segment: segments },
+      uniforms: { n, segments: rows.length, lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weight_decay: weightDecay },
+      constants: { DECOUPLED: this.decoupled },
+      threads: n,
     });
   }
 }

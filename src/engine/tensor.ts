@@ -42,15 +42,35 @@ export class Tensor {
   constructor(
     readonly engine: Engine,
     readonly shape: Shape,
-    readonly storage: Storage,
+    private store: Storage,
     public name: string,
     /** Offset into the storage buffer, in elements (a multiple of 64, the 256-byte binding alignment). */
-    readonly offset = 0,
+    private at = 0,
   ) {
     for (const d of shape) {
       if (!Number.isInteger(d) || d < 0) throw new Error(`tensor ${name}: invalid shape ${shapeString(shape)}`);
     }
     this.size = shapeSize(shape);
+  }
+
+  get storage(): Storage {
+    return this.store;
+  }
+
+  get offset(): number {
+    return this.at;
+  }
+
+  /**
+   * Moves the tensor onto another storage (whose elements at `offset` must already hold its
+   * values): how optimizers pack a group's parameters into one buffer.
+   */
+  relocate(storage: Storage, offset: number): void {
+    this.assertAlive('relocate');
+    storage.refs++;
+    this.engine.releaseStorage(this.store);
+    this.store = storage;
+    this.at = offset;
   }
 
   get disposed(): boolean {

@@ -1,8 +1,8 @@
-// One SGD step for one parameter, as torch.optim.SGD (dampening 0):
+// One SGD step for a parameter group packed in one buffer, as torch.optim.SGD (dampening 0):
 //   g = grad * clip + weight_decay * w;  v = momentum * v + g;  w -= lr * (nesterov ? g + momentum * v : v)
-// Elements whose mask is 0 are left exactly as they are, velocity included.
+// Elements whose mask is 0 (masked, frozen, without a gradient this step, or gaps between the
+// packed parameters) are left exactly as they are, velocity included.
 override WG: u32 = 256;
-override HAS_MASK: bool = false;
 override HAS_MOMENTUM: bool = false;
 override NESTEROV: bool = false;
 
@@ -19,7 +19,7 @@ struct Params { n: u32, lr: f32, momentum: f32, weight_decay: f32 }
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let i = gid.x + gid.y * groups.x * WG;
   if (i >= p.n) { return; }
-  if (HAS_MASK && mask[i] == 0.0) { return; }
+  if (mask[i] == 0.0) { return; }
   let w = param[i];
   var g = grad[i] * clip[0] + p.weight_decay * w;
   if (HAS_MOMENTUM) {

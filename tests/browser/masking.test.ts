@@ -100,10 +100,9 @@ function expectChanged(a: Uint32Array, b: Uint32Array, what: string): void {
 
 /** The optimizer's per-parameter state tensors (velocity, or Adam's two moments). */
 function optimizerState(optimizer: Optimizer, p: Parameter): Tensor[] {
-  const state = (optimizer as unknown as { state: Map<Parameter, { tensors: Tensor[] }> }).state;
-  const s = state.get(p);
-  if (!s) throw new Error(`no optimizer state for ${p.name}`);
-  return s.tensors;
+  const s = optimizer.stateOf(p);
+  if (s.length === 0) throw new Error(`no optimizer state for ${p.name}`);
+  return s;
 }
 
 function param(model: Sequential, name: string): Parameter {
