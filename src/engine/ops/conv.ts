@@ -6,7 +6,7 @@
 import { record } from '../graph.js';
 import { shapeString, type Tensor } from '../tensor.js';
 import { alive, rank } from './check.js';
-import { unaryBackward } from './elementwise.js';
+import { epilogueGradient } from './elementwise.js';
 import { sum } from './reduce.js';
 
 export interface Conv2dOptions {
@@ -73,16 +73,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   }
 
   // With the fused ReLU, the gradient before it, dz = dy * (out > 0), is computed once for all inputs.
-  let dzFor: Tensor | null = null;
-  let dz: Tensor | null = null;
-  const preActivation = (dy: Tensor): Tensor => {
-    if (!options.relu) return dy;
-    if (dzFor !== dy || !dz || dz.disposed) {
-      dz = unaryBackward('relu', out, out, dy, 0);
-      dzFor = dy;
-    }
-    return dz;
-  };
+  const preActivation = epilogueGradient(options.relu ? 'relu' : null, out, 0);
   const dInput = (dy: Tensor): Tensor => {
     dy = preActivation(dy);
     const dx = engine.empty(x.shape, `d(${x.name})`);

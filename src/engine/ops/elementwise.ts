@@ -67,3 +67,21 @@ export function sub(a: Tensor, b: Tensor): Tensor {
 export function mul(a: Tensor, b: Tensor): Tensor {
   return binary('mul', a, b, [(dy) => mul(dy, b), (dy) => mul(dy, a)]);
 }
+
+/**
+ * For an activation applied in another kernel's epilogue (matmul, conv2d): maps dy to the
+ * gradient before the activation, dy * act'(y), from the output y alone. Computed once per dy,
+ * since the op's gradient functions for each input all need it. null: no activation.
+ */
+export function epilogueGradient(op: UnaryOp | null, y: Tensor, alpha: number): (dy: Tensor) => Tensor {
+  if (!op) return (dy) => dy;
+  let dzFor: Tensor | null = null;
+  let dz: Tensor | null = null;
+  return (dy) => {
+    if (dzFor !== dy || !dz || dz.disposed) {
+      dz = unaryBackward(op, y, y, dy, alpha);
+      dzFor = dy;
+    }
+    return dz;
+  };
+}

@@ -2,7 +2,7 @@
 import { record } from '../graph.js';
 import { shapeString, type Tensor } from '../tensor.js';
 import { alive, rank } from './check.js';
-import { unaryBackward } from './elementwise.js';
+import { epilogueGradient } from './elementwise.js';
 import { sum } from './reduce.js';
 
 export interface MatmulOptions {
@@ -54,16 +54,7 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, activatio
   const y = gemm('linear', x, weight, false, true, { bias, activation, alpha: slope });
   const op = activation ? `linear+${activation}` : 'linear';
   // The gradient before the activation, dz = dy * act'(y), is computed once for all three inputs.
-  let dzFor: Tensor | null = null;
-  let dz: Tensor | null = null;
-  const preActivation = (dy: Tensor): Tensor => {
-    if (!activation) return dy;
-    if (dzFor !== dy || !dz || dz.disposed) {
-      dz = unaryBackward(activation, y, y, dy, slope);
-      dzFor = dy;
-    }
-    return dz;
-  };
+  const preActivation = epilogueGradient(activation, y, slope);
   return record(y, op, bias ? [x, weight, bias] : [x, weight], [
     (dy) => matmul(preActivation(dy), weight),
     (dy) => matmul(preActivation(dy), x, { transA: true }),
