@@ -18,4 +18,9 @@ export { decodeSafetensors, encodeSafetensors, type NamedArray } from './engine/
 export { loadWeights, saveWeights } from './engine/io/weights.js';
 export { gunzip, parseIdx, parseIdxMaybeGzip, type IdxArray } from './engine/io/idx.js';
 export { FASHION_MNIST_CLASSES, loadFashionMnist, type ImageSet } from './engine/io/fashion-mnist.js';
-export { evaluate, fit, oneHot, type ClassificationData, type FitOptions, type FitResult, type LossFn, type Progress } from './paradigms/train.js';
+export { evaluate, fit, oneHot, outputs, type Batch, type ClassificationData, type FitOptions, type FitResult, type LossFn, type Progress } from './paradigms/train.js';
+export { extractFeatures, fitHead, transfer, type HeadFitOptions, type TransferModel, type TransferOptions } from './paradigms/transfer.js';
+export { discriminativeGroups, finetune, GradualUnfreezing, layerGroups, selectGroups, type FinetuneOptions } from './paradigms/finetune.js';
+export { distill, type DistillOptions } from './paradigms/distill.js';
+export { classSplit, type ClassSplit } from './paradigms/data.js';
+export { applyLoRA, LoRAConv2d, LoRADense, LoRALayer, mergeLoRA, saveAdapter, type LoRAOptions } from './paradigms/lora.js';

@@ -787,3 +787,53 @@ export function embeddingGrad(indices: ArrayLike<number>, vocab: number, dim: nu
   for (let p = 0; p < indices.length; p++) for (let d = 0; d < dim; d++) g[indices[p]! * dim + d] += dy[p * dim + d]!;
   return g;
 }
+
+// ---------------------------------------------------------------- softmax and distillation
+
+/** Row-wise softmax of [rows, cols], around the row max. */
+export function softmax(x: Float64Array, rows: number, cols: number): Float64Array {
+  const y = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    let m = -Infinity;
+    for (let c = 0; c < cols; c++) m = Math.max(m, x[r * cols + c]!);
+    let s = 0;
+    for (let c = 0; c < cols; c++) s += Math.exp(x[r * cols + c]! - m);
+    for (let c = 0; c < cols; c++) y[r * cols + c] = Math.exp(x[r * cols + c]! - m) / s;
+  }
+  return y;
+}
+
+/** dx_c = y_c * (dy_c - sum_k dy_k y_k) per row. */
+export function softmaxGrad(x: Float64Array, rows: number, cols: number, dy: Float64Array): Float64Array {
+  const y = softmax(x, rows, cols);
+  const dx = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    let d = 0;
+    for (let c = 0; c < cols; c++) d += dy[r * cols + c]! * y[r * cols + c]!;
+    for (let c = 0; c < cols; c++) dx[r * cols + c] = y[r * cols + c]! * (dy[r * cols + c]! - d);
+  }
+  return dx;
+}
+
+/**
+ * alpha T^2 mean_r KL(softmax(teacher_r / T) || softmax(student_r / T)) + (1 - alpha) mean_r CE(targets_r, softmax(student_r)),
+ * with KL summed directly as sum_c p_c (log p_c - log q_c) (not as a difference of cross-entropies, as the engine does).
+ */
+export function distillationLoss(student: Float64Array, teacher: Float64Array, targets: Float64Array, rows: number, cols: number, temperature: number, alpha: number): number {
+  const logSoftmax = (x: Float64Array, r: number): Float64Array => {
+    const row = x.subarray(r * cols, (r + 1) * cols).map((v) => v / temperature);
+    const m = Math.max(...row);
+    let s = 0;
+    for (const v of row) s += Math.exp(v - m);
+    const lse = m + Math.log(s);
+    return row.map((v) => v - lse);
+  };
+  let kl = 0;
+  for (let r = 0; r < rows; r++) {
+    const lp = logSoftmax(teacher, r);
+    const lq = logSoftmax(student, r);
+    for (let c = 0; c < cols; c++) kl += Math.exp(lp[c]!) * (lp[c]! - lq[c]!);
+  }
+  const hard = softmaxCrossEntropy(student, targets, rows, cols);
+  return alpha * temperature * temperature * (kl / rows) + (1 - alpha) * hard;
+}

@@ -26,6 +26,7 @@ import {
   type ClassificationData,
   type ImageSet,
 } from '../../src/index.js';
+import { $, drawChart, fail, fetchBytes, finish, intParam, log, params, run, setText, status } from '../common/ui.js';
 
 interface DemoResult {
   test_acc: number;
@@ -41,8 +42,6 @@ interface DemoResult {
 
 declare global {
   interface Window {
-    __result?: DemoResult;
-    __error?: string;
     __profile?: string;
     __profileData?: Profile;
   }
@@ -52,136 +51,7 @@ const BATCH = 128;
 const MAX_TEST = 2000;
 const PIXELS = 784;
 
-const params = new URLSearchParams(location.search);
-const headless = params.get('headless') === '1';
 const profiling = params.get('profile') === '1';
-
-function intParam(name: string, fallback: number): number {
-  const raw = params.get(name);
-  if (raw === null || raw === '') return fallback;
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v <= 0) throw new Error(`query parameter ${name}=${raw} must be a positive integer`);
-  return v;
-}
-
-function $<T extends HTMLElement = HTMLElement>(id: string): T {
-  const el = document.getElementById(id);
-  if (!el) throw new Error(`missing element #${id}`);
-  return el as T;
-}
-
-function setText(id: string, text: string): void {
-  $(id).textContent = text;
-}
-
-function status(text: string): void {
-  setText('status', text);
-}
-
-function log(text: string): void {
-  console.log(`[progress] ${text}`);
-}
-
-// ---- charts -------------------------------------------------------------------------------
-
-interface Chart {
-  points: [number, number][];
-  color: string;
-  xMax: number;
-  yMin: number;
-  yMax: number;
-  xLabel: string;
-  yFormat: (v: number) => string;
-  dots?: boolean;
-}
-
-function niceStep(range: number, ticks: number): number {
-  const raw = range / ticks;
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  const norm = raw / mag;
-  return (norm >= 5 ? 10 : norm >= 2 ? 5 : norm >= 1 ? 2 : 1) * mag;
-}
-
-function drawChart(canvas: HTMLCanvasElement, c: Chart): void {
-  const dpr = window.devicePixelRatio || 1;
-  const w = canvas.clientWidth || 440;
-  const h = canvas.clientHeight || 240;
-  if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
-    canvas.width = Math.round(w * dpr);
-    canvas.height = Math.round(h * dpr);
-  }
-  const g = canvas.getContext('2d');
-  if (!g) return;
-  g.setTransform(dpr, 0, 0, dpr, 0, 0);
-  g.clearRect(0, 0, w, h);
-  const left = 48;
-  const right = 12;
-  const top = 10;
-  const bottom = 34;
-  const pw = w - left - right;
-  const ph = h - top - bottom;
-  const sx = (x: number) => left + (x / c.xMax) * pw;
-  const sy = (y: number) => top + (1 - (y - c.yMin) / (c.yMax - c.yMin)) * ph;
-
-  g.font = '11px system-ui, sans-serif';
-  g.lineWidth = 1;
-  // Horizontal grid lines with y labels.
-  const yStep = niceStep(c.yMax - c.yMin, 5);
-  g.textAlign = 'right';
-  g.textBaseline = 'middle';
-  for (let y = Math.ceil(c.yMin / yStep) * yStep; y <= c.yMax + 1e-9; y += yStep) {
-    g.strokeStyle = '#eef0f3';
-    g.beginPath();
-    g.moveTo(left, Math.round(sy(y)) + 0.5);
-    g.lineTo(left + pw, Math.round(sy(y)) + 0.5);
-    g.stroke();
-    g.fillStyle = '#7b8794';
-    g.fillText(c.yFormat(y), left - 6, sy(y));
-  }
-  // X ticks.
-  const xStep = Math.max(niceStep(c.xMax, 6), c.xMax <= 1 ? 0.25 : 1);
-  g.textAlign = 'center';
-  g.textBaseline = 'top';
-  for (let x = 0; x <= c.xMax + 1e-9; x += xStep) {
-    g.fillStyle = '#7b8794';
-    g.fillText(Number.isInteger(x) ? String(x) : x.toFixed(2), sx(x), top + ph + 5);
-  }
-  g.fillText(c.xLabel, left + pw / 2, top + ph + 19);
-  // Axes.
-  g.strokeStyle = '#9aa5b1';
-  g.beginPath();
-  g.moveTo(left + 0.5, top);
-  g.lineTo(left + 0.5, top + ph + 0.5);
-  g.lineTo(left + pw, top + ph + 0.5);
-  g.stroke();
-  if (c.points.length === 0) {
-    g.fillStyle = '#9aa5b1';
-    g.textAlign = 'center';
-    g.textBaseline = 'middle';
-    g.fillText('waiting for data…', left + pw / 2, top + ph / 2);
-    return;
-  }
-  // Series.
-  g.strokeStyle = c.color;
-  g.lineWidth = 2;
-  g.lineJoin = 'round';
-  g.beginPath();
-  c.points.forEach(([x, y], i) => (i === 0 ? g.moveTo(sx(x), sy(y)) : g.lineTo(sx(x), sy(y))));
-  g.stroke();
-  if (c.dots) {
-    g.fillStyle = c.color;
-    for (const [x, y] of c.points) {
-      g.beginPath();
-      g.arc(sx(x), sy(y), 3.5, 0, Math.PI * 2);
-      g.fill();
-    }
-    const [lx, ly] = c.points[c.points.length - 1]!;
-    g.fillStyle = '#1f2933';
-    g.textAlign = lx > c.xMax * 0.8 ? 'right' : 'left';
-    g.textBaseline = 'bottom';
-    g.fillText(c.yFormat(ly), sx(lx) + (lx > c.xMax * 0.8 ? -6 : 6), sy(ly) - 4);
-  }
-}
 
 // ---- sample predictions -------------------------------------------------------------------
 
@@ -266,17 +136,10 @@ function subset(set: ImageSet, n: number): ClassificationData {
   return { inputs: set.images.subarray(0, count * PIXELS), labels: set.labels.subarray(0, count), count, features: PIXELS, classes: 10 };
 }
 
-async function fetchBytes(file: string): Promise<Uint8Array> {
-  const res = await fetch(`/data/fashion-mnist/${file}`);
-  if (!res.ok) throw new Error(`fetching /data/fashion-mnist/${file}: HTTP ${res.status}`);
-  return new Uint8Array(await res.arrayBuffer());
-}
-
 async function main(): Promise<void> {
   const epochs = intParam('epochs', 3);
   const trainWanted = intParam('train', Number.MAX_SAFE_INTEGER);
   const testWanted = Math.min(intParam('test', MAX_TEST), MAX_TEST);
-  if (headless) document.body.classList.add('headless');
 
   status('Requesting a WebGPU device…');
   const engine = await Engine.create();
@@ -304,8 +167,8 @@ async function main(): Promise<void> {
   const lossCanvas = $<HTMLCanvasElement>('lossChart');
   const accCanvas = $<HTMLCanvasElement>('accChart');
   const redraw = () => {
-    drawChart(lossCanvas, { points: lossPoints, color: '#2563eb', xMax: epochs, yMin: 0, yMax: maxLoss, xLabel: 'epoch', yFormat: (v) => v.toFixed(1) });
-    drawChart(accCanvas, { points: accPoints, color: '#15803d', xMax: epochs, yMin: 0, yMax: 1, xLabel: 'epoch', yFormat: (v) => `${Math.round(v * 100)}%`, dots: true });
+    drawChart(lossCanvas, { series: [{ points: lossPoints, color: '#2563eb' }], xMax: epochs, yMin: 0, yMax: maxLoss, xLabel: 'epoch', yFormat: (v) => v.toFixed(1) });
+    drawChart(accCanvas, { series: [{ points: accPoints, color: '#15803d', dots: true }], xMax: epochs, yMin: 0, yMax: 1, xLabel: 'epoch', yFormat: (v) => `${Math.round(v * 100)}%` });
   };
   redraw();
 
@@ -314,7 +177,7 @@ async function main(): Promise<void> {
   // after later steps, and only the time set aside before its step counts against it.
   const aside: [number, number][] = [];
   const asideUntil = (t: number) => aside.reduce((sum, [a, b]) => sum + Math.max(0, Math.min(b, t) - a), 0);
-  const evalTest = async (epoch: number) => {
+  const evalTest = async (epoch: number, inOnEpoch = false) => {
     const t0 = performance.now();
     status(`Evaluating on ${test.count} test images…`);
     const { accuracy, loss } = await evaluate(engine, model, test);
@@ -322,7 +185,7 @@ async function main(): Promise<void> {
     setText('acc', `${(accuracy * 100).toFixed(1)}%`);
     redraw();
     log(`eval epoch=${Number(epoch.toFixed(2))} test_acc=${accuracy.toFixed(4)} test_loss=${loss.toFixed(4)}`);
-    aside.push([t0, performance.now()]);
+    if (!inOnEpoch) aside.push([t0, performance.now()]); // fit leaves onEpoch's time out itself
     return accuracy;
   };
   await evalTest(0);
@@ -362,7 +225,7 @@ async function main(): Promise<void> {
       }
     },
     onEpoch: async (epoch) => {
-      await evalTest(epoch + 1);
+      await evalTest(epoch + 1, true);
     },
   });
   const seconds = (performance.now() - trainStart) / 1000;
@@ -402,20 +265,7 @@ async function main(): Promise<void> {
   window.__profile = formatProfile(profile);
   window.__profileData = profile;
   if (profiling) console.log('[profile]\n' + window.__profile);
-  window.__result = summary;
-  console.log('[result] ' + JSON.stringify(summary));
+  finish(summary);
 }
 
-function fail(e: unknown): void {
-  const message = e instanceof Error ? `${e.message}${e.stack && !headless ? `\n\n${e.stack}` : ''}` : String(e);
-  if (window.__error !== undefined) return;
-  window.__error = e instanceof Error ? e.message : String(e);
-  const box = $('error');
-  box.textContent = `Error: ${message}`;
-  box.classList.add('shown');
-  status('Failed.');
-  console.error('[error] ' + window.__error);
-}
-
-window.addEventListener('unhandledrejection', (ev) => fail(ev.reason));
-main().catch(fail);
+run(main);

@@ -26,6 +26,8 @@ import pool2d from '../shaders/pool2d.wgsl';
 import pool2dBackward from '../shaders/pool2d_backward.wgsl';
 import reduce from '../shaders/reduce.wgsl';
 import sgd from '../shaders/sgd.wgsl';
+import softmax from '../shaders/softmax.wgsl';
+import softmaxBackward from '../shaders/softmax_backward.wgsl';
 import softmaxCrossEntropy from '../shaders/softmax_cross_entropy.wgsl';
 import softmaxCrossEntropyBackward from '../shaders/softmax_cross_entropy_backward.wgsl';
 import unary from '../shaders/unary.wgsl';
@@ -57,6 +59,8 @@ const SOURCES = {
   pool2d_backward: pool2dBackward,
   reduce,
   sgd,
+  softmax,
+  softmax_backward: softmaxBackward,
   softmax_cross_entropy: softmaxCrossEntropy,
   softmax_cross_entropy_backward: softmaxCrossEntropyBackward,
   unary,

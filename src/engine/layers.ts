@@ -431,6 +431,12 @@ export class BatchNorm extends Module {
    *   statistics and updating the running averages although gamma and beta stay fixed.
    */
   frozenStatistics: 'inference' | 'update';
+  /**
+   * Normalise with the running averages and leave them as they are in training mode too, even
+   * with trainable parameters (default false): Keras's advice for fine-tuning a pretrained model
+   * on little data, where batch statistics of a few new examples would shift every feature.
+   */
+  fixedStatistics = false;
 
   constructor(
     engine: Engine,
@@ -458,7 +464,7 @@ export class BatchNorm extends Module {
 
   /** Whether this forward uses (and updates) batch statistics, given the mode and the frozen policy. */
   usesBatchStatistics(): boolean {
-    if (!this.training) return false;
+    if (!this.training || this.fixedStatistics) return false;
     const frozen = this.weight.frozen && this.bias.frozen;
     return !(frozen && this.frozenStatistics === 'inference');
   }

@@ -3,7 +3,7 @@
 import { backward } from '../engine/autograd.js';
 import type { Engine } from '../engine/engine.js';
 import type { Module } from '../engine/layers.js';
-import { softmaxCrossEntropy, softmaxCrossEntropyRows } from '../engine/ops/index.js';
+import { softmaxCrossEntropy } from '../engine/ops/index.js';
 import type { Optimizer } from '../engine/optim.js';
 import { permutation } from '../engine/random.js';
 import type { Tensor } from '../engine/tensor.js';
@@ -17,7 +17,14 @@ export interface ClassificationData {
   classes: number;
 }
 
-export type LossFn = (output: Tensor, targets: Tensor) => Tensor;
+/** The rows of one training batch: which rows of the data, and their labels (overwritten by the next batch). */
+export interface Batch {
+  indices: Uint32Array;
+  labels: Uint32Array;
+}
+
+/** The loss of a batch from the model's output and the one-hot targets (and the batch's rows, for per-row extras such as a teacher's logits). */
+export type LossFn = (output: Tensor, targets: Tensor, batch: Batch) => Tensor;
 
 export interface Progress {
   epoch: number;
@@ -25,6 +32,7 @@ export interface Progress {
   totalSteps: number;
   loss: number;
   samples: number;
+  /** Training time so far, without the time spent in onEpoch. */
   elapsedMs: number;
 }
 
@@ -46,6 +54,7 @@ export interface FitOptions {
 export interface FitResult {
   steps: number;
   samples: number;
+  /** Training time, without the time spent in onEpoch. */
   seconds: number;
   samplesPerSecond: number;
   losses: { step: number; loss: number }[];
@@ -61,27 +70,27 @@ export function oneHot(labels: ArrayLike<number>, classes: number, into = new Fl
   return into;
 }
 
-/** Copies the rows `order[start .. start + rows]` of the data into the batch arrays. */
-function gather(data: ClassificationData, order: ArrayLike<number>, start: number, rows: number, x: Float32Array, labels: Uint32Array): void {
+/** Copies the rows `order[start .. start + batch.indices.length]` of the data into the batch arrays. */
+function gather(data: ClassificationData, order: ArrayLike<number>, start: number, x: Float32Array, batch: Batch): void {
   const f = data.features;
-  for (let r = 0; r < rows; r++) {
+  for (let r = 0; r < batch.indices.length; r++) {
     const i = order[start + r]!;
     x.set(data.inputs.subarray(i * f, (i + 1) * f), r * f);
-    labels[r] = data.labels[i]!;
+    batch.indices[r] = i;
+    batch.labels[r] = data.labels[i]!;
   }
 }
 
-function checkData(op: string, model: Module, data: ClassificationData): void {
+function checkData(op: string, data: ClassificationData): void {
   if (data.inputs.length !== data.count * data.features) {
     throw new Error(`${op}: ${data.inputs.length} input values for ${data.count} rows of ${data.features} features`);
   }
   if (data.labels.length !== data.count) throw new Error(`${op}: ${data.labels.length} labels for ${data.count} rows`);
-  void model;
 }
 
 /** Trains `model` on `data` with `optimizer`; full batches only (the remainder of an epoch is skipped). */
 export async function fit(engine: Engine, model: Module, optimizer: Optimizer, data: ClassificationData, options: FitOptions): Promise<FitResult> {
-  checkData('fit', model, data);
+  checkData('fit', data);
   const { epochs, batchSize } = options;
   const logEvery = options.logEvery ?? 20;
   const lossFn = options.lossFn ?? softmaxCrossEntropy;
@@ -89,11 +98,13 @@ export async function fit(engine: Engine, model: Module, optimizer: Optimizer, d
   if (stepsPerEpoch === 0) throw new Error(`fit: batch size ${batchSize} is larger than the ${data.count} rows of data`);
   const totalSteps = epochs * stepsPerEpoch;
   const x = new Float32Array(batchSize * data.features);
-  const labels = new Uint32Array(batchSize);
+  const batch: Batch = { indices: new Uint32Array(batchSize), labels: new Uint32Array(batchSize) };
   const targets = new Float32Array(batchSize * data.classes);
   const losses: { step: number; loss: number }[] = [];
   model.train();
   const start = performance.now();
+  // Time in onEpoch (evaluation, drawing) is not training time: left out of seconds and elapsedMs.
+  let asideMs = 0;
   let step = 0;
   // The loss is read back without waiting: each reading is awaited only when the next one is
   // due (or at the end), so the GPU never idles while the CPU waits for a number.
@@ -101,13 +112,13 @@ export async function fit(engine: Engine, model: Module, optimizer: Optimizer, d
   for (let epoch = 0; epoch < epochs; epoch++) {
     const order = permutation(data.count, (options.seed ?? 1) + epoch);
     for (let b = 0; b < stepsPerEpoch; b++) {
-      gather(data, order, b * batchSize, batchSize, x, labels);
-      oneHot(labels, data.classes, targets);
+      gather(data, order, b * batchSize, x, batch);
+      oneHot(batch.labels, data.classes, targets);
       const readLoss = (step + 1) % logEvery === 0 || step + 1 === totalSteps;
       const reading = await engine.scope(async () => {
         const input = engine.tensor(x, [batchSize, data.features], 'batch.inputs');
         const target = engine.tensor(targets, [batchSize, data.classes], 'batch.targets');
-        const l = lossFn(model.forward(input), target);
+        const l = lossFn(model.forward(input), target, batch);
         backward(l);
         optimizer.step();
         optimizer.zeroGrad();
@@ -119,7 +130,7 @@ export async function fit(engine: Engine, model: Module, optimizer: Optimizer, d
       });
       step++;
       if (reading) {
-        const at = { epoch, step, elapsedMs: performance.now() - start };
+        const at = { epoch, step, elapsedMs: performance.now() - start - asideMs };
         await inFlight;
         inFlight = reading.promise.then(async ([loss]) => {
           if (options.checkFinite && !Number.isFinite(loss)) {
@@ -131,43 +142,64 @@ export async function fit(engine: Engine, model: Module, optimizer: Optimizer, d
       }
     }
     await inFlight;
+    const before = performance.now();
     await options.onEpoch?.(epoch);
+    asideMs += performance.now() - before;
   }
   await engine.sync();
-  const seconds = (performance.now() - start) / 1000;
+  const seconds = (performance.now() - start - asideMs) / 1000;
   return { steps: step, samples: step * batchSize, seconds, samplesPerSecond: (step * batchSize) / seconds, losses };
 }
 
-/** Accuracy and mean cross-entropy of the model on the data, in inference mode. */
-export async function evaluate(engine: Engine, model: Module, data: ClassificationData, options: { batchSize?: number } = {}): Promise<{ accuracy: number; loss: number }> {
-  checkData('evaluate', model, data);
-  const batchSize = Math.min(options.batchSize ?? 250, data.count);
-  const order = Array.from({ length: data.count }, (_, i) => i);
-  let correct = 0;
-  let lossSum = 0;
+/**
+ * The model's outputs for every row of `inputs` (rows of `features` values), in inference mode
+ * and batches of `batchSize`, read back as rows of `width` values: logits for evaluation and
+ * distillation, features of a frozen base for feature caching.
+ */
+export async function outputs(engine: Engine, model: Module, inputs: Float32Array, features: number, options: { batchSize?: number } = {}): Promise<{ values: Float32Array; width: number; count: number }> {
+  const count = inputs.length / features;
+  if (!Number.isInteger(count)) throw new Error(`outputs: ${inputs.length} input values are not rows of ${features} features`);
+  const batchSize = Math.max(1, Math.min(options.batchSize ?? 250, count));
   const wasTraining = model.training;
   model.eval();
+  let values = new Float32Array(0);
+  let width = 0;
   try {
-    for (let start = 0; start < data.count; start += batchSize) {
-      const rows = Math.min(batchSize, data.count - start);
-      const x = new Float32Array(rows * data.features);
-      const labels = new Uint32Array(rows);
-      gather(data, order, start, rows, x, labels);
-      const [logits, rowLoss] = await engine.scope(async () => {
-        const input = engine.tensor(x, [rows, data.features], 'eval.inputs');
-        const target = engine.tensor(oneHot(labels, data.classes), [rows, data.classes], 'eval.targets');
-        const out = model.predict(input);
-        return Promise.all([out.data(), softmaxCrossEntropyRows(out, target).data()]);
+    for (let start = 0; start < count; start += batchSize) {
+      const rows = Math.min(batchSize, count - start);
+      const out = await engine.scope(() => {
+        const x = engine.tensor(inputs.subarray(start * features, (start + rows) * features), [rows, features], 'outputs.inputs');
+        return model.predict(x).data();
       });
-      for (let r = 0; r < rows; r++) {
-        let best = 0;
-        for (let c = 1; c < data.classes; c++) if (logits[r * data.classes + c]! > logits[r * data.classes + best]!) best = c;
-        if (best === labels[r]) correct++;
-        lossSum += rowLoss[r]!;
+      if (start === 0) {
+        width = out.length / rows;
+        values = new Float32Array(count * width);
       }
+      values.set(out, start * width);
     }
   } finally {
     model.train(wasTraining);
+  }
+  return { values, width, count };
+}
+
+/** Accuracy and mean cross-entropy (computed in float64 from the logits) of the model on the data, in inference mode. */
+export async function evaluate(engine: Engine, model: Module, data: ClassificationData, options: { batchSize?: number } = {}): Promise<{ accuracy: number; loss: number }> {
+  checkData('evaluate', data);
+  const { values: logits, width } = await outputs(engine, model, data.inputs, data.features, options);
+  if (width !== data.classes) throw new Error(`evaluate: the model gives ${width} outputs per row for ${data.classes} classes`);
+  let correct = 0;
+  let lossSum = 0;
+  for (let r = 0; r < data.count; r++) {
+    const row = logits.subarray(r * width, (r + 1) * width);
+    const label = data.labels[r]!;
+    if (!Number.isInteger(label) || label < 0 || label >= width) throw new Error(`evaluate: label ${label} at row ${r} is not in 0..${width - 1}`);
+    let best = 0;
+    for (let c = 1; c < width; c++) if (row[c]! > row[best]!) best = c;
+    if (best === label) correct++;
+    let sum = 0;
+    for (let c = 0; c < width; c++) sum += Math.exp(row[c]! - row[best]!);
+    lossSum += Math.log(sum) + row[best]! - row[label]!;
   }
   return { accuracy: correct / data.count, loss: lossSum / data.count };
 }

@@ -2,6 +2,8 @@ export { add, exp, gelu, leakyRelu, log, mul, relu, scale, sigmoid, square, sub,
 export { addBias, FUSED_ACTIVATIONS, linear, matmul, type FusedActivation, type MatmulOptions } from './matmul.js';
 export { mean, sum } from './reduce.js';
 export { mse, softmaxCrossEntropy, softmaxCrossEntropyRows } from './loss.js';
+export { distillationLoss, type DistillationOptions } from './loss.js';
+export { softmax } from './softmax.js';
 export { concat, reshape, slice } from './shape.js';
 export { dropout } from './dropout.js';
 export { conv2d, type Conv2dOptions } from './conv.js';

@@ -1,10 +1,11 @@
 // Losses. Softmax cross-entropy is one fused, numerically stable kernel per direction; MSE is
 // composed from elementwise ops and a mean.
-import { record } from '../graph.js';
+import { noGrad, record } from '../graph.js';
 import { shapeString, type Tensor } from '../tensor.js';
 import { alive, rank, sameShape } from './check.js';
-import { square, sub } from './elementwise.js';
+import { add, scale, square, sub } from './elementwise.js';
 import { mean } from './reduce.js';
+import { softmax } from './softmax.js';
 
 /**
  * Per-row cross-entropy between softmax(logits) and target distributions, both [rows, classes].
@@ -42,6 +43,47 @@ export function softmaxCrossEntropy(logits: Tensor, targets: Tensor): Tensor {
 export function mse(prediction: Tensor, target: Tensor): Tensor {
   sameShape('mse', prediction, target);
   return mean(square(sub(prediction, target)));
+}
+
+export interface DistillationOptions {
+  /** Softens both distributions: logits / temperature. Default 4. */
+  temperature?: number;
+  /** Weight of the soft (teacher) term; the hard (label) term gets 1 - alpha. Default 0.9. */
+  alpha?: number;
+}
+
+/**
+ * Hinton et al.'s knowledge-distillation loss over [rows, classes] logits:
+ *   alpha * T^2 * mean_rows KL(softmax(teacher / T) || softmax(student / T))
+ *   + (1 - alpha) * mean_rows CE(targets, softmax(student)).
+ * T^2 keeps the soft term's gradients on the scale of the hard term's as T changes. The teacher
+ * is a constant (no gradient flows into it). Targets are one-hot rows; an all-zero row (an
+ * unlabelled example) adds no hard term, though it still counts in the mean over rows.
+ */
+export function distillationLoss(student: Tensor, teacher: Tensor, targets: Tensor, options: DistillationOptions = {}): Tensor {
+  const { temperature = 4, alpha = 0.9 } = options;
+  alive('distillationLoss', student, teacher, targets);
+  rank('distillationLoss', student, 2);
+  sameShape('distillationLoss', student, teacher);
+  sameShape('distillationLoss', student, targets);
+  if (student.shape[1] === 0) throw new Error(`distillationLoss: logits ${shapeString(student.shape)} have no classes`);
+  if (!(temperature > 0 && Number.isFinite(temperature))) throw new Error(`distillationLoss: temperature must be a positive finite number, got ${temperature}`);
+  if (!(alpha >= 0 && alpha <= 1)) throw new Error(`distillationLoss: alpha must be in [0, 1], got ${alpha}`);
+  const terms: Tensor[] = [];
+  if (alpha > 0) {
+    // KL(p || q) = CE(p, student / T) - CE(p, teacher / T): the fused, stable kernel twice, and
+    // the teacher's entropy term (a constant) computed without recording.
+    const [p, teacherCE] = noGrad(() => {
+      const soft = scale(teacher, 1 / temperature);
+      const probs = softmax(soft);
+      return [probs, softmaxCrossEntropyRows(soft, probs)] as const;
+    });
+    const kl = sub(softmaxCrossEntropyRows(scale(student, 1 / temperature), p), teacherCE);
+    terms.push(scale(mean(kl), alpha * temperature * temperature));
+  }
+  // A weight of 0 skips its term: no dispatches, and no 0 * Infinity from a term that is unused.
+  if (alpha < 1) terms.push(scale(softmaxCrossEntropy(student, targets), 1 - alpha));
+  return terms.length === 2 ? add(terms[0]!, terms[1]!) : terms[0]!;
 }
 
 /** One workgroup per row, over a 2-D grid when rows exceed the per-dimension limit. */

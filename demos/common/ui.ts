@@ -1,0 +1,195 @@
+// What the demo pages share: query parameters, element access, progress lines for the headless
+// runner, the error box, Fashion-MNIST fetching, and a small canvas line chart.
+
+export const params = new URLSearchParams(location.search);
+export const headless = params.get('headless') === '1';
+
+declare global {
+  interface Window {
+    __result?: object;
+    __error?: string;
+  }
+}
+
+/** A positive integer query parameter, or `fallback` when absent. */
+export function intParam(name: string, fallback: number): number {
+  const raw = params.get(name);
+  if (raw === null || raw === '') return fallback;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v <= 0) throw new Error(`query parameter ${name}=${raw} must be a positive integer`);
+  return v;
+}
+
+export function $<T extends HTMLElement = HTMLElement>(id: string): T {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`missing element #${id}`);
+  return el as T;
+}
+
+export function setText(id: string, text: string): void {
+  $(id).textContent = text;
+}
+
+export function status(text: string): void {
+  setText('status', text);
+}
+
+/** A progress line: scripts/page-runner.mjs echoes console lines starting with [progress]. */
+export function log(text: string): void {
+  console.log(`[progress] ${text}`);
+}
+
+export async function fetchBytes(file: string): Promise<Uint8Array> {
+  const res = await fetch(`/data/fashion-mnist/${file}`);
+  if (!res.ok) throw new Error(`fetching /data/fashion-mnist/${file}: HTTP ${res.status}`);
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+/** Shows the error on the page and reports it to the headless runner (first error only). */
+export function fail(e: unknown): void {
+  const message = e instanceof Error ? `${e.message}${e.stack && !headless ? `\n\n${e.stack}` : ''}` : String(e);
+  if (window.__error !== undefined) return;
+  window.__error = e instanceof Error ? e.message : String(e);
+  const box = $('error');
+  box.textContent = `Error: ${message}`;
+  box.classList.add('shown');
+  status('Failed.');
+  console.error('[error] ' + window.__error);
+}
+
+/** Reports the page's result to the headless runner (window.__result and a [result] line). */
+export function finish(result: object): void {
+  window.__result = result;
+  console.log('[result] ' + JSON.stringify(result));
+}
+
+/** Runs the page's main function, routing every failure to `fail`. */
+export function run(main: () => Promise<void>): void {
+  window.addEventListener('unhandledrejection', (ev) => fail(ev.reason));
+  if (headless) document.body.classList.add('headless');
+  main().catch(fail);
+}
+
+// ---- charts -------------------------------------------------------------------------------
+
+export interface Series {
+  points: [number, number][];
+  color: string;
+  /** Shown in the legend (when the chart has more than one series) and by the last point. */
+  label?: string;
+  dots?: boolean;
+}
+
+export interface Chart {
+  series: Series[];
+  xMax: number;
+  yMin: number;
+  yMax: number;
+  xLabel: string;
+  yFormat: (v: number) => string;
+}
+
+function niceStep(range: number, ticks: number): number {
+  const raw = range / ticks;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const norm = raw / mag;
+  return (norm >= 5 ? 10 : norm >= 2 ? 5 : norm >= 1 ? 2 : 1) * mag;
+}
+
+export function drawChart(canvas: HTMLCanvasElement, c: Chart): void {
+  const dpr = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth || 440;
+  const h = canvas.clientHeight || 240;
+  if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+    canvas.width = Math.round(w * dpr);
+    canvas.height = Math.round(h * dpr);
+  }
+  const g = canvas.getContext('2d');
+  if (!g) return;
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  g.clearRect(0, 0, w, h);
+  const left = 48;
+  const right = 12;
+  const top = 10;
+  const bottom = 34;
+  const pw = w - left - right;
+  const ph = h - top - bottom;
+  const sx = (x: number) => left + (x / c.xMax) * pw;
+  const sy = (y: number) => top + (1 - (y - c.yMin) / (c.yMax - c.yMin)) * ph;
+
+  g.font = '11px system-ui, sans-serif';
+  g.lineWidth = 1;
+  // Horizontal grid lines with y labels.
+  const yStep = niceStep(c.yMax - c.yMin, 5);
+  g.textAlign = 'right';
+  g.textBaseline = 'middle';
+  for (let y = Math.ceil(c.yMin / yStep) * yStep; y <= c.yMax + 1e-9; y += yStep) {
+    g.strokeStyle = '#eef0f3';
+    g.beginPath();
+    g.moveTo(left, Math.round(sy(y)) + 0.5);
+    g.lineTo(left + pw, Math.round(sy(y)) + 0.5);
+    g.stroke();
+    g.fillStyle = '#7b8794';
+    g.fillText(c.yFormat(y), left - 6, sy(y));
+  }
+  // X ticks.
+  const xStep = Math.max(niceStep(c.xMax, 6), c.xMax <= 1 ? 0.25 : 1);
+  g.textAlign = 'center';
+  g.textBaseline = 'top';
+  for (let x = 0; x <= c.xMax + 1e-9; x += xStep) {
+    g.fillStyle = '#7b8794';
+    g.fillText(Number.isInteger(x) ? String(x) : x.toFixed(2), sx(x), top + ph + 5);
+  }
+  g.fillText(c.xLabel, left + pw / 2, top + ph + 19);
+  // Axes.
+  g.strokeStyle = '#9aa5b1';
+  g.beginPath();
+  g.moveTo(left + 0.5, top);
+  g.lineTo(left + 0.5, top + ph + 0.5);
+  g.lineTo(left + pw, top + ph + 0.5);
+  g.stroke();
+  const drawn = c.series.filter((s) => s.points.length > 0);
+  if (drawn.length === 0) {
+    g.fillStyle = '#9aa5b1';
+    g.textAlign = 'center';
+    g.textBaseline = 'middle';
+    g.fillText('waiting for data…', left + pw / 2, top + ph / 2);
+    return;
+  }
+  for (const s of drawn) {
+    g.strokeStyle = s.color;
+    g.lineWidth = 2;
+    g.lineJoin = 'round';
+    g.beginPath();
+    s.points.forEach(([x, y], i) => (i === 0 ? g.moveTo(sx(x), sy(y)) : g.lineTo(sx(x), sy(y))));
+    g.stroke();
+    if (!s.dots) continue;
+    g.fillStyle = s.color;
+    for (const [x, y] of s.points) {
+      g.beginPath();
+      g.arc(sx(x), sy(y), 3, 0, Math.PI * 2);
+      g.fill();
+    }
+    const [lx, ly] = s.points[s.points.length - 1]!;
+    const atRight = lx > c.xMax * 0.8;
+    g.fillStyle = '#1f2933';
+    g.textAlign = atRight ? 'right' : 'left';
+    g.textBaseline = 'bottom';
+    g.fillText(c.yFormat(ly), sx(lx) + (atRight ? -6 : 6), sy(ly) - 4);
+  }
+  if (c.series.length > 1) {
+    // Legend, top right.
+    g.textAlign = 'left';
+    g.textBaseline = 'middle';
+    let y = top + 8;
+    for (const s of c.series) {
+      if (!s.label) continue;
+      const x = left + pw - 110;
+      g.fillStyle = s.color;
+      g.fillRect(x, y - 2, 14, 4);
+      g.fillStyle = '#3e4c59';
+      g.fillText(s.label, x + 20, y);
+      y += 15;
+    }
+  }
+}
