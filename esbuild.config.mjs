@@ -39,7 +39,8 @@ export async function buildDemos() {
     const html = join(root, 'demos', n, 'index.html');
     if (existsSync(html)) copyFileSync(html, join(out, n, 'index.html'));
   }
-  mkdirSync(out, { recursive: true });
+  mkdirSync(join(out, 'common'), { recursive: true });
+  copyFileSync(join(root, 'demos', 'common', 'demo.css'), join(out, 'common', 'demo.css'));
   const index = join(root, 'demos', 'index.html');
   if (existsSync(index)) copyFileSync(index, join(out, 'index.html'));
   else {

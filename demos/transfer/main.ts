@@ -6,12 +6,14 @@
 //   fine-tune  the transfer model with every group unfrozen: discriminative rates (2.6 per group),
 //              gradual unfreezing (one group per epoch, top down), warm-up and cosine decay
 //   LoRA       the transfer model with rank-r adapters on conv2 and fc1, base frozen, head trained
-//   distilled  a small MLP taught by the fine-tuned CNN (soft targets at temperature T, plus labels)
-//   alone      the same MLP trained on the labels only
+//   alone      a small MLP trained on the labels only
+//   distilled  the same MLP taught by the fine-tuned CNN (soft targets at temperature T, plus
+//              labels): on the labelled images only, and with unlabelled target images added
 // Query parameters: source, target (class ranges such as 0-4 or lists 5,6,7), perClass (20),
-// seeds (3), baseEpochs (2), sourceImages (all), test (target test images, all), epochs (target
-// task epochs, 30), unlabelled (extra unlabelled target images for distillation, 0), evalEvery (5),
-// headless=1. The result goes to window.__result and a `[result] {...}` console line.
+// seeds (3), baseEpochs (1), sourceImages (all), test (target test images, all), steps (training
+// steps of each target-task method, 150), unlabelled (extra unlabelled target images for
+// distillation, 2000), distillEpochs (over those, 10), cut (the base's last layer, flatten),
+// finetuneBatchNorm (inference or update), headless=1. The result goes to window.__result and a `[result] {...}` console line.
 import {
   Adam,
   applyLoRA,
@@ -31,10 +33,12 @@ import {
   loadFashionMnist,
   loadWeights,
   LoRALayer,
+  mergeLoRA,
   MaxPool2d,
   Module,
   ReLU,
   Reshape,
+  saveAdapter,
   saveWeights,
   Sequential,
   transfer,
@@ -50,6 +54,9 @@ const BASE_BATCH = 64;
 const EVAL_IMAGES = 1000;
 const LORA = { rank: 4, alpha: 8, layers: ['conv2', 'fc1'] };
 const DISTILL = { temperature: 4, alpha: 0.7 };
+// Adam's rates: one for every method that trains whole layers, higher for the LoRA adapters (as PEFT).
+const LR = { scratch: 2e-3, head: 2e-3, finetune: 2e-3, lora: 5e-3, student: 2e-3 };
+const CURVE_POINTS = 6;
 
 function classesParam(name: string, fallback: string): number[] {
   const raw = params.get(name) ?? fallback;
@@ -157,13 +164,11 @@ async function main(): Promise<void> {
   if (sourceClasses.some((c) => targetClasses.includes(c))) throw new Error(`source [${sourceClasses}] and target [${targetClasses}] classes overlap`);
   const perClass = intParam('perClass', 20);
   const seeds = intParam('seeds', 3);
-  const baseEpochs = intParam('baseEpochs', 2);
-  const epochs = intParam('epochs', 30);
-  const evalEvery = intParam('evalEvery', 5);
-  const unlabelledCount = countParam('unlabelled', 0);
+  const baseEpochs = intParam('baseEpochs', 1);
+  const steps = intParam('steps', 150);
+  const distillEpochs = intParam('distillEpochs', 10);
+  const unlabelledCount = countParam('unlabelled', 2000);
   const cut = params.get('cut') ?? 'flatten';
-  const headEpochs = intParam('headEpochs', epochs);
-  const headLr = Number(params.get('headLr') ?? 5e-3);
   const finetuneBatchNorm = params.get('finetuneBatchNorm') === 'update' ? 'update' : 'inference';
   for (const [k, v] of Object.entries({ source: sourceClasses.join(','), target: targetClasses.join(','), perClass, seeds, baseEpochs })) {
     ($('controls') as HTMLFormElement).querySelector<HTMLInputElement>(`[name=${k}]`)!.value = String(v);
@@ -194,11 +199,11 @@ async function main(): Promise<void> {
   log(`source classes [${names(sourceClasses)}]: ${source.count} training images; target classes [${names(targetClasses)}]: ${perClass} labelled per class, ${targetTest.count} test images`);
 
   // ---- charts and progress
-  const totalPhases = 1 + seeds * 6;
+  const totalPhases = 1 + seeds * 7;
   let phasesDone = 0;
   const baseLoss: [number, number][] = [];
   const baseAcc: [number, number][] = [];
-  const colors: Record<string, string> = { scratch: '#9aa5b1', transfer: '#2563eb', 'fine-tune': '#ea580c', LoRA: '#15803d', alone: '#a855f7', distilled: '#db2777' };
+  const colors: Record<string, string> = { scratch: '#9aa5b1', transfer: '#2563eb', 'fine-tune': '#ea580c', LoRA: '#15803d', alone: '#a855f7', 'distilled (labelled only)': '#f9a8d4', distilled: '#db2777' };
   let curves: Series[] = [];
   const redraw = () => {
     drawChart($<HTMLCanvasElement>('baseChart'), {
@@ -212,7 +217,7 @@ async function main(): Promise<void> {
       xLabel: 'epoch',
       yFormat: (v) => v.toFixed(1),
     });
-    drawChart($<HTMLCanvasElement>('targetChart'), { series: curves, xMax: epochs, yMin: 0, yMax: 1, xLabel: 'epoch', yFormat: (v) => `${Math.round(v * 100)}%` });
+    drawChart($<HTMLCanvasElement>('targetChart'), { series: curves, xMax: 1, yMin: 0, yMax: 1, xLabel: 'fraction of the training run', yFormat: (v) => `${Math.round(v * 100)}%` });
   };
   redraw();
   const phase = (name: string, seed: number | null) => {
@@ -279,29 +284,33 @@ async function main(): Promise<void> {
   };
 
   const methods: Record<string, MethodResult> = {};
-  for (const label of ['scratch', 'transfer', 'fine-tune', 'LoRA', 'alone', 'distilled']) methods[label] = { label, accs: [], seconds: [], trainable: 0 };
+  for (const label of Object.keys(colors)) methods[label] = { label, accs: [], seconds: [], trainable: 0 };
   methods['alone']!.label = 'MLP student alone';
-  methods['distilled']!.label = 'MLP student distilled';
+  methods['distilled (labelled only)']!.label = 'MLP student distilled, labelled images only';
+  methods['distilled']!.label = `MLP student distilled, + ${unlabelledCount} unlabelled images`;
   showResults(Object.values(methods));
   const timings: Record<string, number | boolean> = {};
 
   for (let seed = 1; seed <= seeds; seed++) {
     const target = classSplit(all(trainSet), targetClasses, { perClass, seed });
+    // The same number of steps whatever the number of labelled images.
+    const epochs = Math.max(1, Math.round(steps / Math.floor(target.data.count / BATCH)));
     const unlabelled = target.rest.inputs.subarray(0, Math.min(unlabelledCount, target.rest.count) * PIXELS);
     curves = [];
     /** Trains with `train(options)`, drawing a curve of evaluation accuracy, then records the final test accuracy. */
-    const runMethod = async (key: string, model: Module, trainable: number, train: (options: FitOptions) => Promise<{ seconds: number }>) => {
+    const runMethod = async (key: string, model: Module, trainable: number, train: (options: FitOptions) => Promise<{ seconds: number }>, runEpochs = epochs) => {
       phase(key, seed);
       const curve: Series = { points: [], color: colors[key]!, label: key, dots: false };
       curves.push(curve);
+      // CURVE_POINTS evaluations spread over the run; x is the fraction of the run done.
       const onEpoch = async (epoch: number) => {
-        if ((epoch + 1) % evalEvery !== 0 && epoch + 1 !== epochs) return;
-        curve.points.push([epoch + 1, (await evaluate(engine, model, evalSet)).accuracy]);
+        if (Math.floor((CURVE_POINTS * (epoch + 1)) / runEpochs) === Math.floor((CURVE_POINTS * epoch) / runEpochs)) return;
+        curve.points.push([(epoch + 1) / runEpochs, (await evaluate(engine, model, evalSet)).accuracy]);
         redraw();
       };
       curve.points.push([0, (await evaluate(engine, model, evalSet)).accuracy]);
       const t0 = performance.now();
-      const { seconds } = await train({ epochs, batchSize: BATCH, seed, checkFinite: true, ...progress(`${key}, seed ${seed}`), onEpoch });
+      const { seconds } = await train({ epochs: runEpochs, batchSize: BATCH, seed, checkFinite: true, ...progress(`${key}, seed ${seed}`), onEpoch });
       const wall = (performance.now() - t0) / 1000;
       const { accuracy } = await evaluate(engine, model, targetTest);
       const m = methods[key]!;
@@ -317,7 +326,7 @@ async function main(): Promise<void> {
     // Scratch: the same CNN on the labelled target images alone.
     const scratch = cnn(engine, T, 100 + seed);
     drawDiagram(scratch, 'scratch: everything trains');
-    const scratchOpt = new Adam(scratch.parameters(), { lr: 2e-3 });
+    const scratchOpt = new Adam(scratch.parameters(), { lr: LR.scratch });
     await runMethod('scratch', scratch, count(scratch.parameters().values()), (o) => fit(engine, scratch, scratchOpt, target.data, o));
     scratchOpt.dispose();
     scratch.dispose();
@@ -329,17 +338,18 @@ async function main(): Promise<void> {
       const tm = transferModel(seed);
       drawDiagram(tm.model, 'transfer: base frozen, new head trains');
       const before = await Promise.all([...tm.base.parameters().values(), ...tm.base.buffers().values()].map((t) => t.data()));
-      const opt = new Adam(tm.head.parameters(), { lr: headLr });
-      const uncached = await fitHead(engine, tm, opt, target.data, { epochs: headEpochs, batchSize: BATCH, seed, ...progress('transfer (uncached)') });
+      const opt = new Adam(tm.head.parameters(), { lr: LR.head });
+      const uncached = await fitHead(engine, tm, opt, target.data, { epochs, batchSize: BATCH, seed, ...progress('transfer (uncached)') });
       const after = await Promise.all([...tm.base.parameters().values(), ...tm.base.buffers().values()].map((t) => t.data()));
       timings['frozen_bit_identical'] = before.every((b, i) => b.length === after[i]!.length && b.every((v, j) => Object.is(v, after[i]![j])));
       timings['uncached_head_s'] = uncached.seconds;
       timings['uncached_transfer_acc'] = (await evaluate(engine, tm.model, targetTest)).accuracy;
       // Step time of this model: base frozen (head only), then every layer trainable.
       const stepMs = async (model: Module, optimizer: Adam) => {
-        const data = { ...target.data };
-        await fit(engine, model, optimizer, data, { epochs: 1, batchSize: BATCH }); // warm-up: pipelines
-        const r = await fit(engine, model, optimizer, data, { epochs: 4, batchSize: BATCH });
+        const data = target.data;
+        const epochsOf = (n: number) => Math.ceil(n / Math.floor(data.count / BATCH));
+        await fit(engine, model, optimizer, data, { epochs: epochsOf(3), batchSize: BATCH }); // warm-up: pipelines
+        const r = await fit(engine, model, optimizer, data, { epochs: epochsOf(20), batchSize: BATCH });
         return (r.seconds * 1000) / r.steps;
       };
       timings['frozen_step_ms'] = await stepMs(tm.model, opt);
@@ -353,10 +363,10 @@ async function main(): Promise<void> {
     }
     const tm = transferModel(seed);
     drawDiagram(tm.model, 'transfer: base frozen, new head trains (cached features)');
-    const headOpt = new Adam(tm.head.parameters(), { lr: headLr });
+    const headOpt = new Adam(tm.head.parameters(), { lr: LR.head });
     let featureSeconds = 0;
     await runMethod('transfer', tm.model, count(tm.model.trainableParameters().values()), async (o) => {
-      const r = await fitHead(engine, tm, headOpt, target.data, { ...o, epochs: headEpochs, cacheFeatures: true });
+      const r = await fitHead(engine, tm, headOpt, target.data, { ...o, cacheFeatures: true });
       featureSeconds = r.featureSeconds;
       return r;
     });
@@ -370,7 +380,7 @@ async function main(): Promise<void> {
     await runMethod('fine-tune', tm.model, count(tm.model.parameters().values()), (o) =>
       finetune(engine, tm.model, target.data, {
         ...o,
-        lr: 2e-3,
+        lr: LR.finetune,
         factor: 2.6,
         gradual: true,
         warmup: 5,
@@ -389,26 +399,38 @@ async function main(): Promise<void> {
     applyLoRA(lora.model, LORA.layers, { rank: LORA.rank, alpha: LORA.alpha, seed: 300 + seed, trainable: ['fc2'] });
     drawDiagram(lora.model, `LoRA rank ${LORA.rank} on ${LORA.layers.join(', ')}; head trains`);
     const loraTrainable = count(lora.model.trainableParameters().values());
-    const loraOpt = new Adam(lora.model.trainableParameters(), { lr: 5e-3 });
+    const loraOpt = new Adam(lora.model.trainableParameters(), { lr: LR.lora });
     await runMethod('LoRA', lora.model, loraTrainable, (o) => fit(engine, lora.model, loraOpt, target.data, o));
     timings['lora_trainable_params'] = loraTrainable;
     timings['full_trainable_params'] = count(teacher.parameters().values());
+    if (seed === 1) {
+      // What exporting costs: the adapter and head alone, or the adapter merged into the weights.
+      timings['lora_adapter_bytes'] = (await saveAdapter(lora.model, { include: ['fc2'] })).length;
+      timings['full_model_bytes'] = (await saveWeights(teacher)).length;
+      mergeLoRA(lora.model);
+      timings['lora_merged_acc'] = (await evaluate(engine, lora.model, targetTest)).accuracy;
+      log(`LoRA: adapter + head ${timings['lora_adapter_bytes']} bytes vs ${timings['full_model_bytes']} for the whole model; merged into the base weights: test_acc=${Number(timings['lora_merged_acc']).toFixed(4)}`);
+    }
     loraOpt.dispose();
     lora.model.dispose();
 
     // Distillation: the same small MLP alone and taught by the fine-tuned CNN.
     const alone = mlp(engine, T, 400 + seed);
     drawDiagram(alone, 'MLP student trained alone');
-    const aloneOpt = new Adam(alone.parameters(), { lr: 2e-3 });
+    const aloneOpt = new Adam(alone.parameters(), { lr: LR.student });
     await runMethod('alone', alone, count(alone.parameters().values()), (o) => fit(engine, alone, aloneOpt, target.data, o));
     aloneOpt.dispose();
     alone.dispose();
-    const student = mlp(engine, T, 400 + seed);
-    drawDiagram(student, `MLP student taught by the fine-tuned CNN (T=${DISTILL.temperature}, alpha=${DISTILL.alpha})`);
-    const studentOpt = new Adam(student.parameters(), { lr: 2e-3 });
-    await runMethod('distilled', student, count(student.parameters().values()), (o) => distill(engine, teacher, student, studentOpt, target.data, { ...o, ...DISTILL, unlabelled }));
-    studentOpt.dispose();
-    student.dispose();
+    // Taught on the labelled images only, then with unlabelled target images added to the
+    // transfer set (the teacher has fit the labelled ones, so its soft targets there are nearly hard).
+    for (const [key, extra, runEpochs] of [['distilled (labelled only)', undefined, epochs], ['distilled', unlabelled, distillEpochs]] as const) {
+      const student = mlp(engine, T, 400 + seed);
+      drawDiagram(student, `MLP student taught by the fine-tuned CNN (T=${DISTILL.temperature}, alpha=${DISTILL.alpha}) on ${target.data.count + (extra?.length ?? 0) / PIXELS} images`);
+      const studentOpt = new Adam(student.parameters(), { lr: LR.student });
+      await runMethod(key, student, count(student.parameters().values()), (o) => distill(engine, teacher, student, studentOpt, target.data, { ...o, ...DISTILL, unlabelled: extra }), runEpochs);
+      studentOpt.dispose();
+      student.dispose();
+    }
     teacher.dispose();
   }
 
@@ -420,6 +442,7 @@ async function main(): Promise<void> {
     finetune_acc: acc('fine-tune'),
     lora_acc: acc('LoRA'),
     distill_student_acc: acc('distilled'),
+    distill_labelled_only_acc: acc('distilled (labelled only)'),
     student_alone_acc: acc('alone'),
     frozen_bit_identical: timings['frozen_bit_identical'],
     frozen_step_ms: round(Number(timings['frozen_step_ms']), 3),
@@ -427,15 +450,19 @@ async function main(): Promise<void> {
     cached_features_speedup: round(Number(timings['cached_features_speedup']), 2),
     lora_trainable_params: timings['lora_trainable_params'],
     full_trainable_params: timings['full_trainable_params'],
-    std: { scratch: spread('scratch'), transfer: spread('transfer'), finetune: spread('fine-tune'), lora: spread('LoRA'), distill_student: spread('distilled'), student_alone: spread('alone') },
+    std: { scratch: spread('scratch'), transfer: spread('transfer'), finetune: spread('fine-tune'), lora: spread('LoRA'), distill_student: spread('distilled'), distill_labelled_only: spread('distilled (labelled only)'), student_alone: spread('alone') },
     per_seed: Object.fromEntries(Object.entries(methods).map(([k, m]) => [k, m.accs.map((a) => round(a))])),
     uncached_transfer_acc: round(Number(timings['uncached_transfer_acc'])),
+    lora_merged_acc: round(Number(timings['lora_merged_acc'])),
+    lora_adapter_bytes: timings['lora_adapter_bytes'],
+    full_model_bytes: timings['full_model_bytes'],
     base_source_acc: round(baseSourceAcc),
     seeds,
     per_class: perClass,
     source_images: source.count,
     target_test_images: targetTest.count,
-    epochs,
+    steps,
+    distill_epochs: distillEpochs,
     base_epochs: baseEpochs,
     unlabelled: unlabelledCount,
     adapter: engine.adapterName,

@@ -3,7 +3,7 @@
 import { expect, test } from 'vitest';
 import { runDemo } from './demo.js';
 
-const ARGS = ['--seeds', '1', '--sourceImages', '1500', '--baseEpochs', '1', '--perClass', '10', '--epochs', '4', '--evalEvery', '2', '--test', '500', '--timeout', '900'];
+const ARGS = ['--seeds', '1', '--sourceImages', '1500', '--baseEpochs', '1', '--perClass', '10', '--steps', '20', '--distillEpochs', '2', '--test', '500', '--timeout', '900'];
 
 test('transfer demo runs every method and reports the comparison', async () => {
   const { result, context } = await runDemo('transfer', ARGS);
