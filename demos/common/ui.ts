@@ -177,19 +177,23 @@ export function drawChart(canvas: HTMLCanvasElement, c: Chart): void {
     g.textBaseline = 'bottom';
     g.fillText(c.yFormat(ly), sx(lx) + (atRight ? -6 : 6), sy(ly) - 4);
   }
-  if (c.series.length > 1) {
-    // Legend, top right.
+  const labelled = c.series.filter((s) => s.label);
+  if (labelled.length > 1) {
+    // Legend at the bottom right, on a translucent box so that it stays readable over the lines.
+    const width = 26 + Math.max(...labelled.map((s) => g.measureText(s.label!).width));
+    const x = left + pw - width - 4;
+    let y = top + ph - 15 * labelled.length - 2;
+    g.fillStyle = 'rgba(255, 255, 255, 0.85)';
+    g.fillRect(x - 4, y - 4, width + 8, 15 * labelled.length + 4);
     g.textAlign = 'left';
     g.textBaseline = 'middle';
-    let y = top + 8;
-    for (const s of c.series) {
-      if (!s.label) continue;
-      const x = left + pw - 110;
+    for (const s of labelled) {
+      y += 7;
       g.fillStyle = s.color;
       g.fillRect(x, y - 2, 14, 4);
       g.fillStyle = '#3e4c59';
-      g.fillText(s.label, x + 20, y);
-      y += 15;
+      g.fillText(s.label!, x + 20, y);
+      y += 8;
     }
   }
 }

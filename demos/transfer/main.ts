@@ -108,9 +108,22 @@ const round = (x: number, digits = 4) => Math.round(x * 10 ** digits) / 10 ** di
 
 // ---- the frozen-layer diagram ---------------------------------------------------------------
 
-function drawDiagram(model: Sequential, phase: string): void {
+/** Draws (or redraws) the row `key` of the diagram: the model's layers, coloured by what trains. */
+function drawDiagram(key: string, model: Sequential, caption: string): void {
   const box = $('diagram');
-  box.replaceChildren();
+  let row = box.querySelector<HTMLElement>(`[data-key="${key}"]`);
+  if (!row) {
+    row = document.createElement('div');
+    row.className = 'diagram-row';
+    row.dataset['key'] = key;
+    box.append(row);
+  }
+  for (const r of box.querySelectorAll('.diagram-row')) r.classList.toggle('current', r === row);
+  const title = document.createElement('div');
+  title.className = 'caption';
+  title.textContent = `${key}: ${caption}`;
+  const layers = document.createElement('div');
+  layers.className = 'diagram';
   for (const [name, layer] of model.children()) {
     const params = [...layer.parameters().values()];
     const kind = layer instanceof LoRALayer ? 'lora' : params.length === 0 ? 'none' : params.every((p) => p.frozen) ? 'frozen' : 'trainable';
@@ -123,9 +136,9 @@ function drawDiagram(model: Sequential, phase: string): void {
     t.className = 't';
     t.textContent = `${layer.constructor.name}${params.length ? ` · ${count(params).toLocaleString('en-US')}` : ''}`;
     cell.append(n, t);
-    box.append(cell);
+    layers.append(cell);
   }
-  setText('diagramPhase', `(${phase})`);
+  row.replaceChildren(title, layers);
 }
 
 // ---- results table ----------------------------------------------------------------------------
@@ -208,12 +221,12 @@ async function main(): Promise<void> {
   const redraw = () => {
     drawChart($<HTMLCanvasElement>('baseChart'), {
       series: [
-        { points: baseLoss, color: '#2563eb', label: 'loss / 2.5' },
-        { points: baseAcc, color: '#15803d', label: 'source test acc', dots: true },
+        { points: baseLoss, color: '#2563eb', label: 'training loss' },
+        { points: baseAcc, color: '#15803d', label: 'source test accuracy', dots: true },
       ],
       xMax: baseEpochs,
       yMin: 0,
-      yMax: 1,
+      yMax: Math.max(1, Math.ceil(baseLoss[0]?.[1] ?? 1)),
       xLabel: 'epoch',
       yFormat: (v) => v.toFixed(1),
     });
@@ -237,7 +250,7 @@ async function main(): Promise<void> {
   // ---- the base, on the source task
   phase('base on the source task', null);
   const base = cnn(engine, S, 1);
-  drawDiagram(base, 'base training: everything trains');
+  drawDiagram('base', base, 'trained on the source task, everything trains');
   const baseOpt = new Adam(base.parameters(), { lr: 2e-3 });
   const stepsPerEpoch = Math.floor(source.count / BASE_BATCH);
   const baseStart = performance.now();
@@ -245,10 +258,10 @@ async function main(): Promise<void> {
     epochs: baseEpochs,
     batchSize: BASE_BATCH,
     seed: 1,
-    logEvery: 25,
+    logEvery: Math.max(1, Math.min(25, Math.floor((baseEpochs * stepsPerEpoch) / 20))),
     checkFinite: true,
     onProgress: (p) => {
-      baseLoss.push([p.step / stepsPerEpoch, Math.min(1, p.loss / 2.5)]);
+      baseLoss.push([p.step / stepsPerEpoch, p.loss]);
       setText('loss', p.loss.toFixed(4));
       status(`base: epoch ${p.epoch + 1} of ${baseEpochs}, step ${p.step} / ${p.totalSteps}`);
       log(`base epoch=${p.epoch + 1}/${baseEpochs} step=${p.step}/${p.totalSteps} loss=${p.loss.toFixed(4)}`);
@@ -325,7 +338,7 @@ async function main(): Promise<void> {
 
     // Scratch: the same CNN on the labelled target images alone.
     const scratch = cnn(engine, T, 100 + seed);
-    drawDiagram(scratch, 'scratch: everything trains');
+    drawDiagram('scratch', scratch, 'the same CNN on the labelled target images, everything trains');
     const scratchOpt = new Adam(scratch.parameters(), { lr: LR.scratch });
     await runMethod('scratch', scratch, count(scratch.parameters().values()), (o) => fit(engine, scratch, scratchOpt, target.data, o));
     scratchOpt.dispose();
@@ -336,7 +349,7 @@ async function main(): Promise<void> {
     if (seed === 1) {
       phase('transfer without feature caching (timing)', seed);
       const tm = transferModel(seed);
-      drawDiagram(tm.model, 'transfer: base frozen, new head trains');
+      drawDiagram('transfer', tm.model, 'base frozen up to the cut, new head trains');
       const before = await Promise.all([...tm.base.parameters().values(), ...tm.base.buffers().values()].map((t) => t.data()));
       const opt = new Adam(tm.head.parameters(), { lr: LR.head });
       const uncached = await fitHead(engine, tm, opt, target.data, { epochs, batchSize: BATCH, seed, ...progress('transfer (uncached)') });
@@ -362,7 +375,7 @@ async function main(): Promise<void> {
       tm.model.dispose();
     }
     const tm = transferModel(seed);
-    drawDiagram(tm.model, 'transfer: base frozen, new head trains (cached features)');
+    drawDiagram('transfer', tm.model, `base frozen up to ${cut}, new head trains on cached features`);
     const headOpt = new Adam(tm.head.parameters(), { lr: LR.head });
     let featureSeconds = 0;
     await runMethod('transfer', tm.model, count(tm.model.trainableParameters().values()), async (o) => {
@@ -386,7 +399,8 @@ async function main(): Promise<void> {
         warmup: 5,
         batchNorm: finetuneBatchNorm,
         onEpoch: async (epoch, trained) => {
-          drawDiagram(tm.model, `fine-tune epoch ${epoch + 2}: ${trained.length + (trained.length < groups.length ? 1 : 0)} of ${groups.length} groups unfrozen`);
+          const trainable = groups.filter((g) => g.every((n) => tm.model.select(n).every((p) => !p.frozen))).length;
+          drawDiagram('fine-tune', tm.model, `gradual unfreezing, after epoch ${epoch + 1} of ${o.epochs}: ${trainable} of ${groups.length} groups (${trained.length} trained in that epoch), rates / 2.6 per group down`);
           await o.onEpoch!(epoch);
         },
       }),
@@ -397,7 +411,7 @@ async function main(): Promise<void> {
     const lora = transferModel(seed);
     loadWeights(lora.model, transferWeights);
     applyLoRA(lora.model, LORA.layers, { rank: LORA.rank, alpha: LORA.alpha, seed: 300 + seed, trainable: ['fc2'] });
-    drawDiagram(lora.model, `LoRA rank ${LORA.rank} on ${LORA.layers.join(', ')}; head trains`);
+    drawDiagram('LoRA', lora.model, `rank ${LORA.rank} adapters on ${LORA.layers.join(', ')}, fc2 trains, the rest frozen`);
     const loraTrainable = count(lora.model.trainableParameters().values());
     const loraOpt = new Adam(lora.model.trainableParameters(), { lr: LR.lora });
     await runMethod('LoRA', lora.model, loraTrainable, (o) => fit(engine, lora.model, loraOpt, target.data, o));
@@ -416,7 +430,7 @@ async function main(): Promise<void> {
 
     // Distillation: the same small MLP alone and taught by the fine-tuned CNN.
     const alone = mlp(engine, T, 400 + seed);
-    drawDiagram(alone, 'MLP student trained alone');
+    drawDiagram('student', alone, 'a small MLP, alone or taught by the fine-tuned CNN');
     const aloneOpt = new Adam(alone.parameters(), { lr: LR.student });
     await runMethod('alone', alone, count(alone.parameters().values()), (o) => fit(engine, alone, aloneOpt, target.data, o));
     aloneOpt.dispose();
@@ -425,7 +439,6 @@ async function main(): Promise<void> {
     // transfer set (the teacher has fit the labelled ones, so its soft targets there are nearly hard).
     for (const [key, extra, runEpochs] of [['distilled (labelled only)', undefined, epochs], ['distilled', unlabelled, distillEpochs]] as const) {
       const student = mlp(engine, T, 400 + seed);
-      drawDiagram(student, `MLP student taught by the fine-tuned CNN (T=${DISTILL.temperature}, alpha=${DISTILL.alpha}) on ${target.data.count + (extra?.length ?? 0) / PIXELS} images`);
       const studentOpt = new Adam(student.parameters(), { lr: LR.student });
       await runMethod(key, student, count(student.parameters().values()), (o) => distill(engine, teacher, student, studentOpt, target.data, { ...o, ...DISTILL, unlabelled: extra }), runEpochs);
       studentOpt.dispose();
