@@ -35,6 +35,7 @@ import {
   LoRALayer,
   mergeLoRA,
   MaxPool2d,
+  outputs,
   Module,
   ReLU,
   Reshape,
@@ -406,6 +407,23 @@ async function main(): Promise<void> {
       }),
     );
     const teacher = tm.model;
+    if (seed === 1) {
+      // How soft the teacher's targets are (mean largest probability at temperature T) on the
+      // images it was trained on and on unlabelled ones: what distillation has to teach.
+      const softness = async (inputs: Float32Array) => {
+        const { values, count: rows } = await outputs(engine, teacher, inputs, PIXELS);
+        let sum = 0;
+        for (let r = 0; r < rows; r++) {
+          const row = values.subarray(r * T, (r + 1) * T);
+          const top = Math.max(...row);
+          sum += 1 / row.reduce((a, v) => a + Math.exp((v - top) / DISTILL.temperature), 0);
+        }
+        return sum / rows;
+      };
+      timings['teacher_max_prob_labelled'] = await softness(target.data.inputs);
+      if (unlabelled.length) timings['teacher_max_prob_unlabelled'] = await softness(unlabelled);
+      log(`teacher at T=${DISTILL.temperature}: mean largest probability ${Number(timings['teacher_max_prob_labelled']).toFixed(3)} on its labelled images, ${Number(timings['teacher_max_prob_unlabelled'] ?? NaN).toFixed(3)} on unlabelled ones`);
+    }
 
     // LoRA from the transfer model: adapters on conv2 and fc1, the head trains, the rest is frozen.
     const lora = transferModel(seed);
@@ -466,6 +484,8 @@ async function main(): Promise<void> {
     std: { scratch: spread('scratch'), transfer: spread('transfer'), finetune: spread('fine-tune'), lora: spread('LoRA'), distill_student: spread('distilled'), distill_labelled_only: spread('distilled (labelled only)'), student_alone: spread('alone') },
     per_seed: Object.fromEntries(Object.entries(methods).map(([k, m]) => [k, m.accs.map((a) => round(a))])),
     uncached_transfer_acc: round(Number(timings['uncached_transfer_acc'])),
+    teacher_max_prob_labelled: round(Number(timings['teacher_max_prob_labelled'])),
+    teacher_max_prob_unlabelled: round(Number(timings['teacher_max_prob_unlabelled'] ?? NaN)),
     lora_merged_acc: round(Number(timings['lora_merged_acc'])),
     lora_adapter_bytes: timings['lora_adapter_bytes'],
     full_model_bytes: timings['full_model_bytes'],
