@@ -11,12 +11,12 @@ declare global {
   }
 }
 
-/** A positive integer query parameter, or `fallback` when absent. */
-export function intParam(name: string, fallback: number): number {
+/** An integer query parameter of at least `min` (default 1), or `fallback` when absent. */
+export function intParam(name: string, fallback: number, min = 1): number {
   const raw = params.get(name);
   if (raw === null || raw === '') return fallback;
   const v = Number(raw);
-  if (!Number.isInteger(v) || v <= 0) throw new Error(`query parameter ${name}=${raw} must be a positive integer`);
+  if (!Number.isInteger(v) || v < min) throw new Error(`query parameter ${name}=${raw} must be an integer of at least ${min}`);
   return v;
 }
 

@@ -71,14 +71,6 @@ function classesParam(name: string, fallback: string): number[] {
   return out;
 }
 
-function countParam(name: string, fallback: number): number {
-  const raw = params.get(name);
-  if (raw === null || raw === '') return fallback;
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v < 0) throw new Error(`query parameter ${name}=${raw} must be a non-negative integer`);
-  return v;
-}
-
 /** The CNN of the convolutional layers' test, with BatchNorm and a hidden dense layer. */
 function cnn(engine: Engine, classes: number, seed: number): Sequential {
   return new Sequential({
@@ -181,7 +173,7 @@ async function main(): Promise<void> {
   const baseEpochs = intParam('baseEpochs', 1);
   const steps = intParam('steps', 150);
   const distillEpochs = intParam('distillEpochs', 10);
-  const unlabelledCount = countParam('unlabelled', 2000);
+  const unlabelledCount = intParam('unlabelled', 2000, 0);
   const cut = params.get('cut') ?? 'flatten';
   const finetuneBatchNorm = params.get('finetuneBatchNorm') === 'update' ? 'update' : 'inference';
   for (const [k, v] of Object.entries({ source: sourceClasses.join(','), target: targetClasses.join(','), perClass, seeds, baseEpochs })) {
@@ -199,12 +191,12 @@ async function main(): Promise<void> {
   const all = (s: typeof trainSet): ClassificationData => ({ inputs: s.images, labels: s.labels, count: s.count, features: PIXELS, classes: 10 });
   const sourceAll = classSplit(all(trainSet), sourceClasses).data;
   const sourceImages = Math.min(intParam('sourceImages', sourceAll.count), sourceAll.count);
-  const source: ClassificationData = { ...sourceAll, inputs: sourceAll.inputs.subarray(0, sourceImages * PIXELS), labels: Array.from(sourceAll.labels).slice(0, sourceImages), count: sourceImages };
   const sourceTest = classSplit(all(testSet), sourceClasses).data;
   const targetTestAll = classSplit(all(testSet), targetClasses).data;
   const testCount = Math.min(intParam('test', targetTestAll.count), targetTestAll.count);
-  // Test rows are ordered by index, not class; a prefix keeps the classes about balanced.
+  // Rows are in the data set's order, not by class: a prefix keeps the classes about balanced.
   const head = (d: ClassificationData, n: number): ClassificationData => ({ ...d, inputs: d.inputs.subarray(0, n * PIXELS), labels: Array.from(d.labels).slice(0, n), count: n });
+  const source = head(sourceAll, sourceImages);
   const targetTest = head(targetTestAll, testCount);
   const evalSet = head(targetTest, Math.min(EVAL_IMAGES, testCount));
   const S = sourceClasses.length;
@@ -400,8 +392,7 @@ async function main(): Promise<void> {
         warmup: 5,
         batchNorm: finetuneBatchNorm,
         onEpoch: async (epoch, trained) => {
-          const trainable = groups.filter((g) => g.every((n) => tm.model.select(n).every((p) => !p.frozen))).length;
-          drawDiagram('fine-tune', tm.model, `gradual unfreezing, after epoch ${epoch + 1} of ${o.epochs}: ${trainable} of ${groups.length} groups (${trained.length} trained in that epoch), rates / 2.6 per group down`);
+          drawDiagram('fine-tune', tm.model, `gradual unfreezing, after epoch ${epoch + 1} of ${o.epochs}: ${trained.length} of ${groups.length} groups trained in that epoch, rates / 2.6 per group down`);
           await o.onEpoch!(epoch);
         },
       }),

@@ -1,7 +1,7 @@
 // Task splits of a labelled data set: the rows of some classes, relabelled 0..k-1, optionally
 // only a few labelled examples per class (the few-shot target task of transfer learning).
 import { permutation } from '../engine/random.js';
-import type { ClassificationData } from './train.js';
+import { takeRows, type ClassificationData } from './train.js';
 
 export interface ClassSplit {
   /** The selected rows, labels renumbered by their class's position in `classes`. */
@@ -35,14 +35,8 @@ export function classSplit(data: ClassificationData, classes: readonly number[],
   });
   const pick = (keep: (i: number) => boolean): ClassificationData => {
     const rows = byClass.flat().filter(keep).sort((a, b) => a - b);
-    const f = data.features;
-    const inputs = new Float32Array(rows.length * f);
-    const labels = new Uint8Array(rows.length);
-    rows.forEach((i, r) => {
-      inputs.set(data.inputs.subarray(i * f, (i + 1) * f), r * f);
-      labels[r] = position.get(data.labels[i]!)!;
-    });
-    return { inputs, labels, count: rows.length, features: f, classes: classes.length };
+    const labels = Uint8Array.from(rows, (i) => position.get(data.labels[i]!)!);
+    return { inputs: takeRows(data.inputs, data.features, rows), labels, count: rows.length, features: data.features, classes: classes.length };
   };
   return { data: pick((i) => chosen.has(i)), rest: pick((i) => !chosen.has(i)) };
 }

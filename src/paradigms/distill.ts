@@ -5,7 +5,7 @@ import type { Engine } from '../engine/engine.js';
 import type { Module } from '../engine/layers.js';
 import { distillationLoss, type DistillationOptions } from '../engine/ops/index.js';
 import type { Optimizer } from '../engine/optim.js';
-import { fit, oneHot, outputs, type ClassificationData, type FitOptions, type FitResult } from './train.js';
+import { fit, oneHot, outputs, takeRows, type ClassificationData, type FitOptions, type FitResult } from './train.js';
 
 export interface DistillOptions extends Omit<FitOptions, 'lossFn'>, DistillationOptions {
   /**
@@ -13,13 +13,6 @@ export interface DistillOptions extends Omit<FitOptions, 'lossFn'>, Distillation
    * "transfer set" of the paper. They get the soft term only.
    */
   unlabelled?: Float32Array;
-}
-
-/** Rows `indices` of a row-major array of `width`-wide rows. */
-function rows(values: Float32Array, width: number, indices: Uint32Array): Float32Array {
-  const out = new Float32Array(indices.length * width);
-  indices.forEach((i, r) => out.set(values.subarray(i * width, (i + 1) * width), r * width));
-  return out;
 }
 
 /** Trains `student` on `data` (and `unlabelled` rows) against `teacher`'s softened logits mixed with the hard labels. */
@@ -46,8 +39,8 @@ export async function distill(engine: Engine, teacher: Module, student: Module, 
   const result = await fit(engine, student, optimizer, { inputs, labels, count, features: data.features, classes: data.classes }, {
     ...options,
     lossFn: (output, _targets, batch) => {
-      const teacherLogits = engine.tensor(rows(teacherOut.values, data.classes, batch.indices), output.shape, 'distill.teacher');
-      const hardTargets = engine.tensor(rows(hard, data.classes, batch.indices), output.shape, 'distill.targets');
+      const teacherLogits = engine.tensor(takeRows(teacherOut.values, data.classes, batch.indices), output.shape, 'distill.teacher');
+      const hardTargets = engine.tensor(takeRows(hard, data.classes, batch.indices), output.shape, 'distill.targets');
       return distillationLoss(output, teacherLogits, hardTargets, options);
     },
   });

@@ -103,6 +103,7 @@ export interface FinetuneOptions extends Omit<FitOptions, 'onEpoch'> {
    * What the model's BatchNorm layers do while fine-tuning: 'inference' (the default, as Keras
    * advises) normalises with the pretrained running statistics and keeps them, even in unfrozen
    * layers, while gamma and beta train; 'update' uses batch statistics and updates the averages.
+   * Their own setting (BatchNorm.fixedStatistics) is back as it was afterwards.
    */
   batchNorm?: 'inference' | 'update';
   /** After each epoch, with the groups that epoch trained (top first). */
@@ -116,7 +117,9 @@ export interface FinetuneOptions extends Omit<FitOptions, 'onEpoch'> {
  */
 export async function finetune(engine: Engine, model: Sequential, data: ClassificationData, options: FinetuneOptions): Promise<FitResult & { optimizer: Optimizer }> {
   const groups = selectGroups(model, options.layers);
-  for (const m of model.modules().values()) if (m instanceof BatchNorm) m.fixedStatistics = (options.batchNorm ?? 'inference') === 'inference';
+  const batchNorms = [...model.modules().values()].filter((m): m is BatchNorm => m instanceof BatchNorm);
+  const fixedBefore = batchNorms.map((m) => m.fixedStatistics);
+  for (const m of batchNorms) m.fixedStatistics = (options.batchNorm ?? 'inference') === 'inference';
   model.freeze();
   const totalSteps = options.epochs * Math.floor(data.count / options.batchSize);
   const optimizer = new Adam(discriminativeGroups(model, groups, { lr: options.lr, factor: options.factor }), {
@@ -126,15 +129,18 @@ export async function finetune(engine: Engine, model: Sequential, data: Classifi
   });
   const unfreezing = new GradualUnfreezing(model, groups);
   if (options.gradual) unfreezing.start();
-  else for (const g of groups) model.unfreeze(...g);
-  const unfrozen = () => unfreezing.order.filter((g) => g.every((n) => model.select(n).every((p) => !p.frozen)));
-  const result = await fit(engine, model, optimizer, data, {
-    ...options,
-    onEpoch: async (epoch) => {
-      const trained = unfrozen();
-      if (options.gradual) unfreezing.next();
-      await options.onEpoch?.(epoch, trained);
-    },
-  });
-  return { ...result, optimizer };
+  else while (unfreezing.next());
+  try {
+    const result = await fit(engine, model, optimizer, data, {
+      ...options,
+      onEpoch: async (epoch) => {
+        const trained = unfreezing.order.slice(0, unfreezing.unfrozen);
+        if (options.gradual) unfreezing.next();
+        await options.onEpoch?.(epoch, trained);
+      },
+    });
+    return { ...result, optimizer };
+  } finally {
+    batchNorms.forEach((m, i) => (m.fixedStatistics = fixedBefore[i]!));
+  }
 }

@@ -70,15 +70,20 @@ export function oneHot(labels: ArrayLike<number>, classes: number, into = new Fl
   return into;
 }
 
-/** Copies the rows `order[start .. start + batch.indices.length]` of the data into the batch arrays. */
+/** The rows `indices` of a row-major array of `width`-wide rows, in that order (into `out`). */
+export function takeRows(values: Float32Array, width: number, indices: ArrayLike<number>, out: Float32Array = new Float32Array(indices.length * width)): Float32Array {
+  for (let r = 0; r < indices.length; r++) out.set(values.subarray(indices[r]! * width, (indices[r]! + 1) * width), r * width);
+  return out;
+}
+
+/** Fills the batch with the rows `order[start .. start + batch.indices.length]` of the data. */
 function gather(data: ClassificationData, order: ArrayLike<number>, start: number, x: Float32Array, batch: Batch): void {
-  const f = data.features;
   for (let r = 0; r < batch.indices.length; r++) {
     const i = order[start + r]!;
-    x.set(data.inputs.subarray(i * f, (i + 1) * f), r * f);
     batch.indices[r] = i;
     batch.labels[r] = data.labels[i]!;
   }
+  takeRows(data.inputs, data.features, batch.indices, x);
 }
 
 function checkData(op: string, data: ClassificationData): void {

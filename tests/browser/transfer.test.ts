@@ -293,6 +293,7 @@ describe('fine-tuning', () => {
       const result = await finetune(engine, tm.model, target, { lr: 5e-3, epochs: 1, batchSize: 20, batchNorm: policy });
       expect(identical(await snapshot([bn.weight]), gamma), `${policy}: gamma trains`).toBe(false);
       expect(identical(await snapshot(bn.buffers().values()), stats), `${policy}: running statistics kept`).toBe(policy === 'inference');
+      expect(bn.fixedStatistics, "the layer's own setting is back afterwards").toBe(false);
       result.optimizer.dispose();
       tm.model.dispose();
     }
