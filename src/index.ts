@@ -1,24 +1,48 @@
 // webgpu-train: the public API. Demos and applications import from here only.
-export { Engine, type DispatchRecord, type EngineOptions } from './engine/engine.js';
-export { Tensor, Parameter, type Shape } from './engine/tensor.js';
+export { Engine, type DispatchRecord, type DispatchSpec, type EngineOptions } from './engine/engine.js';
+export { Tensor, type GradientFn, type Shape } from './engine/tensor.js';
+export { ALIGNMENT, Parameter, ParameterStore, type Slot } from './engine/parameters.js';
 export { backward, gradients } from './engine/autograd.js';
 export { noGrad } from './engine/graph.js';
 export * from './engine/ops/index.js';
-export { Activation, Dense, Dropout, Flatten, GELU, LeakyReLU, Module, ReLU, Sequential, Sigmoid, Tanh, type DenseOptions } from './engine/layers.js';
+export { Module, type AnyModule } from './engine/module.js';
+export { MultiHead, Sequential } from './engine/containers.js';
+export { Activation, Dense, Dropout, Flatten, GELU, LeakyReLU, ReLU, Sigmoid, Tanh, type DenseOptions } from './engine/layers.js';
 export { AvgPool2d, Conv2d, GlobalAvgPool, MaxPool2d, Reshape, type Conv2dLayerOptions } from './engine/layers.js';
 export { BatchNorm, Embedding, LayerNorm, type BatchNormLayerOptions, type EmbeddingOptions } from './engine/layers.js';
-export { Adam, AdamW, Optimizer, SGD, type AdamOptions, type OptimizerOptions, type ParamGroup, type SGDOptions } from './engine/optim.js';
+export { replicate, Replicas } from './engine/replicas.js';
+export { Adam, AdamW, Optimizer, SGD, type AdamOptions, type Group, type OptimizerOptions, type OptimizerParams, type ParamGroup, type SGDOptions } from './engine/optim.js';
 export { cosineDecay, stepDecay, type Schedule } from './engine/schedule.js';
 export { permutation, randomNormal, randomUniform } from './engine/random.js';
-export type { MemoryInfo } from './engine/pool.js';
+export type { MemoryInfo } from './engine/memory.js';
 export { formatProfile, type Profile, type ProfileMethod, type ProfileRow } from './engine/profiler.js';
+export { autotune, type TuningResult } from './engine/autotune.js';
 export { KERNEL_NAMES, kernel } from './engine/kernels.js';
 export { Kernel, type Constants } from './engine/kernel.js';
 export { decodeSafetensors, encodeSafetensors, type NamedArray } from './engine/io/safetensors.js';
 export { loadWeights, saveWeights } from './engine/io/weights.js';
+export { loadTrainingState, saveTrainingState, type LoopPosition, type TrainingParts } from './engine/io/checkpoint.js';
 export { gunzip, parseIdx, parseIdxMaybeGzip, type IdxArray } from './engine/io/idx.js';
 export { FASHION_MNIST_CLASSES, loadFashionMnist, type ImageSet } from './engine/io/fashion-mnist.js';
-export { evaluate, fit, oneHot, outputs, type Batch, type ClassificationData, type FitOptions, type FitResult, type LossFn, type Progress } from './paradigms/train.js';
+export {
+  evaluate,
+  fit,
+  oneHot,
+  outputs,
+  takeRows,
+  train,
+  type Batch,
+  type ClassificationData,
+  type Dataset,
+  type FitOptions,
+  type FitResult,
+  type LossFn,
+  type Progress,
+  type StepContext,
+  type StepOutput,
+  type TrainOptions,
+  type TrainResult,
+} from './paradigms/train.js';
 export { extractFeatures, fitHead, transfer, type HeadFitOptions, type TransferModel, type TransferOptions } from './paradigms/transfer.js';
 export { discriminativeGroups, finetune, GradualUnfreezing, layerGroups, selectGroups, type FinetuneOptions } from './paradigms/finetune.js';
 export { distill, type DistillOptions } from './paradigms/distill.js';

@@ -22,6 +22,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-webgpu';
 import {
   Adam,
+  autotune,
   backward,
   Conv2d,
   Dense,
@@ -135,7 +136,8 @@ const round3 = (v: number) => Math.round(v * 1000) / 1000;
 async function main(): Promise<void> {
   const pageStart = performance.now();
   status('Requesting a WebGPU device (engine, autotune)…');
-  const engine = await Engine.create({ autotune: true });
+  const engine = await Engine.create();
+  await autotune(engine);
   engine.onLost((e) => fail(e));
   document.getElementById('adapter')!.textContent = engine.adapterName;
   log(`adapter ${engine.adapterName}`);

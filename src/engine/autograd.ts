@@ -3,9 +3,12 @@
 // gradient is wanted: a tensor "needs" a gradient if it is a trainable parameter (or a tensor
 // asked for) or an op output with such a tensor among its inputs. Frozen parameters need none,
 // so no weight-gradient kernel runs for them and nothing below the lowest trainable layer runs.
+// backward() accumulates into the parameters' regions of their model's flat gradient buffer;
+// where a parameter gets its gradient from one op, that op's kernel writes it there directly.
 import { noGrad } from './graph.js';
 import { add, mul } from './ops/elementwise.js';
-import { Parameter, shapeString, type Node, type Tensor } from './tensor.js';
+import { Parameter } from './parameters.js';
+import { shapeString, type Node, type Tensor } from './tensor.js';
 
 /**
  * Gradients of a scalar `loss` with respect to `wrt` (or, when wrt is null, with respect to every
@@ -13,7 +16,15 @@ import { Parameter, shapeString, type Node, type Tensor } from './tensor.js';
  * `seed` replaces d(loss)/d(loss) = 1 (for a non-scalar output).
  */
 export function gradients(loss: Tensor, wrt: readonly Tensor[] | null, seed?: Tensor): Map<Tensor, Tensor> {
-  loss.assertAlive('backward');
+  return backpropagate(loss, wrt, seed, () => undefined);
+}
+
+/**
+ * `destination(t)` may give a tensor that t's gradient is to be written into, when one op alone
+ * produces it (the op's gradient function may write there instead of making a new tensor).
+ */
+function backpropagate(loss: Tensor, wrt: readonly Tensor[] | null, seed: Tensor | undefined, destination: (t: Tensor) => Tensor | undefined): Map<Tensor, Tensor> {
+  if (loss.disposed) throw new Error(`backward: the loss ${loss.name} ${shapeString(loss.shape)} was disposed (its scope ended); run backward inside the scope that computed it`);
   const engine = loss.engine;
   if (!seed && loss.size !== 1) throw new Error(`backward: ${loss.name} has shape ${shapeString(loss.shape)}; pass a seed gradient for a non-scalar output`);
   if (seed && seed.size !== loss.size) throw new Error(`backward: seed ${shapeString(seed.shape)} does not match ${loss.name} ${shapeString(loss.shape)}`);
@@ -49,6 +60,21 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[] | null, seed?: Te
     }
   }
   const nodes = [...outputs.keys()].sort((a, b) => b.id - a.id);
+  // Everything the backward will read must still exist: a scope that ended frees the graph.
+  const uses = new Map<Tensor, number>();
+  for (const node of nodes) {
+    for (const t of [outputs.get(node)!, ...node.inputs, ...node.saved]) {
+      if (t.disposed) {
+        const role = t === outputs.get(node) ? 'output' : node.inputs.includes(t) ? 'an input' : 'a saved tensor';
+        throw new Error(
+          `backward: the graph of ${loss.name} was freed: ${t.name} ${shapeString(t.shape)} (${role} of ${node.op}) was disposed. Run backward before the scope that made the forward pass ends (or keep() what it needs)`,
+        );
+      }
+    }
+    node.inputs.forEach((input, i) => {
+      if (node.grads[i] && needs(input)) uses.set(input, (uses.get(input) ?? 0) + 1);
+    });
+  }
   const keep = new Set(results);
 
   const grads = new Map<Tensor, Tensor>();
@@ -61,13 +87,14 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[] | null, seed?: Te
       node.inputs.forEach((input, i) => {
         const fn = node.grads[i];
         if (!fn || !needs(input)) return;
-        let g = engine.withLabel(`${node.op}.backward d(${input.name})`, () => fn(dy));
+        const into = uses.get(input) === 1 ? destination(input) : undefined;
+        let g = engine.withLabel(`${node.op}.backward d(${input.name})`, () => fn(dy, into));
         if (g.size !== input.size) {
           throw new Error(`backward of ${node.op}: gradient ${shapeString(g.shape)} for input ${input.name} ${shapeString(input.shape)}`);
         }
         // Every map entry is its own tensor (a view where a gradient function passed dy through),
         // so disposing one entry never frees another's storage.
-        if (g === dy || [...grads.values()].includes(g) || g.shape.join() !== input.shape.join()) g = engine.view(g, input.shape, `d(${input.name})`);
+        if (g !== into && (g === dy || [...grads.values()].includes(g) || g.shape.join() !== input.shape.join())) g = engine.view(g, input.shape, `d(${input.name})`);
         const previous = grads.get(input);
         if (previous) {
           const sum = engine.withLabel(`accumulate d(${input.name})`, () => add(previous, g));
@@ -83,37 +110,44 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[] | null, seed?: Te
       }
     }
   });
-  const out = new Map<Tensor, Tensor>();
+  const result = new Map<Tensor, Tensor>();
   for (const t of results) {
     const g = grads.get(t);
-    if (g) out.set(t, g);
+    if (g) result.set(t, g);
   }
-  return out;
+  return result;
 }
 
 /**
- * Backpropagates a scalar loss into `.grad` of every trainable parameter it depends on,
- * adding to gradients already there. Masked parameters get their gradient multiplied by the
- * mask, so masked elements carry exactly zero gradient.
+ * Backpropagates a scalar loss into the gradient of every trainable parameter it depends on (its
+ * region of its model's flat gradient buffer, `param.grad`), adding to gradients already there.
+ * Masked parameters get their gradient multiplied by the mask, so masked elements carry exactly
+ * zero gradient.
  */
 export function backward(loss: Tensor): void {
-  const grads = gradients(loss, null);
+  const direct = (t: Tensor) => (t instanceof Parameter && !t.hasGradient && !t.mask ? t.gradView() : undefined);
+  const grads = backpropagate(loss, null, undefined, direct);
   const engine = loss.engine;
   noGrad(() => {
-    for (const [t, g0] of grads) {
-      const p = t as Parameter;
-      let g = g0;
+    for (const [t, g] of grads) {
+      const p = t as unknown as Parameter;
+      const region = p.gradView();
+      if (g === region) {
+        p.markGradient();
+        continue;
+      }
+      let h = g;
       if (p.mask) {
-        g = engine.withLabel(`mask d(${p.name})`, () => mul(g0, p.mask!));
-        g0.dispose();
-      }
-      if (p.grad) {
-        const sum = engine.withLabel(`accumulate d(${p.name})`, () => add(p.grad!, g));
-        p.grad.dispose();
+        h = engine.withLabel(`mask d(${p.name})`, () => mul(g, p.mask!));
         g.dispose();
-        g = sum;
       }
-      p.grad = engine.keep(g);
+      if (p.hasGradient) {
+        const sum = engine.withLabel(`accumulate d(${p.name})`, () => add(region, h));
+        engine.copy(sum, region);
+        sum.dispose();
+      } else engine.copy(h, region);
+      h.dispose();
+      p.markGradient();
     }
   });
 }

@@ -1,5 +1,6 @@
 // A small autotuner: times a few workgroup shapes of the matmul and conv2d kernels on this
-// adapter and keeps the fastest for the session. Each invocation computes the same register
+// adapter and keeps the fastest for the session (in engine.tuning, which the ops read). It sits
+// above the ops it times; the engine knows nothing of it. Each invocation computes the same register
 // block either way; the shape decides how blocks are grouped, which is what differs most between
 // GPUs (and CPU emulation).
 import type { Constants } from './kernel.js';
@@ -15,6 +16,13 @@ export const MATMUL_WORKGROUPS: readonly Constants[] = [
 ];
 
 export const CONV2D_WORKGROUPS: readonly Constants[] = [{ WG: 32 }, { WG: 64 }, { WG: 128 }, { WG: 256 }];
+
+/** Times a few configurations of the matmul and conv2d kernels on this adapter and keeps the fastest. */
+export async function autotune(engine: Engine): Promise<TuningResult[]> {
+  const results = [await tuneMatmul(engine), await tuneConv2d(engine)];
+  for (const r of results) engine.tuning.set(r.kernel, r.best);
+  return results;
+}
 
 export interface TuningResult {
   kernel: string;

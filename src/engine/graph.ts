@@ -1,6 +1,8 @@
-// Recording the graph: each op's output remembers its inputs and one gradient function per
-// input (micrograd style, no global tape). autograd.ts walks it backwards.
-import { Parameter, type Node, type Tensor } from './tensor.js';
+// Recording the graph: each op's output remembers its inputs, one gradient function per input,
+// and the other tensors its backward reads (micrograd style, no global tape). autograd.ts walks
+// it backwards.
+import { Parameter } from './parameters.js';
+import type { GradientFn, Node, Tensor } from './tensor.js';
 
 let recording = true;
 let nextNodeId = 1;
@@ -20,8 +22,11 @@ function tracked(t: Tensor): boolean {
   return t instanceof Parameter || t.requiresGrad || t.node !== null;
 }
 
-/** Attaches the op's node to its output when any input takes part in differentiation. */
-export function record(out: Tensor, op: string, inputs: Tensor[], grads: (((dy: Tensor) => Tensor) | null)[]): Tensor {
-  if (recording && inputs.some(tracked)) out.node = { id: nextNodeId++, op, inputs, grads } satisfies Node;
+/**
+ * Attaches the op's node to its output when any input takes part in differentiation. `saved`
+ * lists what the gradient functions read besides the inputs (the output, saved statistics).
+ */
+export function record(out: Tensor, op: string, inputs: Tensor[], grads: (GradientFn | null)[], saved: Tensor[] = []): Tensor {
+  if (recording && inputs.some(tracked)) out.node = { id: nextNodeId++, op, inputs, grads, saved } satisfies Node;
   return out;
 }

@@ -18,6 +18,7 @@ import dropout from '../shaders/dropout.wgsl';
 import embedding from '../shaders/embedding.wgsl';
 import embeddingBackward from '../shaders/embedding_backward.wgsl';
 import fill from '../shaders/fill.wgsl';
+import gradStats from '../shaders/grad_stats.wgsl';
 import layernorm from '../shaders/layernorm.wgsl';
 import layernormBackward from '../shaders/layernorm_backward.wgsl';
 import layernormBackwardGamma from '../shaders/layernorm_backward_gamma.wgsl';
@@ -51,6 +52,7 @@ const SOURCES = {
   embedding,
   embedding_backward: embeddingBackward,
   fill,
+  grad_stats: gradStats,
   layernorm,
   layernorm_backward: layernormBackward,
   layernorm_backward_gamma: layernormBackwardGamma,

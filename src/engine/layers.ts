@@ -1,9 +1,8 @@
-// Layers: Dense, Conv2d, pooling, normalisation, Embedding, activations, Dropout, Flatten and
-// Sequential with named layers. Parameters
-// are listed under stable dotted names (`fc1.weight`), which freezing, masks, optimizer groups
-// and saved weights all use.
+// Layers: Dense, Conv2d, pooling, normalisation, Embedding, activations, Dropout, Flatten,
+// Reshape. Each is a Module (module.ts) listing its parameters and buffers under local names;
+// containers (containers.ts) put them together.
 import type { Engine } from './engine.js';
-import { noGrad } from './graph.js';
+import { Module } from './module.js';
 import {
   avgPool2d,
   batchNorm,
@@ -22,116 +21,17 @@ import {
   type UnaryOp,
 } from './ops/index.js';
 import { randomNormal, randomUniform } from './random.js';
-import type { Parameter, Tensor } from './tensor.js';
+import type { Parameter } from './parameters.js';
+import type { Tensor } from './tensor.js';
 
 /** A layer that can apply the activation after it in its own kernel's epilogue (Sequential uses this). */
-interface Fusing {
+export interface Fusing {
   canFuse(activation: Activation): boolean;
   forwardFused(x: Tensor, activation: Activation | null): Tensor;
 }
 
-function isFusing(m: Module): m is Module & Fusing {
+export function isFusing(m: object): m is Module & Fusing {
   return 'canFuse' in m && 'forwardFused' in m;
-}
-
-export abstract class Module {
-  training = true;
-
-  abstract forward(x: Tensor): Tensor;
-
-  /** Direct sub-modules by local name. */
-  children(): [string, Module][] {
-    return [];
-  }
-
-  /** This module's own parameters by local name. */
-  ownParameters(): [string, Parameter][] {
-    return [];
-  }
-
-  /** This module's own non-trained state tensors by local name (BatchNorm's running averages). */
-  ownBuffers(): [string, Tensor][] {
-    return [];
-  }
-
-  /** Every buffer (non-trained state such as running averages) under this module, by dotted name. */
-  buffers(prefix = ''): Map<string, Tensor> {
-    const out = new Map<string, Tensor>();
-    for (const [name, t] of this.ownBuffers()) out.set(prefix + name, t);
-    for (const [name, child] of this.children()) {
-      for (const [n, t] of child.buffers(`${prefix}${name}.`)) out.set(n, t);
-    }
-    return out;
-  }
-
-  /** Every parameter under this module, by dotted name; also names each parameter so. */
-  parameters(prefix = ''): Map<string, Parameter> {
-    const out = new Map<string, Parameter>();
-    for (const [name, p] of this.ownParameters()) {
-      p.name = prefix + name;
-      out.set(p.name, p);
-    }
-    for (const [name, child] of this.children()) {
-      for (const [n, p] of child.parameters(`${prefix}${name}.`)) out.set(n, p);
-    }
-    return out;
-  }
-
-  /** Every sub-module by dotted name, depth first, in order. */
-  modules(prefix = ''): Map<string, Module> {
-    const out = new Map<string, Module>();
-    for (const [name, child] of this.children()) {
-      out.set(prefix + name, child);
-      for (const [n, m] of child.modules(`${prefix}${name}.`)) out.set(n, m);
-    }
-    return out;
-  }
-
-  /** Parameters whose name is `name` or lies under the layer `name`; throws when none does. */
-  select(name: string, op = 'select'): Parameter[] {
-    const all = this.parameters();
-    const found = [...all].filter(([n]) => n === name || n.startsWith(name + '.')).map(([, p]) => p);
-    if (found.length === 0) {
-      throw new Error(`${op}: no layer or parameter named "${name}" (layers: ${[...this.modules().keys()].join(', ') || 'none'}; parameters: ${[...all.keys()].join(', ')})`);
-    }
-    return found;
-  }
-
-  /** Freezes the named layers or parameters (all when none is named). */
-  freeze(...names: string[]): this {
-    for (const p of names.length ? names.flatMap((n) => this.select(n, 'freeze')) : this.parameters().values()) p.freeze();
-    return this;
-  }
-
-  unfreeze(...names: string[]): this {
-    for (const p of names.length ? names.flatMap((n) => this.select(n, 'unfreeze')) : this.parameters().values()) p.unfreeze();
-    return this;
-  }
-
-  /** Parameters that are not frozen. */
-  trainableParameters(): Map<string, Parameter> {
-    return new Map([...this.parameters()].filter(([, p]) => !p.frozen));
-  }
-
-  train(on = true): this {
-    this.training = on;
-    for (const [, c] of this.children()) c.train(on);
-    return this;
-  }
-
-  eval(): this {
-    return this.train(false);
-  }
-
-  /** Forward without recording the graph (inference). */
-  predict(x: Tensor): Tensor {
-    return noGrad(() => this.forward(x));
-  }
-
-  dispose(): void {
-    for (const p of this.parameters().values()) p.dispose();
-    for (const t of this.buffers().values()) t.dispose();
-  }
 }
 
 export interface DenseOptions {
@@ -219,73 +119,6 @@ export class Dropout extends Module {
 export class Flatten extends Module {
   forward(x: Tensor): Tensor {
     return reshape(x, [x.shape[0] ?? 1, -1]);
-  }
-}
-
-/** Layers applied in order, each under a name. */
-export class Sequential extends Module {
-  private readonly layers: [string, Module][];
-
-  constructor(layers: Record<string, Module> | [string, Module][]) {
-    super();
-    this.layers = Array.isArray(layers) ? [...layers] : Object.entries(layers);
-    const seen = new Set<string>();
-    for (const [name] of this.layers) {
-      if (!name || name.includes('.')) throw new Error(`Sequential: layer name "${name}" must be non-empty and contain no dot`);
-      if (seen.has(name)) throw new Error(`Sequential: layer name "${name}" is used twice`);
-      seen.add(name);
-    }
-  }
-
-  override children(): [string, Module][] {
-    return this.layers;
-  }
-
-  /** Layer names in order. */
-  names(): string[] {
-    return this.layers.map(([n]) => n);
-  }
-
-  /** The layer with this (dotted) name. */
-  get(name: string): Module {
-    const m = this.modules().get(name);
-    if (!m) throw new Error(`Sequential.get: no layer named "${name}" (layers: ${[...this.modules().keys()].join(', ')})`);
-    return m;
-  }
-
-  /** Puts `module` in place of the layer `name` and returns the old one (which the caller may dispose). */
-  replace(name: string, module: Module): Module {
-    const i = this.layers.findIndex(([n]) => n === name);
-    if (i < 0) {
-      const dot = name.lastIndexOf('.');
-      const parent = dot > 0 ? this.get(name.slice(0, dot)) : null;
-      if (parent instanceof Sequential) return parent.replace(name.slice(dot + 1), module);
-      throw new Error(`Sequential.replace: no layer named "${name}" (layers: ${this.names().join(', ')})`);
-    }
-    const old = this.layers[i]![1];
-    this.layers[i] = [name, module];
-    return old;
-  }
-
-  /** The layers up to and including `name`, as a new Sequential sharing their parameters. */
-  upTo(name: string): Sequential {
-    const i = this.layers.findIndex(([n]) => n === name);
-    if (i < 0) throw new Error(`Sequential.upTo: no layer named "${name}" (layers: ${this.names().join(', ')})`);
-    return new Sequential(this.layers.slice(0, i + 1));
-  }
-
-  forward(x: Tensor): Tensor {
-    let y = x;
-    for (let i = 0; i < this.layers.length; i++) {
-      const layer = this.layers[i]![1];
-      const next = this.layers[i + 1]?.[1];
-      if (next instanceof Activation && isFusing(layer) && layer.canFuse(next)) {
-        // A layer then its activation: one kernel (the result and the gradients are the same).
-        y = layer.forwardFused(y, next);
-        i++;
-      } else y = layer.forward(y);
-    }
-    return y;
   }
 }
 

@@ -1,12 +1,17 @@
-// Optimizers: one fused WGSL kernel per parameter group and step (sgd.wgsl, adam.wgsl), over the
-// group's parameters packed into one buffer. Groups carry their own learning rate and weight
-// decay; an optional global-norm clip is computed on the GPU and read by the update kernels, so
-// a step needs no readback.
+// Optimizers: one fused WGSL kernel per parameter group and step (sgd.wgsl, adam.wgsl) over the
+// model's flat weights and gradients, where the parameters live (parameters.ts). An optimizer
+// owns only its state, laid out like its parameters (each group's, one after another); several
+// optimizers can share a model over disjoint parameters. Made over replicas, it steps all K of
+// them in the same kernels. Groups carry their own learning rate and weight decay; an optional
+// global-norm clip and a non-finite check read per-row gradient statistics computed on the GPU
+// (grad_stats.wgsl), so a step needs no readback.
 import type { Engine } from './engine.js';
-import { noGrad } from './graph.js';
-import { add, square, sum, unary } from './ops/index.js';
+import type { KernelName } from './kernels.js';
+import { Module, type AnyModule } from './module.js';
+import { aligned, Parameter, type ParameterStore } from './parameters.js';
+import { Replicas } from './replicas.js';
 import type { Schedule } from './schedule.js';
-import type { Parameter, Tensor } from './tensor.js';
+import type { Tensor } from './tensor.js';
 
 export interface ParamGroup {
   params: Iterable<Parameter>;
@@ -22,37 +27,43 @@ export interface OptimizerOptions {
   clipNorm?: number;
   /** Factor on every group's rate as a function of the step number. */
   schedule?: Schedule;
+  /**
+   * What a step does when a gradient holds NaN or infinity, detected on the GPU by the kernel
+   * that also computes the clipping norm: 'skip' leaves weights and state exactly as they were
+   * (counted in `skippedSteps`), 'throw' also makes `check()` throw (the training loop calls it
+   * at each loss readback). Unset: no check (the update applies whatever the gradients hold).
+   */
+  nonFinite?: 'skip' | 'throw';
 }
 
-interface Group {
+/** What an optimizer can be made over: a model (it then follows the model's parameters as they change), replicas, parameters, or groups of parameters. */
+export type OptimizerParams = AnyModule | Replicas<AnyModule> | Iterable<Parameter> | Map<string, Parameter> | ParamGroup[];
+
+export interface Group {
   name: string;
   params: Parameter[];
   lr: number;
   weightDecay: number;
 }
 
-type Params = Iterable<Parameter> | Map<string, Parameter> | ParamGroup[];
-
-/**
- * A group's parameters packed into one buffer (each at a multiple of 64 elements, the binding
- * alignment), with their gradients, optimizer state and update mask packed the same way, so that
- * one kernel updates the whole group. The parameters are moved onto the packed buffer.
- */
-export interface Packed {
-  flat: Tensor;
-  grads: Tensor;
-  state: Tensor[];
-  /** 1 where this step updates, 0 elsewhere (frozen, masked, no gradient, gaps). */
-  mask: Tensor;
-  maskKey: string;
+/** A group's state: its parameters one after another (each at a multiple of 64), `rows` rows. */
+interface GroupState {
   offsets: Map<Parameter, number>;
-  /** Adam's per-parameter bias corrections. */
-  segments: Tensor | null;
+  size: number;
+  tensors: Tensor[];
 }
 
-function disposePacked(p: Packed): void {
-  for (const t of [p.flat, p.grads, p.mask, ...p.state]) t.dispose();
-  p.segments?.dispose();
+/** The parameters of one store and row range updated this step. */
+interface Part {
+  store: ParameterStore;
+  rowStart: number;
+  params: Parameter[];
+}
+
+const STATS_PLACEHOLDER_ROWS = 1;
+
+function checkNumber(op: string, what: string, v: number, ok: (v: number) => boolean, rule: string): void {
+  if (typeof v !== 'number' || !ok(v)) throw new Error(`${op}: invalid ${what}: ${v} (${rule})`);
 }
 
 export abstract class Optimizer {
@@ -61,36 +72,49 @@ export abstract class Optimizer {
   steps = 0;
   clipNorm: number | undefined;
   schedule: Schedule | undefined;
-  protected readonly engine: Engine;
+  readonly nonFinite: 'skip' | 'throw' | undefined;
+  /** Steps left undone because a gradient was not finite (known once their check was read back). */
+  skippedSteps = 0;
   /** Steps each parameter has been updated (Adam's bias correction counts per parameter, as torch). */
-  protected readonly paramSteps = new Map<Parameter, number>();
-  private readonly packed = new Map<Group, Packed>();
-  // Bound where a shader's binding is unused (no momentum) and as the clip factor 1.
-  protected readonly ones: Tensor;
-  protected readonly scratch: Tensor;
+  readonly paramSteps = new Map<Parameter, number>();
+  protected readonly engine: Engine;
+  /** The model or replicas this optimizer follows (new parameters join group 0, removed ones leave). */
+  private readonly source: AnyModule | Replicas<AnyModule> | null;
+  /** Rows stepped at once: the replicas' count, or 1. */
+  readonly rows: number;
+  private readonly state = new Map<Group, GroupState>();
+  private readonly tables = new Map<string, Tensor>();
+  private stats: Tensor | null = null;
+  private readonly checks: Promise<void>[] = [];
+  private firstBadStep: number | null = null;
 
-  constructor(params: Params, options: OptimizerOptions) {
+  constructor(params: OptimizerParams, options: OptimizerOptions, protected readonly stateNames: readonly string[]) {
+    const op = this.constructor.name;
+    validateCommon(op, options);
+    this.source = params instanceof Module || params instanceof Replicas ? params : null;
+    this.rows = params instanceof Replicas ? params.count : 1;
     const groups = toGroups(params);
-    this.groups = groups.map((g, i) => ({
-      name: g.name ?? `group${i}`,
-      params: [...g.params],
-      lr: g.lr ?? options.lr,
-      weightDecay: g.weightDecay ?? options.weightDecay ?? 0,
-    }));
+    this.groups = groups.map((g, i) => {
+      const group = { name: g.name ?? `group${i}`, params: [...g.params], lr: g.lr ?? options.lr, weightDecay: g.weightDecay ?? options.weightDecay ?? 0 };
+      checkNumber(op, `learning rate of group ${group.name}`, group.lr, (v) => v >= 0 && Number.isFinite(v), 'must be a finite number >= 0');
+      checkNumber(op, `weight decay of group ${group.name}`, group.weightDecay, (v) => v >= 0 && Number.isFinite(v), 'must be a finite number >= 0');
+      return group;
+    });
     const first = this.groups.find((g) => g.params.length)?.params[0];
-    if (!first) throw new Error('optimizer: no parameters given');
+    if (!first) throw new Error(`${op}: no parameters given`);
     const seen = new Set<Parameter>();
     for (const g of this.groups) {
       for (const p of g.params) {
-        if (seen.has(p)) throw new Error(`optimizer: parameter ${p.name} is in two groups`);
+        if (!(p instanceof Parameter)) throw new Error(`${op}: ${(p as { name?: string }).name ?? String(p)} in group ${g.name} is not a Parameter`);
+        if (seen.has(p)) throw new Error(`${op}: parameter ${p.name} is in two groups`);
+        if (p.disposed) throw new Error(`${op}: parameter ${p.name} was disposed`);
         seen.add(p);
       }
     }
     this.engine = first.engine;
     this.clipNorm = options.clipNorm;
     this.schedule = options.schedule;
-    this.ones = this.engine.keep(this.engine.full([4], 1, 'optimizer.ones'));
-    this.scratch = this.engine.keep(this.engine.zeros([4], 'optimizer.scratch'));
+    this.nonFinite = options.nonFinite;
   }
 
   /** The rate a group uses at the current step (its base rate times the schedule's factor). */
@@ -100,149 +124,272 @@ export abstract class Optimizer {
     return g.lr * (this.schedule ? this.schedule(this.steps) : 1);
   }
 
-  /** Applies one update to every unfrozen parameter that has a gradient: one kernel per group. */
+  /** Every parameter this optimizer updates. */
+  parameters(): Parameter[] {
+    return this.groups.flatMap((g) => g.params);
+  }
+
+  /** Applies one update to every unfrozen parameter that has a gradient: one kernel per group (and store). */
   step(): void {
-    const active = this.groups.map((g) => g.params.filter((p) => p.grad && !p.frozen && !p.disposed));
-    noGrad(() => {
-      const clip = this.clipNorm === undefined ? this.ones : this.clipFactor(active.flat(), this.clipNorm);
+    this.refresh();
+    const active = this.groups.map((g) => g.params.filter((p) => p.hasGradient && !p.frozen));
+    const all = active.flat();
+    if (all.length > 0) {
+      for (const p of all) this.paramSteps.set(p, (this.paramSteps.get(p) ?? 0) + 1);
+      const parts = this.parts(all);
+      const withStats = this.clipNorm !== undefined || this.nonFinite !== undefined;
+      const stats = withStats ? this.gradientStats(parts) : this.engine.placeholder();
       this.groups.forEach((g, i) => {
         const params = active[i]!;
         if (params.length === 0) return;
-        const packed = this.pack(g, params);
-        for (const p of params) this.paramSteps.set(p, (this.paramSteps.get(p) ?? 0) + 1);
+        const state = this.stateFor(g);
         this.engine.withLabel(g.name, () => {
-          for (const p of params) this.region(packed, packed.grads, p, (grad) => this.engine.copy(p.grad!, grad));
-          this.updateMask(packed, params);
-          this.update(packed, params, this.lr(i), g.weightDecay, clip);
+          for (const part of parts) {
+            const mine = params.filter((p) => part.params.includes(p));
+            if (mine.length) this.dispatchUpdate(g, i, state, part, mine, stats);
+          }
         });
       });
-      if (clip !== this.ones) clip.dispose();
-    });
+      if (this.nonFinite) this.recordCheck(stats);
+    }
     this.steps++;
   }
 
-  /** Drops every parameter's gradient (its buffer returns to the pool). */
+  /** Drops every parameter's gradient (of every replica). */
   zeroGrad(): void {
-    for (const g of this.groups) {
-      for (const p of g.params) {
-        p.grad?.dispose();
-        p.grad = null;
-      }
-    }
-  }
-
-  /** The optimizer state of a parameter (velocity, or Adam's two moments) as views; empty before its first update. */
-  stateOf(p: Parameter): Tensor[] {
-    const group = this.groups.find((g) => g.params.includes(p));
-    const packed = group && this.packed.get(group);
-    if (!packed || !packed.offsets.has(p)) return [];
-    const at = packed.offsets.get(p)!;
-    return packed.state.map((s) => this.engine.view(s, p.shape, `${p.name}.state`, at));
+    for (const p of this.parameters()) for (const q of this.replicasOf(p)) q.zeroGrad();
   }
 
   /**
-   * The group's packed buffers, holding every parameter it has updated so far (frozen ones never
-   * take space); repacked, state carried over, when a parameter is updated for the first time.
+   * Waits for the non-finite checks of the steps taken so far; with nonFinite 'throw', throws
+   * if any step was skipped, naming the first one.
    */
-  private pack(g: Group, params: Parameter[]): Packed {
-    const old = this.packed.get(g);
-    if (old) {
-      for (const p of old.offsets.keys()) {
-        if (!p.disposed && p.storage !== old.flat.storage) {
-          throw new Error(`optimizer: parameter ${p.name} was packed by another optimizer since; use one optimizer per parameter at a time`);
-        }
-      }
-      if (params.every((p) => old.offsets.has(p))) return old;
-    }
-    const members = g.params.filter((p) => !p.disposed && (old?.offsets.has(p) || params.includes(p)));
-    const e = this.engine;
-    const offsets = new Map<Parameter, number>();
-    let total = 0;
-    for (const p of members) {
-      offsets.set(p, total);
-      total += Math.ceil(p.size / 64) * 64;
-    }
-    const name = `optimizer.${g.name}`;
-    const packed: Packed = {
-      flat: e.keep(e.zeros([total], `${name}.params`)),
-      grads: e.keep(e.zeros([total], `${name}.grads`)),
-      state: this.createState(total, name).map((t) => e.keep(t)),
-      mask: e.keep(e.zeros([total], `${name}.mask`)),
-      maskKey: '',
-      offsets,
-      segments: null,
-    };
-    for (const p of members) {
-      this.region(packed, packed.flat, p, (r) => e.copy(p, r));
-      if (old?.offsets.has(p)) {
-        packed.state.forEach((s, i) => this.region(old, old.state[i]!, p, (from) => this.region(packed, s, p, (to) => e.copy(from, to))));
-      }
-      p.relocate(packed.flat.storage, packed.flat.offset + offsets.get(p)!);
-    }
-    if (old) disposePacked(old);
-    this.packed.set(g, packed);
-    return packed;
-  }
-
-  /** Runs fn on the view of p's elements within a packed buffer. */
-  protected region(packed: Packed, buffer: Tensor, p: Parameter, fn: (view: Tensor) => void): void {
-    const view = this.engine.view(buffer, p.shape, `${buffer.name}[${p.name}]`, packed.offsets.get(p)!);
-    try {
-      fn(view);
-    } finally {
-      view.dispose();
+  async check(): Promise<void> {
+    await Promise.all([...this.checks]);
+    if (this.nonFinite === 'throw' && this.firstBadStep !== null) {
+      throw new Error(
+        `${this.constructor.name}: gradients held NaN or infinity at step ${this.firstBadStep} (${this.skippedSteps} step${this.skippedSteps === 1 ? '' : 's'} skipped so far; weights and optimizer state were left as they were)`,
+      );
     }
   }
 
-  /** Rewrites the update mask when the set of updated parameters or their masks changed. */
-  private updateMask(packed: Packed, params: Parameter[]): void {
-    const key = params.map((p) => `${p.id}:${p.mask?.id ?? ''}`).join(',');
-    if (key === packed.maskKey) return;
-    packed.maskKey = key;
-    const e = this.engine;
-    e.dispatch('fill', { bindings: { out: packed.mask }, uniforms: { n: packed.mask.size, value: 0 }, threads: packed.mask.size });
-    for (const p of params) {
-      this.region(packed, packed.mask, p, (m) => {
-        if (p.mask) e.copy(p.mask, m);
-        else e.dispatch('fill', { bindings: { out: m }, uniforms: { n: m.size, value: 1 }, threads: m.size });
-      });
-    }
+  /**
+   * The optimizer state of a parameter (velocity, or Adam's two moments) as views, in replica
+   * `row`; empty before its first update unless `create` (which makes the group's state).
+   */
+  stateOf(p: Parameter, row = 0, create = false): Tensor[] {
+    const group = this.groups.find((g) => g.params.includes(p));
+    if (!group) throw new Error(`${this.constructor.name}.stateOf: ${p.name} is not one of its parameters`);
+    if (!Number.isInteger(row) || row < 0 || row >= this.rows) throw new Error(`${this.constructor.name}.stateOf: no row ${row} (it steps ${this.rows})`);
+    if (!create && !this.paramSteps.has(p)) return [];
+    const state = create ? this.stateFor(group) : this.state.get(group);
+    const at = state?.offsets.get(p);
+    if (!state || at === undefined) return [];
+    return state.tensors.map((s, i) => this.engine.view(s, p.shape, `${p.name}.${this.stateNames[i]}`, row * state.size + at));
   }
 
-  /** min(1, clipNorm / ||g||) over all gradients, as a one-element tensor on the GPU. */
-  private clipFactor(params: Parameter[], clipNorm: number): Tensor {
-    if (!(clipNorm > 0)) throw new Error(`optimizer: clipNorm ${clipNorm} must be positive`);
-    return this.engine.withLabel('clip', () => {
-      let total: Tensor | null = null;
-      for (const p of params) {
-        const sq = square(p.grad!);
-        const s = sum(sq);
-        sq.dispose();
-        if (total) {
-          const t: Tensor = add(total, s);
-          total.dispose();
-          s.dispose();
-          total = t;
-        } else total = s;
-      }
-      if (!total) return this.engine.full([1], 1);
-      const factor = unary('clip_factor', total, clipNorm);
-      total.dispose();
-      return factor;
-    });
+  /** The names of the state tensors per parameter (as stateOf gives them). */
+  get stateKinds(): readonly string[] {
+    return this.stateNames;
   }
 
   dispose(): void {
-    for (const p of this.packed.values()) disposePacked(p);
-    this.packed.clear();
-    this.ones.dispose();
-    this.scratch.dispose();
+    for (const s of this.state.values()) for (const t of s.tensors) t.dispose();
+    this.state.clear();
+    for (const t of this.tables.values()) t.dispose();
+    this.tables.clear();
+    this.stats?.dispose();
+    this.stats = null;
   }
 
-  /** State tensors of a packed group of `size` elements, zero-initialised. */
-  protected abstract createState(size: number, name: string): Tensor[];
-  /** Records the group's update kernel; `params` are the parameters updated this step. */
-  protected abstract update(packed: Packed, params: Parameter[], lr: number, weightDecay: number, clip: Tensor): void;
+  // ---------------------------------------------------------------- internals
+
+  /** Every row's parameter for a group parameter (one, unless stepping replicas). */
+  private replicasOf(p: Parameter): Parameter[] {
+    return this.source instanceof Replicas ? this.source.rowsOf(p) : [p];
+  }
+
+  /**
+   * Keeps the groups in step with the model (step() does this first): parameters disposed or
+   * removed from their model leave (an optimizer made over a model) or are refused (one made
+   * over parameters: it would leave the layers that replaced them untrained); new parameters of
+   * the model join group 0.
+   */
+  refresh(): void {
+    const gone = this.parameters().filter((p) => p.disposed || p.orphaned);
+    if (!this.source || this.source instanceof Replicas) {
+      const p = gone[0];
+      if (p) {
+        throw new Error(
+          `${this.constructor.name}: parameter ${p.name} ${p.disposed ? 'was disposed' : 'is no longer in its model (its layer was replaced)'}; make a new optimizer for the model's new parameters, or make it over the model (new ${this.constructor.name}(model, ...)) to follow such changes`,
+        );
+      }
+      return;
+    }
+    const current = new Set(this.source.parameters().values());
+    const known = new Set(this.parameters());
+    const added = [...current].filter((p) => !known.has(p));
+    if (gone.length === 0 && added.length === 0 && [...known].every((p) => current.has(p))) return;
+    for (const g of this.groups) {
+      const kept = g.params.filter((p) => current.has(p) && !p.disposed);
+      if (g === this.groups[0]) kept.push(...added);
+      if (kept.length === g.params.length && kept.every((p, i) => p === g.params[i])) continue;
+      for (const p of g.params) if (!kept.includes(p)) this.paramSteps.delete(p);
+      this.relayout(g, kept);
+    }
+  }
+
+  /** Gives a group new parameters; the state of those it keeps is carried over. */
+  private relayout(g: Group, params: Parameter[]): void {
+    const old = this.state.get(g);
+    g.params = params;
+    if (!old) return;
+    this.state.delete(g);
+    const fresh = this.stateFor(g);
+    for (const p of params) {
+      const from = old.offsets.get(p);
+      if (from === undefined) continue;
+      const to = fresh.offsets.get(p)!;
+      fresh.tensors.forEach((t, i) => {
+        for (let r = 0; r < this.rows; r++) {
+          const src = this.engine.view(old.tensors[i]!, [p.size], 'state.from', r * old.size + from);
+          const dst = this.engine.view(t, [p.size], 'state.to', r * fresh.size + to);
+          this.engine.copy(src, dst);
+          src.dispose();
+          dst.dispose();
+        }
+      });
+    }
+    for (const t of old.tensors) t.dispose();
+  }
+
+  private stateFor(g: Group): GroupState {
+    let s = this.state.get(g);
+    if (s) return s;
+    const offsets = new Map<Parameter, number>();
+    let size = 0;
+    for (const p of g.params) {
+      offsets.set(p, size);
+      size += aligned(p.size);
+    }
+    const e = this.engine;
+    const tensors = this.stateNames.map((n) => e.keep(e.zeros([Math.max(1, this.rows * size)], `${this.constructor.name}.${g.name}.${n}`)));
+    s = { offsets, size, tensors };
+    this.state.set(g, s);
+    return s;
+  }
+
+  /** The parameters updated this step by store and row (replicas: all rows of their store at once). */
+  private parts(params: Parameter[]): Part[] {
+    const parts = new Map<string, Part>();
+    const ids = new Map<ParameterStore, number>();
+    for (const p of params) {
+      if (this.source instanceof Replicas) {
+        const rows = this.source.rowsOf(p);
+        const missing = rows.findIndex((q) => q.hasGradient !== p.hasGradient || q.frozen !== p.frozen);
+        if (missing >= 0) {
+          throw new Error(`${this.constructor.name}: replica ${missing} of ${p.name} ${rows[missing]!.hasGradient ? 'has' : 'has no'} gradient or is ${rows[missing]!.frozen ? '' : 'not '}frozen, unlike replica 0; replicas stepped together must have gradients for the same parameters`);
+        }
+      }
+      if (!ids.has(p.store)) ids.set(p.store, ids.size);
+      const key = `${ids.get(p.store)}:${p.row}`;
+      let part = parts.get(key);
+      if (!part) {
+        part = { store: p.store, rowStart: p.row, params: [] };
+        parts.set(key, part);
+      }
+      part.params.push(p);
+    }
+    return [...parts.values()];
+  }
+
+  /** A kept segment-table tensor for `key`, rewritten with `table`. */
+  private table(key: string, table: Uint32Array): Tensor {
+    let t = this.tables.get(key);
+    if (!t || t.size < table.length) {
+      t?.dispose();
+      t = this.engine.keep(this.engine.empty([Math.max(table.length, 8)], `${this.constructor.name}.segments.${key}`));
+      this.tables.set(key, t);
+    }
+    this.engine.write(t, new Float32Array(table.buffer));
+    return t;
+  }
+
+  /** Per row: [sum of squares, non-finite count] of the gradients to be applied, summed over stores. */
+  private gradientStats(parts: Part[]): Tensor {
+    const e = this.engine;
+    this.stats ??= e.keep(e.zeros([2 * Math.max(this.rows, STATS_PLACEHOLDER_ROWS)], `${this.constructor.name}.stats`));
+    const stats = this.stats;
+    e.dispatch('fill', { bindings: { out: stats }, uniforms: { n: stats.size, value: 0 }, threads: stats.size });
+    parts.forEach((part, i) => {
+      const table = new Uint32Array(8 * part.params.length);
+      part.params.forEach((p, s) => table.set([0, p.size, p.flatOffset - part.store.rowOffset(p.row), 0], 8 * s));
+      e.dispatch('grad_stats', {
+        bindings: { grad: part.store.grads(), segment: this.table(`stats${i}`, table), stats },
+        uniforms: { row_size: part.store.size, row_start: part.rowStart, segments: part.params.length },
+        workgroups: [this.rows],
+      });
+    });
+    return stats;
+  }
+
+  private dispatchUpdate(g: Group, index: number, state: GroupState, part: Part, params: Parameter[], stats: Tensor): void {
+    const rows = params.map((p) => [state.offsets.get(p)!, p] as const).sort((a, b) => a[0] - b[0]);
+    const table = new Uint32Array(8 * rows.length);
+    const extra = new Uint32Array(4);
+    let masked = false;
+    rows.forEach(([start, p], s) => {
+      extra.fill(0);
+      this.segmentValues(p, new Float32Array(extra.buffer));
+      masked ||= p.mask !== null;
+      table.set([start, start + p.size, p.flatOffset - part.store.rowOffset(p.row), p.mask ? 1 : 0], 8 * s);
+      table.set(extra, 8 * s + 4);
+    });
+    const n = this.rows * state.size;
+    const { kernel, bindings, uniforms, constants } = this.update(state.tensors, this.lr(index), g.weightDecay);
+    this.engine.dispatch(kernel, {
+      bindings: {
+        ...bindings,
+        param: part.store.weights,
+        grad: part.store.grads(),
+        mask: masked ? part.store.masks() : this.engine.placeholder(),
+        stats,
+        segment: this.table(`${index}:${part.store.id}:${part.rowStart}`, table),
+      },
+      uniforms: { ...uniforms, n, state_size: state.size, row_size: part.store.size, row_start: part.rowStart, segments: rows.length, max_norm: this.clipNorm ?? 0 },
+      constants: { ...constants, CLIP: this.clipNorm !== undefined, SKIP_NONFINITE: this.nonFinite !== undefined, MASKED: masked },
+      threads: n,
+    });
+  }
+
+  /** Reads the step's non-finite counts back without waiting; check() awaits them. */
+  private recordCheck(stats: Tensor): void {
+    const step = this.steps + 1;
+    const reading: Promise<void> = stats.data().then((values) => {
+      this.checks.splice(this.checks.indexOf(reading), 1);
+      let bad = false;
+      for (let r = 0; r < this.rows; r++) if (values[2 * r + 1]! > 0) bad = true;
+      if (!bad) return;
+      this.skippedSteps++;
+      this.firstBadStep ??= step;
+    });
+    reading.catch(() => undefined); // reported by check()
+    this.checks.push(reading);
+  }
+
+  /** Per-optimizer values of a parameter's segment entry (up to four f32s: Adam's bias corrections). */
+  protected segmentValues(_p: Parameter, _into: Float32Array): void {}
+
+  /** The group's update kernel and its own bindings, uniforms and constants. */
+  protected abstract update(state: Tensor[], lr: number, weightDecay: number): { kernel: KernelName; bindings: Record<string, Tensor>; uniforms: Record<string, number>; constants: Record<string, number | boolean> };
+}
+
+function validateCommon(op: string, o: OptimizerOptions): void {
+  checkNumber(op, 'learning rate', o.lr, (v) => v >= 0 && Number.isFinite(v), 'must be a finite number >= 0');
+  if (o.weightDecay !== undefined) checkNumber(op, 'weight_decay value', o.weightDecay, (v) => v >= 0 && Number.isFinite(v), 'must be a finite number >= 0');
+  if (o.clipNorm !== undefined) checkNumber(op, 'clipNorm', o.clipNorm, (v) => v > 0 && Number.isFinite(v), 'must be a finite number > 0');
+  if (o.nonFinite !== undefined && o.nonFinite !== 'skip' && o.nonFinite !== 'throw') throw new Error(`${op}: invalid nonFinite: ${String(o.nonFinite)} (must be 'skip' or 'throw')`);
+  if (o.schedule !== undefined && typeof o.schedule !== 'function') throw new Error(`${op}: schedule must be a function of the step number`);
 }
 
 export interface SGDOptions extends OptimizerOptions {
@@ -255,25 +402,22 @@ export class SGD extends Optimizer {
   readonly momentum: number;
   readonly nesterov: boolean;
 
-  constructor(params: Params, options: SGDOptions) {
-    super(params, options);
-    this.momentum = options.momentum ?? 0;
+  constructor(params: OptimizerParams, options: SGDOptions) {
+    const momentum = options.momentum ?? 0;
+    checkNumber('SGD', 'momentum value', momentum, (v) => v >= 0 && Number.isFinite(v), 'must be a finite number >= 0');
+    if (options.nesterov && momentum <= 0) throw new Error('SGD: Nesterov momentum requires a momentum > 0 (and zero dampening)');
+    super(params, options, momentum > 0 ? ['velocity'] : []);
+    this.momentum = momentum;
     this.nesterov = options.nesterov ?? false;
-    if (this.nesterov && this.momentum <= 0) throw new Error('SGD: Nesterov momentum needs momentum > 0');
   }
 
-  protected createState(size: number, name: string): Tensor[] {
-    return this.momentum > 0 ? [this.engine.zeros([size], `${name}.velocity`)] : [];
-  }
-
-  protected update(packed: Packed, _params: Parameter[], lr: number, weightDecay: number, clip: Tensor): void {
-    const n = packed.flat.size;
-    this.engine.dispatch('sgd', {
-      bindings: { param: packed.flat, grad: packed.grads, velocity: packed.state[0] ?? this.scratch, mask: packed.mask, clip },
-      uniforms: { n, lr, momentum: this.momentum, weight_decay: weightDecay },
+  protected update(state: Tensor[], lr: number, weightDecay: number) {
+    return {
+      kernel: 'sgd' as const,
+      bindings: { velocity: state[0] ?? this.engine.placeholder() },
+      uniforms: { lr, momentum: this.momentum, weight_decay: weightDecay },
       constants: { HAS_MOMENTUM: this.momentum > 0, NESTEROV: this.nesterov },
-      threads: n,
-    });
+    };
   }
 }
 
@@ -289,37 +433,32 @@ export class Adam extends Optimizer {
   readonly eps: number;
   protected readonly decoupled: boolean = false;
 
-  constructor(params: Params, options: AdamOptions) {
-    super(params, options);
-    [this.beta1, this.beta2] = options.betas ?? [0.9, 0.999];
-    this.eps = options.eps ?? 1e-8;
+  constructor(params: OptimizerParams, options: AdamOptions) {
+    const op = new.target.name;
+    const [beta1, beta2] = options.betas ?? [0.9, 0.999];
+    const eps = options.eps ?? 1e-8;
+    checkNumber(op, 'epsilon value', eps, (v) => v >= 0 && Number.isFinite(v), 'must be a finite number >= 0');
+    checkNumber(op, 'beta parameter at index 0', beta1, (v) => v >= 0 && v < 1, 'must be in [0, 1)');
+    checkNumber(op, 'beta parameter at index 1', beta2, (v) => v >= 0 && v < 1, 'must be in [0, 1)');
+    super(params, options, ['m', 'v']);
+    this.beta1 = beta1;
+    this.beta2 = beta2;
+    this.eps = eps;
   }
 
-  protected createState(size: number, name: string): Tensor[] {
-    return [this.engine.zeros([size], `${name}.m`), this.engine.zeros([size], `${name}.v`)];
+  protected override segmentValues(p: Parameter, into: Float32Array): void {
+    const t = this.paramSteps.get(p)!;
+    into[0] = 1 - this.beta1 ** t;
+    into[1] = 1 - this.beta2 ** t;
   }
 
-  protected update(packed: Packed, params: Parameter[], lr: number, weightDecay: number, clip: Tensor): void {
-    // Per parameter: first element, end, and its bias corrections 1 - beta^t (as f32 bits).
-    const rows = params.map((p) => [packed.offsets.get(p)!, p, this.paramSteps.get(p)!] as const).sort((a, b) => a[0] - b[0]);
-    const table = new Uint32Array(4 * packed.offsets.size);
-    const bits = new Float32Array(2);
-    const asU32 = new Uint32Array(bits.buffer);
-    rows.forEach(([start, p, t], i) => {
-      bits[0] = 1 - this.beta1 ** t;
-      bits[1] = 1 - this.beta2 ** t;
-      table.set([start, start + p.size, asU32[0]!, asU32[1]!], 4 * i);
-    });
-    packed.segments ??= this.engine.keep(this.engine.zeros([table.length], `${packed.flat.name}.segments`));
-    const segments = packed.segments;
-    this.engine.write(segments, new Float32Array(table.buffer));
-    const n = packed.flat.size;
-    this.engine.dispatch('adam', {
-      bindings: { param: packed.flat, grad: packed.grads, m1: packed.state[0]!, m2: packed.state[1]!, mask: packed.mask, clip, segment: segments },
-      uniforms: { n, segments: rows.length, lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weight_decay: weightDecay },
+  protected update(state: Tensor[], lr: number, weightDecay: number) {
+    return {
+      kernel: 'adam' as const,
+      bindings: { m1: state[0]!, m2: state[1]! },
+      uniforms: { lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weight_decay: weightDecay },
       constants: { DECOUPLED: this.decoupled },
-      threads: n,
-    });
+    };
   }
 }
 
@@ -327,14 +466,16 @@ export class Adam extends Optimizer {
 export class AdamW extends Adam {
   protected override readonly decoupled: boolean = true;
 
-  constructor(params: Params, options: AdamOptions) {
+  constructor(params: OptimizerParams, options: AdamOptions) {
     super(params, { ...options, weightDecay: options.weightDecay ?? 0.01 });
   }
 }
 
-function toGroups(params: Params): ParamGroup[] {
+function toGroups(params: OptimizerParams): ParamGroup[] {
+  if (params instanceof Replicas) return [{ params: params.model(0).parameters().values() }];
+  if (params instanceof Module) return [{ params: params.parameters().values() }];
   if (params instanceof Map) return [{ params: params.values() }];
   const list = [...(params as Iterable<Parameter | ParamGroup>)];
-  if (list.length > 0 && list.every((x) => 'params' in x && !('engine' in x))) return list as ParamGroup[];
+  if (list.length > 0 && list.every((x) => 'params' in x && !(x instanceof Parameter))) return list as ParamGroup[];
   return [{ params: list as Parameter[] }];
 }

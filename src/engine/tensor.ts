@@ -1,5 +1,5 @@
 // Tensor: an f32 GPU buffer (shared by views) with a shape. Autograd fields: `node` is the op
-// that produced it (see autograd.ts); parameters are the Parameter subclass.
+// that produced it (see autograd.ts); parameters are the Parameter subclass (parameters.ts).
 import type { Engine } from './engine.js';
 
 export type Shape = readonly number[];
@@ -10,13 +10,25 @@ export interface Storage {
   refs: number;
 }
 
-/** What autograd records for an op: its inputs and, per input, how to map dy to that input's gradient. */
+/**
+ * d(loss)/d(input) from dy = d(loss)/d(output). `into`, when given, is a tensor of the input's
+ * shape that the gradient may be written into instead of a new tensor (a parameter's region of
+ * its model's flat gradient buffer): functions that can, return it; others ignore it.
+ */
+export type GradientFn = (dy: Tensor, into?: Tensor) => Tensor;
+
+/**
+ * What autograd records for an op: its inputs, per input how to map dy to that input's gradient,
+ * and the other tensors its backward reads (the op's output, statistics it saved), so that a
+ * backward through a freed graph is caught before it runs.
+ */
 export interface Node {
   readonly id: number;
   readonly op: string;
   readonly inputs: readonly Tensor[];
-  /** grads[i](dy) gives d(loss)/d(inputs[i]); null where the input is not differentiable. */
-  readonly grads: readonly (((dy: Tensor) => Tensor) | null)[];
+  /** grads[i] gives d(loss)/d(inputs[i]); null where the input is not differentiable. */
+  readonly grads: readonly (GradientFn | null)[];
+  readonly saved: readonly Tensor[];
 }
 
 let nextTensorId = 1;
@@ -42,7 +54,7 @@ export class Tensor {
   constructor(
     readonly engine: Engine,
     readonly shape: Shape,
-    private store: Storage,
+    private backing: Storage,
     public name: string,
     /** Offset into the storage buffer, in elements (a multiple of 64, the 256-byte binding alignment). */
     private at = 0,
@@ -54,7 +66,7 @@ export class Tensor {
   }
 
   get storage(): Storage {
-    return this.store;
+    return this.backing;
   }
 
   get offset(): number {
@@ -63,13 +75,13 @@ export class Tensor {
 
   /**
    * Moves the tensor onto another storage (whose elements at `offset` must already hold its
-   * values): how optimizers pack a group's parameters into one buffer.
+   * values): how a model gathers its parameters into one flat buffer.
    */
   relocate(storage: Storage, offset: number): void {
     this.assertAlive('relocate');
     storage.refs++;
-    this.engine.releaseStorage(this.store);
-    this.store = storage;
+    this.engine.releaseStorage(this.backing);
+    this.backing = storage;
     this.at = offset;
   }
 
@@ -108,47 +120,5 @@ export class Tensor {
     this.isDisposed = true;
     this.node = null;
     this.engine.releaseStorage(this.storage);
-  }
-}
-
-/** A trainable tensor: it can be frozen whole, or in part with an element mask (1 = trainable). */
-export class Parameter extends Tensor {
-  frozen = false;
-  mask: Tensor | null = null;
-  grad: Tensor | null = null;
-
-  get trainable(): boolean {
-    return !this.frozen;
-  }
-
-  /** Frozen whole: backward computes no gradient for it (no kernel, no buffer), optimizers skip it. */
-  freeze(): void {
-    this.frozen = true;
-    this.grad?.dispose();
-    this.grad = null;
-  }
-
-  unfreeze(): void {
-    this.frozen = false;
-  }
-
-  /**
-   * Frozen in part: elements where the mask is 0 get a zero gradient and optimizers leave them,
-   * and their optimizer state, exactly as they are. null removes the mask.
-   */
-  setMask(mask: ArrayLike<number> | null): void {
-    this.mask?.dispose();
-    this.mask = null;
-    if (!mask) return;
-    if (mask.length !== this.size) throw new Error(`setMask: ${mask.length} values for parameter ${this.name} ${shapeString(this.shape)}`);
-    this.mask = this.engine.keep(this.engine.tensor(mask, this.shape, `${this.name}.mask`));
-  }
-
-  override dispose(): void {
-    this.grad?.dispose();
-    this.mask?.dispose();
-    this.grad = null;
-    this.mask = null;
-    super.dispose();
   }
 }

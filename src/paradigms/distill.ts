@@ -2,7 +2,7 @@
 // teacher's temperature-softened outputs as well as from the hard labels. The teacher is fixed,
 // so its logits for the training rows are computed once; each step looks up its batch's rows.
 import type { Engine } from '../engine/engine.js';
-import type { Module } from '../engine/layers.js';
+import type { Module } from '../engine/module.js';
 import { distillationLoss, type DistillationOptions } from '../engine/ops/index.js';
 import type { Optimizer } from '../engine/optim.js';
 import { fit, oneHot, outputs, takeRows, type ClassificationData, type FitOptions, type FitResult } from './train.js';

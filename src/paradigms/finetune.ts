@@ -3,7 +3,8 @@
 // below the top trains at the rate above it divided by 2.6), gradual unfreezing (one more group
 // each epoch, from the top down), and a warm-up then cosine-decay schedule.
 import type { Engine } from '../engine/engine.js';
-import { BatchNorm, LayerNorm, type Sequential } from '../engine/layers.js';
+import type { Sequential } from '../engine/containers.js';
+import { BatchNorm, LayerNorm } from '../engine/layers.js';
 import { Adam, type Optimizer, type ParamGroup } from '../engine/optim.js';
 import { cosineDecay } from '../engine/schedule.js';
 import { fit, type ClassificationData, type FitOptions, type FitResult } from './train.js';

@@ -5,10 +5,12 @@
 import type { Engine } from '../engine/engine.js';
 import { noGrad } from '../engine/graph.js';
 import { saveWeights } from '../engine/io/weights.js';
-import { Conv2d, Dense, Module, Sequential } from '../engine/layers.js';
+import { Conv2d, Dense } from '../engine/layers.js';
+import { Module, type AnyModule } from '../engine/module.js';
 import { add, conv2d, linear, matmul, reshape, scale } from '../engine/ops/index.js';
 import { randomUniform } from '../engine/random.js';
-import { shapeString, type Parameter, type Shape, type Tensor } from '../engine/tensor.js';
+import type { Parameter } from '../engine/parameters.js';
+import { shapeString, type Shape, type Tensor } from '../engine/tensor.js';
 
 export interface LoRAOptions {
   /** The rank r of the update: a positive integer no larger than the smaller side of the weight. */
@@ -159,7 +161,7 @@ export class LoRAConv2d extends LoRALayer<Conv2d> {
  * modules_to_save). Everything is checked before anything changes. Returns the adapters by name.
  * (Frozen BatchNorm layers then normalise with their running statistics; see frozenStatistics.)
  */
-export function applyLoRA(model: Sequential, layers: string[], options: LoRAOptions & { trainable?: string[] }): Map<string, LoRADense | LoRAConv2d> {
+export function applyLoRA(model: AnyModule, layers: string[], options: LoRAOptions & { trainable?: string[] }): Map<string, LoRADense | LoRAConv2d> {
   if (layers.length === 0) throw new Error('applyLoRA: no layers named');
   const bases = new Map<string, Dense | Conv2d>();
   for (const name of layers) {
@@ -200,7 +202,7 @@ export function applyLoRA(model: Sequential, layers: string[], options: LoRAOpti
  * base weights stay frozen as applyLoRA left them. An optimizer made over the adapted model
  * holds the disposed A and B: make a new one to train further. Returns the number merged.
  */
-export function mergeLoRA(model: Sequential): number {
+export function mergeLoRA(model: AnyModule): number {
   const found = [...model.modules()].filter((e): e is [string, LoRADense | LoRAConv2d] => e[1] instanceof LoRALayer);
   for (const [name, layer] of found) model.replace(name, layer.merge());
   return found.length;
@@ -212,7 +214,7 @@ export function mergeLoRA(model: Sequential): number {
  * metadata also records each adapted layer's rank and alpha under `lora`. Restore it into a
  * model adapted the same way with loadWeights(model, bytes, { strict: false }).
  */
-export async function saveAdapter(model: Module, options: { include?: string[]; metadata?: Record<string, string> } = {}): Promise<Uint8Array> {
+export async function saveAdapter(model: AnyModule, options: { include?: string[]; metadata?: Record<string, string> } = {}): Promise<Uint8Array> {
   const lora = [...model.modules()].filter((e): e is [string, LoRADense | LoRAConv2d] => e[1] instanceof LoRALayer);
   if (lora.length === 0) throw new Error('saveAdapter: the model has no LoRA layers (see applyLoRA)');
   const config = Object.fromEntries(lora.map(([name, l]) => [name, { rank: l.rank, alpha: l.alpha }]));

@@ -1,12 +1,239 @@
-// The shared training loop: batches from CPU arrays, forward, loss, backward, optimizer step,
-// one submit per step, loss read back every `logEvery` steps. The paradigms build on this.
+// The shared training loop. `train` runs a step function over batches of any structure (several
+// inputs and targets, per-row weights, missing labels): each step builds its loss from a batch,
+// the loop backpropagates it and steps the optimizers, one submit per step, and reads back the
+// named losses and metrics every `logEvery` steps without stalling the GPU. `fit` is
+// classification on top of it. Each loop works in its own engine context, so loops (and
+// evaluations) running concurrently never free each other's tensors.
 import { backward } from '../engine/autograd.js';
 import type { Engine } from '../engine/engine.js';
-import type { Module } from '../engine/layers.js';
-import { softmaxCrossEntropy } from '../engine/ops/index.js';
+import type { LoopPosition } from '../engine/io/checkpoint.js';
+import type { AnyModule, Module } from '../engine/module.js';
+import { nonFiniteCount, softmaxCrossEntropy } from '../engine/ops/index.js';
 import type { Optimizer } from '../engine/optim.js';
+import type { Parameter } from '../engine/parameters.js';
 import { permutation } from '../engine/random.js';
 import type { Tensor } from '../engine/tensor.js';
+
+/** Rows of training data: `batch` assembles the rows `indices` (in that order) into whatever a step takes. */
+export interface Dataset<B> {
+  count: number;
+  batch(indices: Uint32Array): B;
+}
+
+/** Where a step stands; `engine` is the loop's own context: make the step's tensors with it. */
+export interface StepContext {
+  engine: Engine;
+  epoch: number;
+  /** Steps done before this one. */
+  step: number;
+  indices: Uint32Array;
+}
+
+/**
+ * What a step gives back: `loss` is backpropagated by the loop (leave it out when the step
+ * accumulated gradients itself); `losses` and `metrics` are scalar tensors read back and
+ * reported by name every `logEvery` steps.
+ */
+export interface StepOutput {
+  loss?: Tensor;
+  losses?: Record<string, Tensor>;
+  metrics?: Record<string, Tensor>;
+}
+
+
+export interface Progress {
+  epoch: number;
+  step: number;
+  totalSteps: number;
+  /** The backpropagated loss (NaN when the step gave none). */
+  loss: number;
+  losses: Record<string, number>;
+  metrics: Record<string, number>;
+  samples: number;
+  /** Training time so far, without the time spent in onEpoch and onStep. */
+  elapsedMs: number;
+}
+
+export interface TrainOptions<B> {
+  epochs: number;
+  batchSize: number;
+  step: (batch: B, context: StepContext) => StepOutput;
+  /** Seed of the shuffling (epoch e uses seed + e). */
+  seed?: number;
+  /** Steps between readbacks of the losses and metrics (and progress callbacks). */
+  logEvery?: number;
+  /**
+   * At every readback, throw when the loss is not finite or a weight of the model holds NaN or
+   * infinity (counted on the GPU; the error names the parameters), and when an optimizer with
+   * `nonFinite: 'throw'` skipped a step.
+   */
+  checkFinite?: boolean;
+  /** Start here instead of at the beginning (see saveTrainingState / loadTrainingState). */
+  resume?: LoopPosition;
+  onProgress?: (p: Progress) => void | Promise<void>;
+  /** Called after each epoch (evaluate there, draw charts...). */
+  onEpoch?: (epoch: number) => void | Promise<void>;
+  /** Called after each step with the position after it, awaited before the next step (save a checkpoint there); returning false stops the run. */
+  onStep?: (position: LoopPosition & { step: number }) => void | boolean | Promise<void | boolean>;
+}
+
+export interface TrainResult {
+  steps: number;
+  samples: number;
+  /** Training time, without the time spent in onEpoch and onStep. */
+  seconds: number;
+  samplesPerSecond: number;
+  /** The backpropagated loss at each readback. */
+  losses: { step: number; loss: number }[];
+  /** Every readback: named losses and metrics. */
+  history: { step: number; epoch: number; losses: Record<string, number>; metrics: Record<string, number> }[];
+  /** Where the run stopped. */
+  position: LoopPosition;
+}
+
+function checkPositiveInteger(op: string, what: string, v: number): void {
+  if (!Number.isInteger(v) || v < 1) throw new Error(`${op}: ${what} must be a positive integer, got ${v}`);
+}
+
+/**
+ * Trains `model` with `optimizers` on `data`: each epoch a seeded shuffle into full batches (the
+ * remainder is skipped), `step` builds the batch's loss, the loop backpropagates it, steps every
+ * optimizer and drops the gradients.
+ */
+export async function train<B>(engine: Engine, model: AnyModule, optimizers: Optimizer | readonly Optimizer[], data: Dataset<B>, options: TrainOptions<B>): Promise<TrainResult> {
+  const { epochs, batchSize } = options;
+  checkPositiveInteger('train', 'epochs', epochs);
+  checkPositiveInteger('train', 'batchSize', batchSize);
+  const logEvery = options.logEvery ?? 20;
+  checkPositiveInteger('train', 'logEvery', logEvery);
+  const opts = Array.isArray(optimizers) ? [...optimizers] : [optimizers as Optimizer];
+  const stepsPerEpoch = Math.floor(data.count / batchSize);
+  if (stepsPerEpoch === 0) throw new Error(`train: batch size ${batchSize} is larger than the ${data.count} rows of data`);
+  const resume = options.resume ?? { epoch: 0, stepInEpoch: 0 };
+  if (!Number.isInteger(resume.epoch) || !Number.isInteger(resume.stepInEpoch) || resume.epoch < 0 || resume.stepInEpoch < 0 || resume.stepInEpoch >= stepsPerEpoch) {
+    throw new Error(`train: cannot resume at epoch ${resume.epoch}, step ${resume.stepInEpoch} (${stepsPerEpoch} steps per epoch)`);
+  }
+  const totalSteps = epochs * stepsPerEpoch;
+  const ctx = engine.context();
+  // The flat layout the optimizers' kernels work on (a no-op for a built container).
+  if (model.parameters().size > 0) model.store();
+  const indices = new Uint32Array(batchSize);
+  const losses: TrainResult['losses'] = [];
+  const history: TrainResult['history'] = [];
+  model.train();
+  const start = performance.now();
+  // Time in onEpoch and onStep (evaluation, drawing, checkpoints) is not training time.
+  let asideMs = 0;
+  let step = resume.epoch * stepsPerEpoch + resume.stepInEpoch;
+  let position: LoopPosition = { ...resume };
+  // Readings are awaited only when the next one is due (or at the end), so the GPU never idles
+  // while the CPU waits for a number.
+  let inFlight: Promise<void> = Promise.resolve();
+  run: for (let epoch = resume.epoch; epoch < epochs; epoch++) {
+    const order = permutation(data.count, (options.seed ?? 1) + epoch);
+    for (let b = epoch === resume.epoch ? resume.stepInEpoch : 0; b < stepsPerEpoch; b++) {
+      indices.set(order.subarray(b * batchSize, (b + 1) * batchSize));
+      const batch = data.batch(indices);
+      const readNow = (step + 1) % logEvery === 0 || step + 1 === totalSteps;
+      const reading = await ctx.scope(async () => {
+        const out = options.step(batch, { engine: ctx, epoch, step, indices });
+        if (out.loss) backward(out.loss);
+        for (const o of opts) o.refresh();
+        uncovered(model, new Set(opts.flatMap((o) => o.parameters())));
+        for (const o of opts) o.step();
+        for (const o of opts) o.zeroGrad();
+        // data() records each copy now, before the scope frees the tensors; wrapped so that the scope does not wait.
+        const value = readNow ? { promise: readBack(model, out, options.checkFinite ?? false) } : null;
+        await ctx.flush();
+        return value;
+      });
+      step++;
+      position = b + 1 === stepsPerEpoch ? { epoch: epoch + 1, stepInEpoch: 0 } : { epoch, stepInEpoch: b + 1 };
+      if (reading) {
+        const at = { epoch, step, elapsedMs: performance.now() - start - asideMs };
+        await inFlight;
+        inFlight = reading.promise.then(async (r) => {
+          if (options.checkFinite) {
+            await Promise.all(opts.map((o) => o.check()));
+            await checkFinite(model, r, at);
+          }
+          if (r.hasLoss) losses.push({ step: at.step, loss: r.loss });
+          history.push({ step: at.step, epoch: at.epoch, losses: r.losses, metrics: r.metrics });
+          await options.onProgress?.({ ...at, totalSteps, loss: r.loss, losses: r.losses, metrics: r.metrics, samples: at.step * batchSize });
+        });
+      }
+      if (options.onStep) {
+        await inFlight;
+        const before = performance.now();
+        const go = await options.onStep({ ...position, step });
+        asideMs += performance.now() - before;
+        if (go === false) break run;
+      }
+    }
+    await inFlight;
+    const before = performance.now();
+    await options.onEpoch?.(epoch);
+    asideMs += performance.now() - before;
+  }
+  await inFlight;
+  await engine.sync();
+  const seconds = (performance.now() - start - asideMs) / 1000;
+  const done = step - (resume.epoch * stepsPerEpoch + resume.stepInEpoch);
+  return { steps: done, samples: done * batchSize, seconds, samplesPerSecond: (done * batchSize) / seconds, losses, history, position };
+}
+
+interface Reading {
+  hasLoss: boolean;
+  loss: number;
+  losses: Record<string, number>;
+  metrics: Record<string, number>;
+  nonFiniteWeights: number;
+}
+
+/** Records the copies of the step's named values (and, when checking, of the weights' non-finite count) and resolves to them. */
+function readBack(model: AnyModule, o: StepOutput, checking: boolean): Promise<Reading> {
+  const scalar = (what: string, t: Tensor) => {
+    if (t.size !== 1) throw new Error(`train: ${what} has shape [${t.shape.join(',')}]; losses and metrics are scalars`);
+    return t.item();
+  };
+  const named = async (record: Record<string, Tensor> | undefined, what: string) =>
+    Object.fromEntries(await Promise.all(Object.entries(record ?? {}).map(async ([k, t]) => [k, await scalar(`${what} ${k}`, t)] as const)));
+  let bad: Promise<number> = Promise.resolve(0);
+  if (checking) {
+    const weights = model.flatWeights();
+    bad = nonFiniteCount(weights).item();
+    weights.dispose();
+  }
+  const loss = o.loss ? scalar('the loss', o.loss) : Promise.resolve(Number.NaN);
+  return Promise.all([loss, named(o.losses, 'loss'), named(o.metrics, 'metric'), bad]).then(([l, ls, ms, b]) => ({ hasLoss: o.loss !== undefined, loss: l, losses: ls, metrics: ms, nonFiniteWeights: b }));
+}
+
+async function checkFinite(model: AnyModule, r: Reading, at: { epoch: number; step: number }): Promise<void> {
+  if (r.nonFiniteWeights > 0) {
+    const named: string[] = [];
+    for (const [name, p] of model.parameters()) {
+      const values = await p.data();
+      let count = 0;
+      for (const v of values) if (!Number.isFinite(v)) count++;
+      if (count) named.push(`${name} (${count} of ${values.length})`);
+    }
+    throw new Error(`train: weights hold NaN or infinity after step ${at.step} (epoch ${at.epoch + 1}): ${named.join(', ')}`);
+  }
+  const values = { ...(r.hasLoss ? { loss: r.loss } : {}), ...r.losses };
+  const bad = Object.entries(values).filter(([, v]) => !Number.isFinite(v));
+  if (bad.length) throw new Error(`train: ${bad.map(([k, v]) => `${k} is ${v}`).join(', ')} at step ${at.step} (epoch ${at.epoch + 1})`);
+}
+
+/** Throws when a trainable parameter of the model got a gradient that no optimizer will apply (a layer added after the optimizer was made). */
+function uncovered(model: AnyModule, covered: Set<Parameter>): void {
+  for (const [name, p] of model.parameters()) {
+    if (p.hasGradient && !p.frozen && !covered.has(p)) {
+      throw new Error(`train: parameter ${name} has a gradient but no optimizer updates it (a layer added or replaced after the optimizer was made?); make the optimizer over the model (new Adam(model, ...)) or add the parameter`);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- classification
 
 /** Inputs as rows of `features` floats with one integer class label each. */
 export interface ClassificationData {
@@ -17,7 +244,7 @@ export interface ClassificationData {
   classes: number;
 }
 
-/** The rows of one training batch: which rows of the data, and their labels (overwritten by the next batch). */
+/** The rows of one classification batch: which rows of the data, and their labels. */
 export interface Batch {
   indices: Uint32Array;
   labels: Uint32Array;
@@ -26,39 +253,11 @@ export interface Batch {
 /** The loss of a batch from the model's output and the one-hot targets (and the batch's rows, for per-row extras such as a teacher's logits). */
 export type LossFn = (output: Tensor, targets: Tensor, batch: Batch) => Tensor;
 
-export interface Progress {
-  epoch: number;
-  step: number;
-  totalSteps: number;
-  loss: number;
-  samples: number;
-  /** Training time so far, without the time spent in onEpoch. */
-  elapsedMs: number;
-}
-
-export interface FitOptions {
-  epochs: number;
-  batchSize: number;
-  /** Seed of the shuffling. */
-  seed?: number;
-  /** Steps between loss readbacks (and progress callbacks). */
-  logEvery?: number;
-  /** Throw when a read-back loss is NaN or infinite. */
-  checkFinite?: boolean;
+export interface FitOptions extends Omit<TrainOptions<unknown>, 'step'> {
   lossFn?: LossFn;
-  onProgress?: (p: Progress) => void | Promise<void>;
-  /** Called after each epoch (evaluate there, draw charts...). */
-  onEpoch?: (epoch: number) => void | Promise<void>;
 }
 
-export interface FitResult {
-  steps: number;
-  samples: number;
-  /** Training time, without the time spent in onEpoch. */
-  seconds: number;
-  samplesPerSecond: number;
-  losses: { step: number; loss: number }[];
-}
+export type FitResult = TrainResult;
 
 export function oneHot(labels: ArrayLike<number>, classes: number, into = new Float32Array(labels.length * classes)): Float32Array {
   into.fill(0);
@@ -76,16 +275,6 @@ export function takeRows(values: Float32Array, width: number, indices: ArrayLike
   return out;
 }
 
-/** Fills the batch with the rows `order[start .. start + batch.indices.length]` of the data. */
-function gather(data: ClassificationData, order: ArrayLike<number>, start: number, x: Float32Array, batch: Batch): void {
-  for (let r = 0; r < batch.indices.length; r++) {
-    const i = order[start + r]!;
-    batch.indices[r] = i;
-    batch.labels[r] = data.labels[i]!;
-  }
-  takeRows(data.inputs, data.features, batch.indices, x);
-}
-
 function checkData(op: string, data: ClassificationData): void {
   if (data.inputs.length !== data.count * data.features) {
     throw new Error(`${op}: ${data.inputs.length} input values for ${data.count} rows of ${data.features} features`);
@@ -93,67 +282,31 @@ function checkData(op: string, data: ClassificationData): void {
   if (data.labels.length !== data.count) throw new Error(`${op}: ${data.labels.length} labels for ${data.count} rows`);
 }
 
-/** Trains `model` on `data` with `optimizer`; full batches only (the remainder of an epoch is skipped). */
-export async function fit(engine: Engine, model: Module, optimizer: Optimizer, data: ClassificationData, options: FitOptions): Promise<FitResult> {
+/** Trains a classifier (one output row of logits per input row) with softmax cross-entropy, or `lossFn`. */
+export async function fit(engine: Engine, model: Module, optimizer: Optimizer | readonly Optimizer[], data: ClassificationData, options: FitOptions): Promise<FitResult> {
   checkData('fit', data);
-  const { epochs, batchSize } = options;
-  const logEvery = options.logEvery ?? 20;
   const lossFn = options.lossFn ?? softmaxCrossEntropy;
-  const stepsPerEpoch = Math.floor(data.count / batchSize);
-  if (stepsPerEpoch === 0) throw new Error(`fit: batch size ${batchSize} is larger than the ${data.count} rows of data`);
-  const totalSteps = epochs * stepsPerEpoch;
-  const x = new Float32Array(batchSize * data.features);
-  const batch: Batch = { indices: new Uint32Array(batchSize), labels: new Uint32Array(batchSize) };
-  const targets = new Float32Array(batchSize * data.classes);
-  const losses: { step: number; loss: number }[] = [];
-  model.train();
-  const start = performance.now();
-  // Time in onEpoch (evaluation, drawing) is not training time: left out of seconds and elapsedMs.
-  let asideMs = 0;
-  let step = 0;
-  // The loss is read back without waiting: each reading is awaited only when the next one is
-  // due (or at the end), so the GPU never idles while the CPU waits for a number.
-  let inFlight: Promise<void> = Promise.resolve();
-  for (let epoch = 0; epoch < epochs; epoch++) {
-    const order = permutation(data.count, (options.seed ?? 1) + epoch);
-    for (let b = 0; b < stepsPerEpoch; b++) {
-      gather(data, order, b * batchSize, x, batch);
-      oneHot(batch.labels, data.classes, targets);
-      const readLoss = (step + 1) % logEvery === 0 || step + 1 === totalSteps;
-      const reading = await engine.scope(async () => {
-        const input = engine.tensor(x, [batchSize, data.features], 'batch.inputs');
-        const target = engine.tensor(targets, [batchSize, data.classes], 'batch.targets');
-        const l = lossFn(model.forward(input), target, batch);
-        backward(l);
-        optimizer.step();
-        optimizer.zeroGrad();
-        // data() records the copy of the loss now, before the scope frees it; wrapped so that
-        // the scope does not wait for it.
-        const value = readLoss ? { promise: l.data() } : null;
-        await engine.flush();
-        return value;
-      });
-      step++;
-      if (reading) {
-        const at = { epoch, step, elapsedMs: performance.now() - start - asideMs };
-        await inFlight;
-        inFlight = reading.promise.then(async ([loss]) => {
-          if (options.checkFinite && !Number.isFinite(loss)) {
-            throw new Error(`fit: loss is ${loss} at epoch ${at.epoch + 1}, step ${at.step} (batch [${batchSize}, ${data.features}])`);
-          }
-          losses.push({ step: at.step, loss: loss! });
-          await options.onProgress?.({ epoch: at.epoch, step: at.step, totalSteps, loss: loss!, samples: at.step * batchSize, elapsedMs: at.elapsedMs });
-        });
-      }
-    }
-    await inFlight;
-    const before = performance.now();
-    await options.onEpoch?.(epoch);
-    asideMs += performance.now() - before;
-  }
-  await engine.sync();
-  const seconds = (performance.now() - start - asideMs) / 1000;
-  return { steps: step, samples: step * batchSize, seconds, samplesPerSecond: (step * batchSize) / seconds, losses };
+  const x = new Float32Array(options.batchSize * data.features);
+  const targets = new Float32Array(options.batchSize * data.classes);
+  const batch: Batch = { indices: new Uint32Array(options.batchSize), labels: new Uint32Array(options.batchSize) };
+  const rows: Dataset<Batch> = {
+    count: data.count,
+    batch: (indices) => {
+      batch.indices.set(indices);
+      for (let r = 0; r < indices.length; r++) batch.labels[r] = data.labels[indices[r]!]!;
+      return batch;
+    },
+  };
+  return train(engine, model, optimizer, rows, {
+    ...options,
+    step: (b, { engine: e }) => {
+      takeRows(data.inputs, data.features, b.indices, x);
+      oneHot(b.labels, data.classes, targets);
+      const input = e.tensor(x, [b.indices.length, data.features], 'batch.inputs');
+      const target = e.tensor(targets, [b.indices.length, data.classes], 'batch.targets');
+      return { loss: lossFn(model.forward(input), target, b) };
+    },
+  });
 }
 
 /**
@@ -165,6 +318,7 @@ export async function outputs(engine: Engine, model: Module, inputs: Float32Arra
   const count = inputs.length / features;
   if (!Number.isInteger(count)) throw new Error(`outputs: ${inputs.length} input values are not rows of ${features} features`);
   const batchSize = Math.max(1, Math.min(options.batchSize ?? 250, count));
+  const ctx = engine.context();
   const wasTraining = model.training;
   model.eval();
   let values = new Float32Array(0);
@@ -172,8 +326,8 @@ export async function outputs(engine: Engine, model: Module, inputs: Float32Arra
   try {
     for (let start = 0; start < count; start += batchSize) {
       const rows = Math.min(batchSize, count - start);
-      const out = await engine.scope(() => {
-        const x = engine.tensor(inputs.subarray(start * features, (start + rows) * features), [rows, features], 'outputs.inputs');
+      const out = await ctx.scope(() => {
+        const x = ctx.tensor(inputs.subarray(start * features, (start + rows) * features), [rows, features], 'outputs.inputs');
         return model.predict(x).data();
       });
       if (start === 0) {

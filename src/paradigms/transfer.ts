@@ -4,7 +4,9 @@
 // outputs can instead be computed once and the head trained on them (feature caching, as
 // Keras's feature-extraction recipe).
 import type { Engine } from '../engine/engine.js';
-import { BatchNorm, Sequential, type Module } from '../engine/layers.js';
+import { Sequential } from '../engine/containers.js';
+import { BatchNorm } from '../engine/layers.js';
+import type { Module } from '../engine/module.js';
 import type { Optimizer } from '../engine/optim.js';
 import { fit, outputs, type ClassificationData, type FitOptions, type FitResult } from './train.js';
 

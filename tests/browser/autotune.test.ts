@@ -1,7 +1,7 @@
 // The autotuner times each matmul and conv2d workgroup shape and the engine then uses the
 // fastest; results stay correct whichever shape wins.
 import { expect, test } from 'vitest';
-import { conv2d, Engine, matmul } from '../../src/index.js';
+import { autotune, conv2d, Engine, matmul } from '../../src/index.js';
 import { CONV2D_WORKGROUPS, MATMUL_WORKGROUPS } from '../../src/engine/autotune.js';
 import * as ref from '../reference.js';
 
@@ -13,7 +13,7 @@ function cpuMatmul(a: Float32Array, b: Float32Array, m: number, k: number, n: nu
 
 test('autotune picks the fastest matmul and conv2d workgroup shapes and both stay correct with each', async () => {
   const engine = await Engine.create();
-  const [result, convResult] = await engine.autotune();
+  const [result, convResult] = await autotune(engine);
   expect(result!.kernel).toBe('matmul');
   expect(result!.timings.map((t) => t.constants)).toEqual(MATMUL_WORKGROUPS);
   expect(convResult!.kernel).toBe('conv2d');

@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { backward, gradients } from '../../src/engine/autograd.js';
 import { Engine } from '../../src/engine/engine.js';
-import { BatchNorm, Dense, Embedding, LayerNorm, Sequential } from '../../src/engine/layers.js';
+import { Sequential } from '../../src/engine/containers.js';
+import { BatchNorm, Dense, Embedding, LayerNorm } from '../../src/engine/layers.js';
 import * as ops from '../../src/engine/ops/index.js';
 import { SGD } from '../../src/engine/optim.js';
 import type { Tensor } from '../../src/engine/tensor.js';

@@ -1,11 +1,11 @@
 // A model's weights to and from safetensors bytes, by name: its parameters and its buffers
 // (state that is not trained, such as BatchNorm's running statistics).
-import type { Module } from '../layers.js';
+import type { AnyModule } from '../module.js';
 import { shapeString, type Tensor } from '../tensor.js';
 import { decodeSafetensors, encodeSafetensors, type NamedArray } from './safetensors.js';
 
 /** Parameters and buffers of the model by name. */
-function state(model: Module): Map<string, Tensor> {
+function state(model: AnyModule): Map<string, Tensor> {
   return new Map<string, Tensor>([...model.parameters(), ...model.buffers()]);
 }
 
@@ -13,7 +13,7 @@ function state(model: Module): Map<string, Tensor> {
  * Reads the model's parameters and buffers (all, or only the parameters named or under the
  * named layers) into safetensors bytes.
  */
-export async function saveWeights(model: Module, options: { only?: string[]; metadata?: Record<string, string> } = {}): Promise<Uint8Array> {
+export async function saveWeights(model: AnyModule, options: { only?: string[]; metadata?: Record<string, string> } = {}): Promise<Uint8Array> {
   const all = state(model);
   const names = options.only
     ? [...all.keys()].filter((n) => options.only!.some((o) => n === o || n.startsWith(o + '.')))
@@ -31,7 +31,7 @@ export async function saveWeights(model: Module, options: { only?: string[]; met
  * Writes safetensors weights into the model. Every tensor in the file must name a parameter or
  * buffer of the same shape; with `strict` (the default) every one of them must be in the file.
  */
-export function loadWeights(model: Module, bytes: Uint8Array, options: { strict?: boolean } = {}): void {
+export function loadWeights(model: AnyModule, bytes: Uint8Array, options: { strict?: boolean } = {}): void {
   const { tensors } = decodeSafetensors(bytes);
   const all = state(model);
   for (const [name, t] of tensors) {

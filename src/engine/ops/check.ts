@@ -1,4 +1,5 @@
 // Shape checks shared by the ops: each error names the op and the shapes.
+import type { Engine } from '../engine.js';
 import { shapeString, type Shape, type Tensor } from '../tensor.js';
 
 export function alive(op: string, ...tensors: Tensor[]): void {
@@ -29,4 +30,17 @@ export function around(shape: Shape, axis: number): [number, number, number] {
   const outer = shape.slice(0, axis).reduce((x, y) => x * y, 1);
   const inner = shape.slice(axis + 1).reduce((x, y) => x * y, 1);
   return [outer, shape[axis]!, inner];
+}
+
+/**
+ * The tensor an op writes its result into: `into` when given (it must have exactly `shape`: a
+ * gradient written straight into a parameter's gradient region), else a new one.
+ */
+export function output(op: string, engine: Engine, shape: Shape, name: string, into?: Tensor): Tensor {
+  if (!into) return engine.empty(shape, name);
+  into.assertAlive(op);
+  if (into.shape.length !== shape.length || into.shape.some((d, i) => d !== shape[i])) {
+    throw new Error(`${op}: output ${into.name} has shape ${shapeString(into.shape)}, the result has ${shapeString(shape)}`);
+  }
+  return into;
 }

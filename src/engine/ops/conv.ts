@@ -5,7 +5,7 @@
 // separate gradient functions, so a frozen weight costs no weight-gradient kernel.
 import { record } from '../graph.js';
 import { shapeString, type Tensor } from '../tensor.js';
-import { alive, rank } from './check.js';
+import { alive, output, rank } from './check.js';
 import { epilogueGradient } from './elementwise.js';
 import { sum } from './reduce.js';
 
@@ -83,9 +83,13 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
     engine.dispatch('conv2d_backward_input', { bindings: { dy, weight, dx }, uniforms: { ...dims, CB, WB, total }, threads: total });
     return dx;
   };
-  const dWeight = (dy: Tensor): Tensor => {
+  const dWeight = (dy: Tensor, into?: Tensor): Tensor => {
     dy = preActivation(dy);
-    if (P === 0) return engine.zeros(weight.shape, `d(${weight.name})`);
+    const dw = output(op, engine, weight.shape, `d(${weight.name})`, into);
+    if (P === 0) {
+      engine.dispatch('fill', { bindings: { out: dw }, uniforms: { n: dw.size, value: 0 }, threads: dw.size });
+      return dw;
+    }
     const blocks = Math.ceil(OC / 4) * Math.ceil(K / 4);
     const groups = Math.ceil(blocks / WG);
     // Split the reduction over positions so that about 8192 invocations run, in chunks of >= 64.
@@ -93,29 +97,28 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
     const chunk = Math.ceil(P / wanted);
     const splits = Math.ceil(P / chunk);
     if (groups > engine.limits.maxComputeWorkgroupsPerDimension) throw new Error(`${op}: weight ${shapeString(weight.shape)} is too large for the weight-gradient kernel`);
-    const spec = (dw: Tensor) => ({ bindings: { x, dy, dw }, uniforms: { ...dims, K, P, chunk }, workgroups: [groups, splits] as [number, number] });
+    const spec = (target: Tensor) => ({ bindings: { x, dy, dw: target }, uniforms: { ...dims, K, P, chunk }, workgroups: [groups, splits] as [number, number] });
     if (splits === 1) {
-      const dw = engine.empty(weight.shape, `d(${weight.name})`);
       engine.dispatch('conv2d_backward_weight', spec(dw));
       return dw;
     }
     const partial = engine.empty([splits, OC * K], `d(${weight.name}).partial`);
     engine.dispatch('conv2d_backward_weight', spec(partial));
-    const summed = sum(partial, 0);
+    const flat = engine.view(dw, [OC * K], `d(${weight.name}).flat`);
+    sum(partial, 0, flat);
     partial.dispose();
-    const dw = engine.view(summed, weight.shape, `d(${weight.name})`);
-    summed.dispose();
+    flat.dispose();
     return dw;
   };
-  const dBias = (dy: Tensor): Tensor => {
+  const dBias = (dy: Tensor, into?: Tensor): Tensor => {
     dy = preActivation(dy);
     const rows = engine.view(dy, [N, OC, OH * OW], `${dy.name}.rows`);
     const perImage = sum(rows, 2);
     rows.dispose();
-    const db = sum(perImage, 0);
+    const db = sum(perImage, 0, into);
     perImage.dispose();
     return db;
   };
   const name = options.relu ? `${op}+relu` : op;
-  return record(out, name, bias ? [x, weight, bias] : [x, weight], bias ? [dInput, dWeight, dBias] : [dInput, dWeight]);
+  return record(out, name, bias ? [x, weight, bias] : [x, weight], bias ? [dInput, dWeight, dBias] : [dInput, dWeight], [out]);
 }

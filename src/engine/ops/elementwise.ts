@@ -26,7 +26,7 @@ export function unary(op: UnaryOp, x: Tensor, alpha = 0): Tensor {
   alive(op, x);
   const out = x.engine.empty(x.shape, op);
   x.engine.dispatch('unary', { bindings: { x, out }, uniforms: { n: x.size, alpha }, constants: { OP: UNARY_OPS[op] }, threads: x.size });
-  return record(out, op, [x], [NOT_DIFFERENTIABLE.has(op) ? null : (dy) => unaryBackward(op, x, out, dy, alpha)]);
+  return record(out, op, [x], [NOT_DIFFERENTIABLE.has(op) ? null : (dy) => unaryBackward(op, x, out, dy, alpha)], [out]);
 }
 
 /** dx = dy * f'(x), where f' may read f's output y. */

@@ -4,7 +4,7 @@
 // its row: no atomics, O(vocab * dim * positions), see the shader).
 import { record } from '../graph.js';
 import { shapeString, type Tensor } from '../tensor.js';
-import { alive } from './check.js';
+import { alive, output } from './check.js';
 
 /** Largest vocabulary whose indices are all exact in f32 (2^24). */
 export const MAX_EMBEDDING_VOCAB = 1 << 24;
@@ -28,8 +28,8 @@ export function embedding(indices: Tensor, table: Tensor): Tensor {
   if (n > 0) engine.dispatch('embedding', { bindings: { indices, table, out }, uniforms: { n, dim, vocab }, threads: n });
   return record(out, op, [indices, table], [
     null,
-    (dy) => {
-      const dtable = engine.empty(table.shape, `d(${table.name})`);
+    (dy, into) => {
+      const dtable = output(op, engine, table.shape, `d(${table.name})`, into);
       if (table.size > 0) {
         engine.dispatch('embedding_backward', { bindings: { indices, dy, dtable }, uniforms: { vocab, dim, positions }, threads: vocab * dim });
       }

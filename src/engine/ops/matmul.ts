@@ -1,7 +1,7 @@
 // Matrix product (with the transposed forms its backward needs) and the dense-layer bias.
 import { record } from '../graph.js';
 import { shapeString, type Tensor } from '../tensor.js';
-import { alive, rank } from './check.js';
+import { alive, output, rank } from './check.js';
 import { epilogueGradient } from './elementwise.js';
 import { sum } from './reduce.js';
 
@@ -10,6 +10,8 @@ export interface MatmulOptions {
   transA?: boolean;
   /** Use B transposed: B is stored [N, K]. */
   transB?: boolean;
+  /** Write C into this [M, N] tensor instead of a new one. */
+  out?: Tensor;
 }
 
 // Each invocation computes a 4x4 block of C; a workgroup of WG_X x WG_Y of them a block of
@@ -30,11 +32,11 @@ interface Epilogue {
 export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
   const transA = options.transA ?? false;
   const transB = options.transB ?? false;
-  const out = gemm('matmul', a, b, transA, transB, { bias: null, activation: null, alpha: 0 });
+  const out = gemm('matmul', a, b, transA, transB, { bias: null, activation: null, alpha: 0 }, options.out);
   // C = op(A) op(B):  d op(A) = dC op(B)^T,  d op(B) = op(A)^T dC; then undo the op on each side.
   return record(out, 'matmul', [a, b], [
-    (dy) => (transA ? matmul(b, dy, { transA: transB, transB: true }) : matmul(dy, b, { transB: !transB })),
-    (dy) => (transB ? matmul(dy, a, { transA: true, transB: transA }) : matmul(a, dy, { transA: !transA })),
+    (dy, into) => (transA ? matmul(b, dy, { transA: transB, transB: true, out: into }) : matmul(dy, b, { transB: !transB, out: into })),
+    (dy, into) => (transB ? matmul(dy, a, { transA: true, transB: transA, out: into }) : matmul(a, dy, { transA: !transA, out: into })),
   ]);
 }
 
@@ -55,14 +57,20 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, activatio
   const op = activation ? `linear+${activation}` : 'linear';
   // The gradient before the activation, dz = dy * act'(y), is computed once for all three inputs.
   const preActivation = epilogueGradient(activation, y, slope);
-  return record(y, op, bias ? [x, weight, bias] : [x, weight], [
-    (dy) => matmul(preActivation(dy), weight),
-    (dy) => matmul(preActivation(dy), x, { transA: true }),
-    ...(bias ? [(dy: Tensor) => sum(preActivation(dy), 0)] : []),
-  ]);
+  return record(
+    y,
+    op,
+    bias ? [x, weight, bias] : [x, weight],
+    [
+      (dy, into) => matmul(preActivation(dy), weight, { out: into }),
+      (dy, into) => matmul(preActivation(dy), x, { transA: true, out: into }),
+      ...(bias ? [(dy: Tensor, into?: Tensor) => sum(preActivation(dy), 0, into)] : []),
+    ],
+    [y],
+  );
 }
 
-function gemm(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean, epilogue: Epilogue): Tensor {
+function gemm(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean, epilogue: Epilogue, into?: Tensor): Tensor {
   alive(op, a, b);
   rank(op, a, 2);
   rank(op, b, 2);
@@ -75,7 +83,7 @@ function gemm(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean
   }
   const K = Ka;
   const engine = a.engine;
-  const out = engine.empty([M, N], op);
+  const out = output(op, engine, [M, N], op, into);
   const aligned = M % 4 === 0 && N % 4 === 0 && K % 4 === 0;
   const shape = engine.tuning.get('matmul') ?? DEFAULT_WORKGROUP;
   engine.dispatch('matmul', {
@@ -105,5 +113,13 @@ export function addBias(x: Tensor, bias: Tensor): Tensor {
   }
   const out = x.engine.empty(x.shape, 'addBias');
   x.engine.dispatch('bias_add', { bindings: { x, bias, out }, uniforms: { n: x.size, cols }, threads: x.size });
-  return record(out, 'addBias', [x, bias], [(dy) => dy, (dy) => sum(dy.engine.view(dy, [dy.size / cols, cols]), 0)]);
+  return record(out, 'addBias', [x, bias], [
+    (dy) => dy,
+    (dy, into) => {
+      const rows = dy.engine.view(dy, [dy.size / cols, cols]);
+      const db = sum(rows, 0, into);
+      rows.dispose();
+      return db;
+    },
+  ]);
 }

@@ -12,7 +12,7 @@
 // d beta is the reduce kernel's column sum.
 import { record } from '../graph.js';
 import { shapeString, type Tensor } from '../tensor.js';
-import { alive } from './check.js';
+import { alive, output } from './check.js';
 import { sum } from './reduce.js';
 
 export interface BatchNormOptions {
@@ -104,31 +104,37 @@ export function batchNorm(x: Tensor, gamma: Tensor, beta: Tensor, options: Batch
 
   const statsUniforms = { channels: C, spatial: S, count, eps };
   /** One backward-statistics dispatch: WHAT 0 gives [sum(dy); sum(dy * xhat)] as [2, C], 1 d beta, 2 d gamma. */
-  const backwardStats = (dy: Tensor, what: 0 | 1 | 2, name: string): Tensor => {
-    const t = engine.empty(what === 0 ? [2, C] : [C], name);
+  const backwardStats = (dy: Tensor, what: 0 | 1 | 2, name: string, into?: Tensor): Tensor => {
+    const t = output(op, engine, what === 0 ? [2, C] : [C], name, into);
     engine.dispatch('batchnorm_backward_stats', { bindings: { x, dy, mean, variance, out: t }, uniforms: statsUniforms, constants: { WHAT: what }, workgroups: itemGrid(x, C) });
     return t;
   };
 
-  return record(out, op, [x, gamma, beta], [
-    (dy) => {
-      const dx = engine.empty(x.shape, `d(${x.name})`);
-      if (n === 0) return dx;
-      // In inference mode the statistics are constants: dx is the affine scale of dy alone, and
-      // `sums` is not read (mean stands in for the binding).
-      const sums = training ? backwardStats(dy, 0, `${op}.sums`) : mean;
-      engine.dispatch('batchnorm_backward', {
-        bindings: { x, dy, mean, variance, gamma, sums, dx },
-        uniforms: { n, channels: C, spatial: S, eps, inv_count: 1 / count },
-        constants: { TRAINING: training },
-        threads: n,
-      });
-      if (training) sums.dispose();
-      return dx;
-    },
-    (dy) => backwardStats(dy, 2, `d(${gamma.name})`),
-    (dy) => backwardStats(dy, 1, `d(${beta.name})`),
-  ]);
+  return record(
+    out,
+    op,
+    [x, gamma, beta],
+    [
+      (dy) => {
+        const dx = engine.empty(x.shape, `d(${x.name})`);
+        if (n === 0) return dx;
+        // In inference mode the statistics are constants: dx is the affine scale of dy alone, and
+        // `sums` is not read (mean stands in for the binding).
+        const sums = training ? backwardStats(dy, 0, `${op}.sums`) : mean;
+        engine.dispatch('batchnorm_backward', {
+          bindings: { x, dy, mean, variance, gamma, sums, dx },
+          uniforms: { n, channels: C, spatial: S, eps, inv_count: 1 / count },
+          constants: { TRAINING: training },
+          threads: n,
+        });
+        if (training) sums.dispose();
+        return dx;
+      },
+      (dy, into) => backwardStats(dy, 2, `d(${gamma.name})`, into),
+      (dy, into) => backwardStats(dy, 1, `d(${beta.name})`, into),
+    ],
+    [mean, variance],
+  );
 }
 
 /**
@@ -158,16 +164,16 @@ export function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps = 1e-5): T
       if (rows > 0) engine.dispatch('layernorm_backward', { bindings: { x, dy, gamma, mean, rstd, dx }, uniforms: { rows, cols: D }, workgroups: itemGrid(x, rows) });
       return dx;
     },
-    (dy) => {
-      const dgamma = engine.empty([D], `d(${gamma.name})`);
+    (dy, into) => {
+      const dgamma = output(op, engine, [D], `d(${gamma.name})`, into);
       engine.dispatch('layernorm_backward_gamma', { bindings: { x, dy, mean, rstd, dgamma }, uniforms: { rows, cols: D }, threads: D });
       return dgamma;
     },
-    (dy) => {
+    (dy, into) => {
       const rowsView = engine.view(dy, [rows, D]);
-      const dbeta = sum(rowsView, 0);
+      const dbeta = sum(rowsView, 0, into);
       rowsView.dispose();
       return dbeta;
     },
-  ]);
+  ], [mean, rstd]);
 }

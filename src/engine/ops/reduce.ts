@@ -1,16 +1,16 @@
 // Sums and means over one axis or over everything; their backward repeats dy along that axis.
 import { record } from '../graph.js';
 import type { Shape, Tensor } from '../tensor.js';
-import { alive, around, axisOf } from './check.js';
+import { alive, around, axisOf, output } from './check.js';
 
-function reduce(op: string, x: Tensor, axis: number | undefined, mean: boolean): Tensor {
+function reduce(op: string, x: Tensor, axis: number | undefined, mean: boolean, into?: Tensor): Tensor {
   alive(op, x);
   const full = axis === undefined;
   const ax = full ? 0 : axisOf(op, x.shape, axis);
   const [outer, len, inner] = full ? [1, x.size, 1] : around(x.shape, ax);
   const outShape = full ? [] : x.shape.filter((_, i) => i !== ax);
   const factor = mean ? 1 / Math.max(len, 1) : 1;
-  const out = x.engine.empty(outShape, op);
+  const out = output(op, x.engine, outShape, op, into);
   const outputs = outer * inner;
   const maxPerDim = x.engine.limits.maxComputeWorkgroupsPerDimension;
   // A workgroup per output only pays off for few outputs over a long axis; otherwise a loop per
@@ -33,12 +33,12 @@ function broadcast(dy: Tensor, shape: Shape, outer: number, len: number, inner: 
   return out;
 }
 
-/** Sum over `axis`, or over all elements (a scalar of shape []) when no axis is given. */
-export function sum(x: Tensor, axis?: number): Tensor {
-  return reduce('sum', x, axis, false);
+/** Sum over `axis`, or over all elements (a scalar of shape []) when no axis is given; into `out` when given. */
+export function sum(x: Tensor, axis?: number, out?: Tensor): Tensor {
+  return reduce('sum', x, axis, false, out);
 }
 
-/** Mean over `axis`, or over all elements when no axis is given. */
-export function mean(x: Tensor, axis?: number): Tensor {
-  return reduce('mean', x, axis, true);
+/** Mean over `axis`, or over all elements when no axis is given; into `out` when given. */
+export function mean(x: Tensor, axis?: number, out?: Tensor): Tensor {
+  return reduce('mean', x, axis, true, out);
 }

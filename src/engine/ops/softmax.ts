@@ -19,5 +19,5 @@ export function softmax(x: Tensor): Tensor {
       engine.dispatch('softmax_backward', { bindings: { y, dy, dx }, uniforms: { rows, cols }, threads: rows });
       return dx;
     },
-  ]);
+  ], [y]);
 }

@@ -1,5 +1,5 @@
-// Buffer pool: freed tensor buffers go to a free list keyed by their size class and are
-// handed out again, so a training loop with fixed shapes allocates nothing once warm.
+// GPU memory: the buffer pool. Freed tensor buffers go to a free list keyed by their size class
+// and are handed out again, so a training loop with fixed shapes allocates nothing once warm.
 
 // GPUBufferUsage bits, spelled out so that no browser global is needed (Node/Dawn).
 export const BufferUsage = { MAP_READ: 0x1, MAP_WRITE: 0x2, COPY_SRC: 0x4, COPY_DST: 0x8, UNIFORM: 0x40, STORAGE: 0x80 } as const;
