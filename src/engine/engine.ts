@@ -1,6 +1,7 @@
 // Engine: owns the GPUDevice, the pipeline cache, the buffer pool and the list of recorded
 // commands. Ops record dispatches synchronously; `flush()` waits for any pipeline still being
 // compiled, encodes everything recorded into one command encoder and submits it. Reads flush.
+import { noAdapterMessage, noWebGpuMessage } from './adapter-help.js';
 import { compilationError, type Constants, type Kernel } from './kernel.js';
 import { kernel as registeredKernel, type KernelName } from './kernels.js';
 import { BufferPool, BufferUsage, type MemoryInfo } from './pool.js';
@@ -128,13 +129,9 @@ export class Engine {
       return Engine.finish(new Engine(options.device, describeAdapter(info), options.debug ?? false), options);
     }
     const gpu = options.gpu ?? (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
-    if (!gpu) {
-      throw new Error(
-        'WebGPU is not available: navigator.gpu is missing (it needs a browser with WebGPU and a secure context such as http://localhost), and no `gpu` or `device` option was given',
-      );
-    }
+    if (!gpu) throw new Error(noWebGpuMessage());
     const adapter = await gpu.requestAdapter(options.powerPreference ? { powerPreference: options.powerPreference } : undefined);
-    if (!adapter) throw new Error('WebGPU is available but no GPU adapter was found');
+    if (!adapter) throw new Error(noAdapterMessage(options.gpu !== undefined));
     const wanted = [
       'maxStorageBufferBindingSize',
       'maxBufferSize',
