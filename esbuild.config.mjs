@@ -53,8 +53,12 @@ export async function buildDemos() {
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   if (process.argv.includes('--serve')) {
     const { startServer } = await import('./scripts/serve.mjs');
+    // Listening first reports a busy port (startServer's error names it) before any build work.
+    const { url } = await startServer({ port: Number(process.env.PORT ?? 8080), root: join(root, 'demos-dist') }).catch((e) => {
+      console.error(`npm start: ${e.message}`);
+      process.exit(1);
+    });
     const dir = await buildDemos();
-    const { url } = await startServer({ port: Number(process.env.PORT ?? 8080), root: dir });
     console.log(`demos built; serving ${dir} at ${url}`);
     for (const n of demoNames()) console.log(`  ${url}${n}/`);
   } else {

@@ -39,7 +39,7 @@ function inside(base, rel) {
   return p === base || p.startsWith(base.endsWith(sep) ? base : base + sep) ? p : null;
 }
 
-/** Starts the server; port 0 picks a free one. Resolves to { url, port, close() }. */
+/** Starts the server; port 0 picks a free one. Resolves to { url, port, close() }; rejects naming a busy port. */
 export function startServer({ port = 8080, root = join(repo, 'demos-dist') } = {}) {
   const base = resolve(root);
   const dataDir = fashionMnistDir();
@@ -73,7 +73,10 @@ export function startServer({ port = 8080, root = join(repo, 'demos-dist') } = {
     else createReadStream(file).pipe(res);
   });
   return new Promise((resolvePromise, reject) => {
-    server.once('error', reject);
+    server.once('error', (e) => {
+      if (e.code !== 'EADDRINUSE') reject(e);
+      else reject(new Error(`127.0.0.1:${port} is already in use (another \`npm start\`?); stop what listens there or choose another port: PORT=${port + 1} npm start`));
+    });
     server.listen(port, '127.0.0.1', () => {
       const actual = server.address().port;
       resolvePromise({
@@ -91,6 +94,9 @@ export function startServer({ port = 8080, root = join(repo, 'demos-dist') } = {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const { url, dataDir } = await startServer({ port: Number(process.env.PORT ?? 8080), root: process.argv[2] ?? join(repo, 'demos-dist') });
+  const { url, dataDir } = await startServer({ port: Number(process.env.PORT ?? 8080), root: process.argv[2] ?? join(repo, 'demos-dist') }).catch((e) => {
+    console.error(`serve: ${e.message}`);
+    process.exit(1);
+  });
   console.log(`serving at ${url} (fashion-mnist from ${dataDir})`);
 }

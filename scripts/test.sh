@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What `npm test` runs: setup, typecheck, the vitest projects node + browser, then the
-# end-to-end demo test (project e2e). The last line of output is `N passed, M failed`
-# (`, K skipped` when some were skipped); the exit status is non-zero when anything failed.
+# end-to-end tests (project e2e: the demos, and the packed package in a scratch app). The last
+# line of output is `N passed, M failed` (`, K skipped` when some were skipped); the exit status
+# is non-zero when anything failed.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

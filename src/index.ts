@@ -1,4 +1,7 @@
 // webgpu-train: the public API. Demos and applications import from here only.
+// The declarations use WebGPU's types (GPUDevice, GPU...): kept in the emitted index.d.ts
+// (preserve) so that a consumer gets them from the @webgpu/types dependency without a `types` setting.
+/// <reference types="@webgpu/types" preserve="true" />
 export { Engine, type DispatchRecord, type DispatchSpec, type EngineOptions } from './engine/engine.js';
 export { Tensor, type GradientFn, type Shape } from './engine/tensor.js';
 export { ALIGNMENT, Parameter, ParameterStore, type Slot } from './engine/parameters.js';

@@ -1,5 +1,6 @@
 // The GPU device: acquiring an adapter and a device with the limits the kernels need, and
 // watching it (device loss, uncaptured validation errors). Knows nothing of kernels or tensors.
+import { noAdapterMessage, noWebGpuMessage } from './adapter-help.js';
 
 export interface DeviceOptions {
   /** Use this device instead of requesting one (for example one made by the `webgpu` npm package). */
@@ -39,13 +40,9 @@ export async function acquireDevice(options: DeviceOptions): Promise<AcquiredDev
     return { device: options.device, adapterName: describeAdapter(info), gpu: null, adapter: null };
   }
   const gpu = options.gpu ?? (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
-  if (!gpu) {
-    throw new Error(
-      'WebGPU is not available: navigator.gpu is missing (it needs a browser with WebGPU and a secure context such as http://localhost), and no `gpu` or `device` option was given',
-    );
-  }
+  if (!gpu) throw new Error(noWebGpuMessage());
   const adapter = await gpu.requestAdapter(options.powerPreference ? { powerPreference: options.powerPreference } : undefined);
-  if (!adapter) throw new Error('WebGPU is available but no GPU adapter was found');
+  if (!adapter) throw new Error(noAdapterMessage(options.gpu !== undefined));
   const requiredLimits: Record<string, number> = {};
   for (const k of WANTED_LIMITS) requiredLimits[k] = adapter.limits[k];
   const requiredFeatures: GPUFeatureName[] = [];

@@ -3,13 +3,11 @@
 // VK_ICD_FILENAMES and LD_LIBRARY_PATH (chromium's bundled libvulkan.so.1 and SwiftShader ICD)
 // only when the process starts. WEBGPU_ADAPTER=gpu uses the machine's own Vulkan driver instead.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { expect, test } from 'vitest';
+import { bundleNodeScript, ROOT } from './bundle.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const CHROMIUM_LIB = '/usr/lib/chromium';
 const SWIFTSHADER_ICD = join(CHROMIUM_LIB, 'vk_swiftshader_icd.json');
 const realGpu = process.env.WEBGPU_ADAPTER === 'gpu';
@@ -27,21 +25,7 @@ interface SmokeResult {
 }
 
 test.skipIf(skip)('the engine runs on Node through Dawn: matmul matches the CPU and an MLP learns', async () => {
-  // Inside node_modules so that the bundle's `import 'webgpu'` resolves to the installed package.
-  const outDir = join(ROOT, 'node_modules/.cache/dawn-smoke');
-  mkdirSync(outDir, { recursive: true });
-  const outfile = join(outDir, 'smoke.mjs');
-  await build({
-    entryPoints: [join(ROOT, 'tests/node/dawn-smoke.ts')],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    external: ['webgpu'],
-    loader: { '.wgsl': 'text' },
-    logLevel: 'silent',
-  });
+  const outfile = await bundleNodeScript('dawn-smoke');
 
   const env: NodeJS.ProcessEnv = { ...process.env };
   if (!realGpu) {
