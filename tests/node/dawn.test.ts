@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { expect, test } from 'vitest';
+import { wgslPlugin } from '../../scripts/wgsl-import.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const CHROMIUM_LIB = '/usr/lib/chromium';
@@ -39,7 +40,7 @@ test.skipIf(skip)('the engine runs on Node through Dawn: matmul matches the CPU 
     format: 'esm',
     target: 'node20',
     external: ['webgpu'],
-    loader: { '.wgsl': 'text' },
+    plugins: [wgslPlugin()],
     logLevel: 'silent',
   });
 
