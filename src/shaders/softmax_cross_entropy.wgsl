@@ -3,6 +3,7 @@
 // Targets are probabilities per row (one-hot for hard labels, softened for distillation).
 // COOPERATIVE: one workgroup per row, its invocations striding over the columns (many classes);
 // otherwise one invocation per row and no barriers (few classes).
+#import "lib/workgroup_reduce.wgsl"
 override WG: u32 = 64;
 override COOPERATIVE: bool = false;
 
@@ -12,32 +13,6 @@ struct Params { rows: u32, cols: u32 }
 @group(0) @binding(1) var<storage, read> targets: array<f32>;
 @group(0) @binding(2) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
-
-var<workgroup> scratch: array<f32, WG>;
-
-fn reduce_max(v: f32, lid: u32) -> f32 {
-  scratch[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s /= 2u) {
-    if (lid < s) { scratch[lid] = max(scratch[lid], scratch[lid + s]); }
-    workgroupBarrier();
-  }
-  let r = scratch[0];
-  workgroupBarrier();
-  return r;
-}
-
-fn reduce_sum(v: f32, lid: u32) -> f32 {
-  scratch[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s /= 2u) {
-    if (lid < s) { scratch[lid] += scratch[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = scratch[0];
-  workgroupBarrier();
-  return r;
-}
 
 fn row_loss(row: u32) -> f32 {
   let base = row * p.cols;

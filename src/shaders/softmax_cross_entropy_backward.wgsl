@@ -1,6 +1,7 @@
 // d logits[r, j] = dloss[r] * (softmax(logits[r])_j * sum_k targets[r, k] - targets[r, j]).
 // Recomputes the row's max and normaliser instead of storing the softmax. COOPERATIVE: one
 // workgroup per row (many classes); otherwise one invocation per row and no barriers.
+#import "lib/workgroup_reduce.wgsl"
 override WG: u32 = 64;
 override COOPERATIVE: bool = false;
 
@@ -11,32 +12,6 @@ struct Params { rows: u32, cols: u32 }
 @group(0) @binding(2) var<storage, read> dloss: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dlogits: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
-
-var<workgroup> scratch: array<f32, WG>;
-
-fn reduce_max(v: f32, lid: u32) -> f32 {
-  scratch[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s /= 2u) {
-    if (lid < s) { scratch[lid] = max(scratch[lid], scratch[lid + s]); }
-    workgroupBarrier();
-  }
-  let r = scratch[0];
-  workgroupBarrier();
-  return r;
-}
-
-fn reduce_sum(v: f32, lid: u32) -> f32 {
-  scratch[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s /= 2u) {
-    if (lid < s) { scratch[lid] += scratch[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = scratch[0];
-  workgroupBarrier();
-  return r;
-}
 
 fn row_gradient(row: u32) {
   let base = row * p.cols;
