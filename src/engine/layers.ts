@@ -11,7 +11,7 @@ import {
   conv2d,
   dropout,
   embedding,
-  FUSED_ACTIVATIONS,
+  fusable,
   globalAvgPool,
   layerNorm,
   linear,
@@ -173,7 +173,7 @@ export class Dense extends Module {
   }
 
   canFuse(activation: Activation): boolean {
-    return activation.op in FUSED_ACTIVATIONS && (activation.op !== 'leaky_relu' || activation.alpha > 0);
+    return fusable(activation.op, activation.alpha);
   }
 
   forwardFused(x: Tensor, activation: Activation | null): Tensor {
@@ -337,11 +337,12 @@ export class Conv2d extends Module {
   }
 
   canFuse(activation: Activation): boolean {
-    return activation.op === 'relu';
+    return fusable(activation.op, activation.alpha);
   }
 
   forwardFused(x: Tensor, activation: Activation | null): Tensor {
-    return conv2d(x, this.weight, this.bias, { stride: this.options.stride, padding: this.options.padding, relu: activation !== null });
+    const fused = activation ? { activation: activation.op as FusedActivation, slope: activation.alpha } : {};
+    return conv2d(x, this.weight, this.bias, { stride: this.options.stride, padding: this.options.padding, ...fused });
   }
 }
 
