@@ -18,14 +18,14 @@ fn row_gradient(row: u32) {
   var m = -3.402823e38;
   var tsum = 0.0;
   for (var j = 0u; j < p.cols; j++) {
-    m = max(m, logits[base + j]);
+    m = max_nan(m, logits[base + j]);
     tsum += targets[base + j];
   }
   var s = 0.0;
-  for (var j = 0u; j < p.cols; j++) { s += exp(logits[base + j] - m); }
+  for (var j = 0u; j < p.cols; j++) { s += exp_ieee(logits[base + j] - m); }
   let g = dloss[row];
   for (var j = 0u; j < p.cols; j++) {
-    dlogits[base + j] = g * (exp(logits[base + j] - m) / s * tsum - targets[base + j]);
+    dlogits[base + j] = g * (exp_ieee(logits[base + j] - m) / s * tsum - targets[base + j]);
   }
 }
 
@@ -44,7 +44,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_invocation
   var tsum = 0.0;
   if (valid) {
     for (var j = lid.x; j < p.cols; j += WG) {
-      m = max(m, logits[base + j]);
+      m = max_nan(m, logits[base + j]);
       tsum += targets[base + j];
     }
   }
@@ -52,13 +52,13 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_invocation
   tsum = reduce_sum(tsum, lid.x);
   var s = 0.0;
   if (valid) {
-    for (var j = lid.x; j < p.cols; j += WG) { s += exp(logits[base + j] - m); }
+    for (var j = lid.x; j < p.cols; j += WG) { s += exp_ieee(logits[base + j] - m); }
   }
   s = reduce_sum(s, lid.x);
   if (!valid) { return; }
   let g = dloss[row];
   for (var j = lid.x; j < p.cols; j += WG) {
-    let prob = exp(logits[base + j] - m) / s;
+    let prob = exp_ieee(logits[base + j] - m) / s;
     dlogits[base + j] = g * (prob * tsum - targets[base + j]);
   }
 }

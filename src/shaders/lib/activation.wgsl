@@ -33,12 +33,12 @@ fn act_value(op: u32, x: f32, alpha: f32) -> f32 {
     case ACT_RELU: { return select(0.0, x, x > 0.0 || is_nan(x)); }
     case ACT_LEAKY_RELU: { return select(alpha * x, x, x > 0.0); }
     case ACT_GELU: { return 0.5 * x * (1.0 + safe_tanh(GELU_C * (x + GELU_A * x * x * x))); }
-    case ACT_SIGMOID: { return 1.0 / (1.0 + exp(-x)); }
+    case ACT_SIGMOID: { return 1.0 / (1.0 + exp_ieee(-x)); }
     case ACT_TANH: { return safe_tanh(x); }
     case ACT_SQUARE: { return x * x; }
     case ACT_SCALE: { return alpha * x; }
-    case ACT_EXP: { return exp(x); }
-    case ACT_LOG: { return log(x); }
+    case ACT_EXP: { return exp_ieee(x); }
+    case ACT_LOG: { return log_ieee(x); }
     case ACT_CLIP_FACTOR: {
       let f = alpha / (sqrt(x) + 1e-6);
       return select(min(1.0, f), f, is_nan(f));
