@@ -521,8 +521,8 @@ export interface EmbeddingOptions {
  * A lookup table [vocab, dim] (`weight`, initialised normal with std 1 as PyTorch's
  * nn.Embedding). forward(indices) takes an f32 tensor of any shape whose values must be integers
  * in [0, vocab) and gives [..., dim]. The forward cannot check the values without a readback:
- * make index tensors with `indices()`, which checks them on the CPU. (An index out of range
- * gives a row of zeros and no gradient.)
+ * make index tensors with `indices()`, which checks them on the CPU. (An index out of range or
+ * not an integer gives a row of NaN, which makes the loss NaN, and no gradient.)
  */
 export class Embedding extends Module {
   readonly weight: Parameter;
