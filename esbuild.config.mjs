@@ -6,9 +6,11 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as esbuild from 'esbuild';
+import { wgslPlugin } from './scripts/wgsl-import.mjs';
 
 const root = dirname(fileURLToPath(import.meta.url));
-const common = { bundle: true, format: 'esm', sourcemap: true, loader: { '.wgsl': 'text' }, logLevel: 'warning' };
+// WGSL files load as text with their #import lines resolved (scripts/wgsl-import.mjs).
+const common = { bundle: true, format: 'esm', sourcemap: true, plugins: [wgslPlugin()], logLevel: 'warning' };
 
 export async function buildLibrary() {
   await esbuild.build({ ...common, entryPoints: [join(root, 'src/index.ts')], outfile: join(root, 'dist/index.js'), target: 'es2022' });

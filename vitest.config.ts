@@ -1,16 +1,18 @@
-import { readFileSync } from 'node:fs';
 import { defineConfig, type Plugin } from 'vitest/config';
 import { playwright } from '@vitest/browser-playwright';
 // @ts-expect-error plain ESM helper without type declarations
 import { launchOptions } from './scripts/chromium.mjs';
+import { linkWgsl } from './scripts/wgsl-import.mjs';
 
-// WGSL files are imported as text, as esbuild's text loader does for the library build.
+// WGSL files are imported as text with their #import lines resolved, as in the esbuild builds.
 const wgsl: Plugin = {
-  name: 'wgsl-text',
+  name: 'wgsl-import',
   enforce: 'pre',
   load(id) {
     if (!id.endsWith('.wgsl')) return null;
-    return `export default ${JSON.stringify(readFileSync(id, 'utf8'))};`;
+    const { code, files } = linkWgsl(id);
+    for (const f of files.slice(1)) this.addWatchFile(f);
+    return `export default ${JSON.stringify(code)};`;
   },
 };
 

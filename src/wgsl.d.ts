@@ -1,4 +1,5 @@
-// WGSL files are imported as text (esbuild's text loader, and the wgsl plugin in vitest.config.ts).
+// WGSL files are imported as text, with their #import lines resolved (scripts/wgsl-import.mjs,
+// used by the esbuild builds and vitest.config.ts).
 declare module '*.wgsl' {
   const source: string;
   export default source;

@@ -87,7 +87,7 @@ function sigmoid(v: number): number {
 export function unaryValue(op: UnaryName, v: number, alpha = 0): number {
   switch (op) {
     case 'relu':
-      return v > 0 ? v : 0;
+      return Math.max(v, 0); // NaN for NaN, as IEEE maximum
     case 'leaky_relu':
       return v > 0 ? v : alpha * v;
     case 'gelu':
@@ -109,14 +109,14 @@ export function unaryValue(op: UnaryName, v: number, alpha = 0): number {
 
 /**
  * f'(v). At the kinks the engine's convention: relu'(0) = 0 and leaky_relu'(0) = alpha (a unit
- * exactly at 0 is treated as inactive).
+ * exactly at 0 is treated as inactive); at NaN, which lies on neither side of the kink, NaN.
  */
 export function unaryDerivative(op: UnaryName, v: number, alpha = 0): number {
   switch (op) {
     case 'relu':
-      return v > 0 ? 1 : 0;
+      return v > 0 ? 1 : v <= 0 ? 0 : NaN;
     case 'leaky_relu':
-      return v > 0 ? 1 : alpha;
+      return v > 0 ? 1 : v <= 0 ? alpha : NaN;
     case 'gelu': {
       const u = GELU_C * (v + GELU_A * v * v * v);
       const t = Math.tanh(u);
@@ -148,6 +148,11 @@ export function unary(op: UnaryName, x: Float64Array, alpha = 0): Float64Array {
 
 export function unaryGrad(op: UnaryName, x: Float64Array, dy: Float64Array, alpha = 0): Float64Array {
   return x.map((v, i) => dy[i]! * unaryDerivative(op, v, alpha));
+}
+
+/** min(1, alpha / (sqrt(v) + 1e-6)): the global-norm clipping factor from a squared norm v. */
+export function clipFactor(x: Float64Array, alpha: number): Float64Array {
+  return x.map((v) => Math.min(1, alpha / (Math.sqrt(v) + 1e-6)));
 }
 
 export type BinaryName = 'add' | 'sub' | 'mul';
@@ -289,7 +294,10 @@ export function reduceGrad(shape: Shape, axis: number | undefined, mean: boolean
 
 // ---------------------------------------------------------------- losses
 
-/** Per-row -sum_j t_j log softmax(x)_j, stable for large logits (log-sum-exp around the row max). */
+/**
+ * Per-row -sum_j t_j log softmax(x)_j, stable for large logits (log-sum-exp around the row max).
+ * A zero target adds nothing, even against a logit of -inf (0 log 0 = 0, as in entropy).
+ */
 export function softmaxCrossEntropyRows(logits: Float64Array, targets: Float64Array, rows: number, cols: number): Float64Array {
   const out = new Float64Array(rows);
   for (let r = 0; r < rows; r++) {
@@ -299,7 +307,7 @@ export function softmaxCrossEntropyRows(logits: Float64Array, targets: Float64Ar
     for (let c = 0; c < cols; c++) s += Math.exp(logits[r * cols + c]! - m);
     const lse = m + Math.log(s);
     let l = 0;
-    for (let c = 0; c < cols; c++) l -= targets[r * cols + c]! * (logits[r * cols + c]! - lse);
+    for (let c = 0; c < cols; c++) if (targets[r * cols + c] !== 0) l -= targets[r * cols + c]! * (logits[r * cols + c]! - lse);
     out[r] = l;
   }
   return out;
@@ -425,12 +433,13 @@ export function dropoutMask(n: number, seed: number, rate: number): Uint8Array {
   return mask;
 }
 
+/** x * mask / (1 - rate), as PyTorch: a dropped NaN or infinity gives NaN. */
 export function dropout(x: Float64Array, mask: Uint8Array, rate: number): Float64Array {
-  return x.map((v, i) => (mask[i] ? v / (1 - rate) : 0));
+  return x.map((v, i) => (v * mask[i]!) / (1 - rate));
 }
 
 export function dropoutGrad(mask: Uint8Array, rate: number, dy: Float64Array): Float64Array {
-  return dy.map((v, i) => (mask[i] ? v / (1 - rate) : 0));
+  return dropout(dy, mask, rate);
 }
 
 // ---------------------------------------------------------------- finite differences
@@ -488,7 +497,11 @@ export function convOutSize(g: ConvGeometry): [number, number] {
   return [Math.floor((g.H + 2 * g.padding - g.KH) / g.stride) + 1, Math.floor((g.W + 2 * g.padding - g.KW) / g.stride) + 1];
 }
 
-/** Direct NCHW convolution: y[n, oc, oh, ow] = b[oc] + sum w[oc, ic, kh, kw] * x[n, ic, oh*s - p + kh, ow*s - p + kw]. */
+/**
+ * Direct NCHW convolution: y[n, oc, oh, ow] = b[oc] + sum w[oc, ic, kh, kw] * x[n, ic, oh*s - p + kh, ow*s - p + kw],
+ * with x zero in the padding: a NaN or infinite weight times a padded zero gives NaN, as an
+ * explicitly padded input would (and PyTorch does).
+ */
 export function conv2d(x: Float64Array, w: Float64Array, b: Float64Array | null, g: ConvGeometry): Arr {
   const [OH, OW] = convOutSize(g);
   const out = new Float64Array(g.N * g.OC * OH * OW);
@@ -500,11 +513,10 @@ export function conv2d(x: Float64Array, w: Float64Array, b: Float64Array | null,
           for (let ic = 0; ic < g.C; ic++) {
             for (let kh = 0; kh < g.KH; kh++) {
               const ih = oh * g.stride - g.padding + kh;
-              if (ih < 0 || ih >= g.H) continue;
               for (let kw = 0; kw < g.KW; kw++) {
                 const iw = ow * g.stride - g.padding + kw;
-                if (iw < 0 || iw >= g.W) continue;
-                s += w[((oc * g.C + ic) * g.KH + kh) * g.KW + kw]! * x[((n * g.C + ic) * g.H + ih) * g.W + iw]!;
+                const inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
+                s += w[((oc * g.C + ic) * g.KH + kh) * g.KW + kw]! * (inside ? x[((n * g.C + ic) * g.H + ih) * g.W + iw]! : 0);
               }
             }
           }
@@ -531,14 +543,13 @@ export function conv2dGrad(x: Float64Array, w: Float64Array, g: ConvGeometry, dy
           for (let ic = 0; ic < g.C; ic++) {
             for (let kh = 0; kh < g.KH; kh++) {
               const ih = oh * g.stride - g.padding + kh;
-              if (ih < 0 || ih >= g.H) continue;
               for (let kw = 0; kw < g.KW; kw++) {
                 const iw = ow * g.stride - g.padding + kw;
-                if (iw < 0 || iw >= g.W) continue;
+                const inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
                 const wi = ((oc * g.C + ic) * g.KH + kh) * g.KW + kw;
                 const xi = ((n * g.C + ic) * g.H + ih) * g.W + iw;
-                dx[xi]! += d * w[wi]!;
-                dw[wi]! += d * x[xi]!;
+                dw[wi]! += d * (inside ? x[xi]! : 0);
+                if (inside) dx[xi]! += d * w[wi]!;
               }
             }
           }
@@ -558,7 +569,11 @@ export interface PoolGeometry {
   stride: number;
 }
 
-/** Max (the first maximum in row-major window order) or mean over k x k windows, no padding. Returns the output and, for max, the flat index of each window's argmax. */
+/**
+ * Max (the first maximum in row-major window order; a NaN counts as above everything, so a window
+ * holding one gives NaN and its first NaN is the argmax) or mean over k x k windows, no padding.
+ * Returns the output and, for max, the flat index of each window's argmax.
+ */
 export function pool2d(x: Float64Array, g: PoolGeometry, max: boolean): Arr & { argmax: Int32Array } {
   const OH = Math.floor((g.H - g.k) / g.stride) + 1;
   const OW = Math.floor((g.W - g.k) / g.stride) + 1;
@@ -567,15 +582,15 @@ export function pool2d(x: Float64Array, g: PoolGeometry, max: boolean): Arr & { 
   for (let plane = 0; plane < g.N * g.C; plane++) {
     for (let oh = 0; oh < OH; oh++) {
       for (let ow = 0; ow < OW; ow++) {
-        let best = -Infinity;
-        let at = -1;
+        let at = (plane * g.H + oh * g.stride) * g.W + ow * g.stride;
+        let best = x[at]!;
         let s = 0;
         for (let kh = 0; kh < g.k; kh++) {
           for (let kw = 0; kw < g.k; kw++) {
             const i = (plane * g.H + oh * g.stride + kh) * g.W + ow * g.stride + kw;
             const v = x[i]!;
             s += v;
-            if (v > best) {
+            if (!Number.isNaN(best) && (v > best || Number.isNaN(v))) {
               best = v;
               at = i;
             }
@@ -774,17 +789,29 @@ export function layerNormGrad(x: Float64Array, D: number, gamma: Float64Array, d
   return [dx, dgamma, dbeta];
 }
 
-/** Rows of table [vocab, dim] gathered by integer indices: [indices.length * dim]. */
+/**
+ * Rows of table [vocab, dim] gathered by indices: [indices.length * dim]. An index that is not an
+ * integer in [0, vocab) gives a row of NaN.
+ */
 export function embedding(indices: ArrayLike<number>, table: Float64Array, dim: number): Float64Array {
+  const vocab = table.length / dim;
   const out = new Float64Array(indices.length * dim);
-  for (let p = 0; p < indices.length; p++) for (let d = 0; d < dim; d++) out[p * dim + d] = table[indices[p]! * dim + d]!;
+  for (let p = 0; p < indices.length; p++) {
+    const v = indices[p]!;
+    const valid = Number.isInteger(v) && v >= 0 && v < vocab;
+    for (let d = 0; d < dim; d++) out[p * dim + d] = valid ? table[v * dim + d]! : NaN;
+  }
   return out;
 }
 
-/** Gradient for the table: dy rows added into the rows their positions picked (repeats accumulate). */
+/** Gradient for the table: dy rows added into the rows their positions picked (repeats accumulate; invalid indices add nothing). */
 export function embeddingGrad(indices: ArrayLike<number>, vocab: number, dim: number, dy: Float64Array): Float64Array {
   const g = new Float64Array(vocab * dim);
-  for (let p = 0; p < indices.length; p++) for (let d = 0; d < dim; d++) g[indices[p]! * dim + d] += dy[p * dim + d]!;
+  for (let p = 0; p < indices.length; p++) {
+    const v = indices[p]!;
+    if (!Number.isInteger(v) || v < 0 || v >= vocab) continue;
+    for (let d = 0; d < dim; d++) g[v * dim + d] += dy[p * dim + d]!;
+  }
   return g;
 }
 

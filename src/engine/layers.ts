@@ -10,7 +10,7 @@ import {
   conv2d,
   dropout,
   embedding,
-  FUSED_ACTIVATIONS,
+  fusable,
   globalAvgPool,
   layerNorm,
   linear,
@@ -73,7 +73,7 @@ export class Dense extends Module {
   }
 
   canFuse(activation: Activation): boolean {
-    return activation.op in FUSED_ACTIVATIONS && (activation.op !== 'leaky_relu' || activation.alpha > 0);
+    return fusable(activation.op, activation.alpha);
   }
 
   forwardFused(x: Tensor, activation: Activation | null): Tensor {
@@ -170,11 +170,12 @@ export class Conv2d extends Module {
   }
 
   canFuse(activation: Activation): boolean {
-    return activation.op === 'relu';
+    return fusable(activation.op, activation.alpha);
   }
 
   forwardFused(x: Tensor, activation: Activation | null): Tensor {
-    return conv2d(x, this.weight, this.bias, { stride: this.options.stride, padding: this.options.padding, relu: activation !== null });
+    const fused = activation ? { activation: activation.op as FusedActivation, slope: activation.alpha } : {};
+    return conv2d(x, this.weight, this.bias, { stride: this.options.stride, padding: this.options.padding, ...fused });
   }
 }
 
@@ -353,8 +354,8 @@ export interface EmbeddingOptions {
  * A lookup table [vocab, dim] (`weight`, initialised normal with std 1 as PyTorch's
  * nn.Embedding). forward(indices) takes an f32 tensor of any shape whose values must be integers
  * in [0, vocab) and gives [..., dim]. The forward cannot check the values without a readback:
- * make index tensors with `indices()`, which checks them on the CPU. (An index out of range
- * gives a row of zeros and no gradient.)
+ * make index tensors with `indices()`, which checks them on the CPU. (An index out of range or
+ * not an integer gives a row of NaN, which makes the loss NaN, and no gradient.)
  */
 export class Embedding extends Module {
   readonly weight: Parameter;

@@ -3,6 +3,7 @@
 // xhat = (x - mean[c]) / sqrt(variance[c] + eps). WHAT picks the outputs: 0 both, as
 // out = [sum(dy) per channel, then sum(dy * xhat) per channel] (the input gradient needs both);
 // 1 only sum(dy) (d beta); 2 only sum(dy * xhat) (d gamma). One workgroup per channel.
+#import "lib/workgroup_reduce.wgsl"
 override WG: u32 = 256;
 override WHAT: u32 = 0;
 
@@ -14,20 +15,6 @@ struct Params { channels: u32, spatial: u32, count: u32, eps: f32 }
 @group(0) @binding(3) var<storage, read> variance: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
-
-var<workgroup> scratch: array<f32, WG>;
-
-fn reduce_sum(v: f32, lid: u32) -> f32 {
-  scratch[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s /= 2u) {
-    if (lid < s) { scratch[lid] += scratch[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = scratch[0];
-  workgroupBarrier();
-  return r;
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {

@@ -3,6 +3,7 @@
 // Two passes over the channel (the mean, then the mean squared deviation, which unlike
 // E[x^2] - E[x]^2 cannot cancel to a negative value). One workgroup per channel; its
 // invocations stride over the channel's values and combine in a tree.
+#import "lib/workgroup_reduce.wgsl"
 override WG: u32 = 256;
 
 struct Params { channels: u32, spatial: u32, count: u32 }
@@ -11,20 +12,6 @@ struct Params { channels: u32, spatial: u32, count: u32 }
 @group(0) @binding(1) var<storage, read_write> mean: array<f32>;
 @group(0) @binding(2) var<storage, read_write> variance: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
-
-var<workgroup> scratch: array<f32, WG>;
-
-fn reduce_sum(v: f32, lid: u32) -> f32 {
-  scratch[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s /= 2u) {
-    if (lid < s) { scratch[lid] += scratch[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = scratch[0];
-  workgroupBarrier();
-  return r;
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {

@@ -8,15 +8,17 @@
 // Per step of 4 along K it loads the 4x4 tile of W (with ALIGNED, K a multiple of 4: four vec4
 // rows, no checks; otherwise scalar loads through a second, scalar binding of the weight) and, for each of the 4 k, gathers the 4 positions'
 // inputs as one vec4 with vectorised bounds checks, then does 16 multiply-adds. The (ic, kh, kw)
-// of k advance as counters, so there is no division in the loop. The bias is added in the
-// epilogue (HAS_BIAS), then optionally a ReLU (RELU). Grid: x (and y past the per-dimension limit) over blocks of 4 positions,
-// z over blocks of 4 output channels.
+// of k advance as counters, so there is no division in the loop. The epilogue adds the bias
+// (HAS_BIAS) and applies the activation ACT (as matmul's epilogue: an op of lib/activation.wgsl
+// whose derivative follows from the output, alpha its slope for leaky_relu). Grid: x (and y past
+// the per-dimension limit) over blocks of 4 positions, z over blocks of 4 output channels.
+#import "lib/activation.wgsl"
 override ALIGNED: bool = false;
 override HAS_BIAS: bool = false;
-override RELU: bool = false; // fused activation: out = max(conv + bias, 0)
+override ACT: u32 = ACT_NONE;
 override WG: u32 = 64;
 
-struct Dims { N: u32, C: u32, H: u32, W: u32, OC: u32, OH: u32, OW: u32, KH: u32, KW: u32, SH: u32, SW: u32, PH: u32, PW: u32, K: u32, P: u32 }
+struct Dims { N: u32, C: u32, H: u32, W: u32, OC: u32, OH: u32, OW: u32, KH: u32, KW: u32, SH: u32, SW: u32, PH: u32, PW: u32, K: u32, P: u32, alpha: f32 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<vec4<f32>>;
@@ -108,7 +110,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     if (oc < d.OC) {
       var v = acc[i];
       if (HAS_BIAS) { v += vec4<f32>(bias[oc]); }
-      if (RELU) { v = max(v, vec4<f32>(0.0)); }
+      v = vec4<f32>(act_value(ACT, v.x, d.alpha), act_value(ACT, v.y, d.alpha), act_value(ACT, v.z, d.alpha), act_value(ACT, v.w, d.alpha));
       let off = oc * ohw;
       out[ob.x + off] = v.x;
       if (p0 + 1u < d.P) { out[ob.y + off] = v.y; }

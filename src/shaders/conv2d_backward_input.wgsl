@@ -52,15 +52,20 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
       let ow = tw / SW;
       let valid = real & (tw >= zero) & (tw % SW == zero) & (ow < OW);
       if (!any(valid)) { continue; }
-      var g = vec4<u32>(row) + vec4<u32>(select(zero, ow, valid)); // dy[n, 0, oh, ow_j]
+      var g = vec4<u32>(row) + vec4<u32>(select(zero, ow, valid)); // dy[n, 0, oh, ow_j] (ow_j 0 where not valid)
       var w = wr + vec4<u32>(kh * d.KW + kw); // W[0, ic0 + j, kh, kw]
+      // This tap's sum over the output channels, added only at the pixels that have an output
+      // here: a zero standing in for the others' dy would turn a NaN or infinite weight into NaN.
+      var tap = mat4x4<f32>();
       for (var oc = 0u; oc < d.OC; oc++) {
-        let gv = select(vec4<f32>(0.0), vec4<f32>(dy[g.x], dy[g.y], dy[g.z], dy[g.w]), valid);
+        let gv = vec4<f32>(dy[g.x], dy[g.y], dy[g.z], dy[g.w]);
         let wv = vec4<f32>(weight[w.x], weight[w.y], weight[w.z], weight[w.w]);
-        acc += mat4x4<f32>(wv.x * gv, wv.y * gv, wv.z * gv, wv.w * gv);
+        tap += mat4x4<f32>(wv.x * gv, wv.y * gv, wv.z * gv, wv.w * gv);
         g += vec4<u32>(ohw);
         w += vec4<u32>(wstride);
       }
+      let none = vec4<f32>(0.0);
+      acc += mat4x4<f32>(select(none, tap[0], valid), select(none, tap[1], valid), select(none, tap[2], valid), select(none, tap[3], valid));
     }
   }
   let hw = d.H * d.W;

@@ -1,5 +1,6 @@
-// out = x * keep / (1 - rate), keep drawn from a hash of (seed, index). The backward is this same
-// kernel applied to dy with the same seed, so no mask is stored.
+// out = x * keep / (1 - rate), keep drawn from a hash of (seed, index): a dropped NaN or infinity
+// gives NaN, as PyTorch's x * mask / (1 - p). The backward is this same kernel applied to dy with
+// the same seed, so no mask is stored.
 override WG: u32 = 256;
 
 struct Params { n: u32, seed: u32, rate: f32, scale: f32 }
@@ -20,5 +21,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let i = gid.x + gid.y * groups.x * WG;
   if (i >= p.n) { return; }
   let u = f32(pcg(i ^ pcg(p.seed)) >> 8u) / 16777216.0; // 24 random bits in [0, 1)
-  out[i] = select(0.0, x[i] * p.scale, u >= p.rate);
+  out[i] = x[i] * select(0.0, p.scale, u >= p.rate);
 }

@@ -2,6 +2,8 @@
 // dy[pos, d] over every position whose index is v. Cost: vocab * dim * positions loads of the
 // indices (each invocation scans all of them), which is fine for small vocabularies and batches;
 // a large vocabulary would want a sort by index (or atomics on a fixed-point accumulator) instead.
+// An index that is not an integer in [0, vocab) matches no row, so its position adds nothing.
+#import "lib/float.wgsl"
 override WG: u32 = 256;
 
 struct Params { vocab: u32, dim: u32, positions: u32 }
@@ -19,7 +21,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let d = i % p.dim;
   var acc = 0.0;
   for (var pos = 0u; pos < p.positions; pos++) {
-    if (indices[pos] == v) { acc += dy[pos * p.dim + d]; }
+    let index = indices[pos];
+    if (index == v && !is_nan(index)) { acc += dy[pos * p.dim + d]; }
   }
   dtable[i] = acc;
 }

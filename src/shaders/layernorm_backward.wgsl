@@ -1,6 +1,7 @@
 // LayerNorm input gradient, one workgroup per row: with g = dy * gamma and
 // xhat = (x - mean[row]) * rstd[row] (saved by the forward),
 //   dx = rstd * (g - mean_j(g) - xhat * mean_j(g * xhat)).
+#import "lib/workgroup_reduce.wgsl"
 override WG: u32 = 64;
 
 struct Params { rows: u32, cols: u32 }
@@ -12,20 +13,6 @@ struct Params { rows: u32, cols: u32 }
 @group(0) @binding(4) var<storage, read> rstd: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(6) var<uniform> p: Params;
-
-var<workgroup> scratch: array<f32, WG>;
-
-fn reduce_sum(v: f32, lid: u32) -> f32 {
-  scratch[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s /= 2u) {
-    if (lid < s) { scratch[lid] += scratch[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = scratch[0];
-  workgroupBarrier();
-  return r;
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {

@@ -7,14 +7,17 @@
 // memory, and does 64 multiply-adds as one mat4x4 product. That needs ALIGNED (M, N, K multiples
 // of 4: every load is one whole vec4, no bounds checks); other shapes take a scalar path that
 // gathers one k at a time with checks.
+#import "lib/activation.wgsl"
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override ALIGNED: bool = false;
 override WG_X: u32 = 8;
 override WG_Y: u32 = 8;
-// Fused epilogue (a dense layer's forward in one kernel): C = act(C + bias[col]).
+// Fused epilogue (a dense layer's forward in one kernel): C = act(C + bias[col]), act one of the
+// ops of lib/activation.wgsl whose derivative follows from the output (relu, leaky_relu with slope
+// alpha > 0, sigmoid, tanh), so the backward needs no pre-activation tensor.
 override HAS_BIAS: bool = false;
-override ACT: u32 = 0; // 0 none, 1 relu, 2 leaky_relu (slope alpha), 3 sigmoid, 4 tanh
+override ACT: u32 = ACT_NONE;
 
 struct Dims { M: u32, N: u32, K: u32, alpha: f32 }
 
@@ -24,18 +27,10 @@ struct Dims { M: u32, N: u32, K: u32, alpha: f32 }
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<uniform> dims: Dims;
 
-// The activations whose derivative follows from their output, so the backward needs no
-// pre-activation tensor (as unary.wgsl computes them).
 fn epilogue(v: f32, col: u32) -> f32 {
   var z = v;
   if (HAS_BIAS) { z += bias[col]; }
-  switch ACT {
-    case 1u: { return max(z, 0.0); }
-    case 2u: { return select(dims.alpha * z, z, z > 0.0); }
-    case 3u: { return 1.0 / (1.0 + exp(-z)); }
-    case 4u: { return tanh(clamp(z, -15.0, 15.0)); }
-    default: { return z; }
-  }
+  return act_value(ACT, z, dims.alpha);
 }
 
 // v[i] without a dynamically indexed vector (which compiles to slow code on some drivers).

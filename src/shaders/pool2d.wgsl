@@ -1,7 +1,8 @@
 // 2-D max or average pooling over NCHW planes, no padding: one invocation per output element.
-//   MAX: out = max over the KHxKW window at (oh*SH, ow*SW); the backward routes dy to the first
-//        maximum in row-major window order (a strict > scan), recomputed there.
+//   MAX: out = max over the KHxKW window at (oh*SH, ow*SW), NaN when the window holds a NaN (its
+//        first maximum, lib/window_argmax.wgsl, which the backward recomputes to route dy).
 //   else: out = mean over the window.
+#import "lib/window_argmax.wgsl"
 override MAX: bool = true;
 override WG: u32 = 256;
 
@@ -20,15 +21,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let pix = i % ohw;
   let top = (pix / d.OW) * d.SH;
   let left = (pix % d.OW) * d.SW;
+  if (MAX) {
+    out[i] = x[plane * d.H * d.W + window_argmax(plane, top, left)];
+    return;
+  }
   let base = plane * d.H * d.W + top * d.W + left;
-  var best = x[base];
   var total = 0.0;
   for (var kh = 0u; kh < d.KH; kh++) {
     for (var kw = 0u; kw < d.KW; kw++) {
-      let v = x[base + kh * d.W + kw];
-      if (v > best) { best = v; }
-      total += v;
+      total += x[base + kh * d.W + kw];
     }
   }
-  out[i] = select(total / f32(d.KH * d.KW), best, MAX);
+  out[i] = total / f32(d.KH * d.KW);
 }

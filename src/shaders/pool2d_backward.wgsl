@@ -1,7 +1,8 @@
 // Backward of pool2d, as a gather (no atomics): one invocation per input element sums dy over
-// the windows that contain it. MAX: only windows whose first maximum (row-major, strict > scan,
-// as in the forward) is this element, so ties send the gradient to exactly one element.
-// Average: every containing window, times 1 / (KH*KW).
+// the windows that contain it. MAX: only windows whose first maximum (lib/window_argmax.wgsl, as
+// in the forward; a NaN counts as the maximum) is this element, so ties send the gradient to
+// exactly one element. Average: every containing window, times 1 / (KH*KW).
+#import "lib/window_argmax.wgsl"
 override MAX: bool = true;
 override WG: u32 = 256;
 
@@ -11,24 +12,6 @@ struct Dims { planes: u32, H: u32, W: u32, OH: u32, OW: u32, KH: u32, KW: u32, S
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(3) var<uniform> d: Dims;
-
-// Offset within the plane of the first maximum of the window at (top, left).
-fn argmax(plane: u32, top: u32, left: u32) -> u32 {
-  let base = plane * d.H * d.W;
-  var at = top * d.W + left;
-  var best = x[base + at];
-  for (var kh = 0u; kh < d.KH; kh++) {
-    for (var kw = 0u; kw < d.KW; kw++) {
-      let o = (top + kh) * d.W + left + kw;
-      let v = x[base + o];
-      if (v > best) {
-        best = v;
-        at = o;
-      }
-    }
-  }
-  return at;
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -53,7 +36,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
       if (inside) {
         let g = dy[plane * d.OH * d.OW + u32(oh) * d.OW + u32(ow)];
         if (MAX) {
-          if (argmax(plane, u32(oh) * d.SH, u32(ow) * d.SW) == pix) { acc += g; }
+          if (window_argmax(plane, u32(oh) * d.SH, u32(ow) * d.SW) == pix) { acc += g; }
         } else {
           acc += g * scale;
         }

@@ -4,6 +4,7 @@
 //    what most reductions here need (bias gradients, loss means: many outputs, short len).
 //  - true: one workgroup per output element; its invocations stride over len and combine in a
 //    tree in workgroup memory. For few outputs over a long axis (a full sum of a big tensor).
+#import "lib/workgroup_reduce.wgsl"
 override WG: u32 = 256;
 override COOPERATIVE: bool = false;
 
@@ -12,8 +13,6 @@ struct Params { outer: u32, len: u32, inner: u32, scale: f32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
-
-var<workgroup> partial: array<f32, WG>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_invocation_id) gid: vec3<u32>,
@@ -40,15 +39,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_invocation
       acc += x[base + l * p.inner];
     }
   }
-  partial[lid.x] = acc;
-  workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-    if (lid.x < stride) {
-      partial[lid.x] += partial[lid.x + stride];
-    }
-    workgroupBarrier();
-  }
+  let total = reduce_sum(acc, lid.x);
   if (valid && lid.x == 0u) {
-    out[o] = partial[0] * p.scale;
+    out[o] = total * p.scale;
   }
 }

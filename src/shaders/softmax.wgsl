@@ -1,6 +1,7 @@
 // y[r, j] = exp(x[r, j] - m) / sum_k exp(x[r, k] - m), m = max_k x[r, k]: subtracting the row max
-// keeps every exp in (0, 1], so large logits do not overflow. One invocation per row and no
-// barriers (workgroup barriers are slow on software adapters).
+// keeps every exp in (0, 1], so large logits do not overflow. A row holding a NaN or +inf is NaN.
+// One invocation per row and no barriers (workgroup barriers are slow on software adapters).
+#import "lib/float.wgsl"
 override WG: u32 = 64;
 
 struct Params { rows: u32, cols: u32 }
@@ -15,10 +16,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (row >= p.rows) { return; }
   let base = row * p.cols;
   var m = -3.402823e38; // -3.4028235e38 (f32 max) is rejected as out of range by some compilers
-  for (var j = 0u; j < p.cols; j++) { m = max(m, x[base + j]); }
+  for (var j = 0u; j < p.cols; j++) { m = max_nan(m, x[base + j]); }
   var s = 0.0;
   for (var j = 0u; j < p.cols; j++) {
-    let e = exp(x[base + j] - m);
+    let e = exp_ieee(x[base + j] - m);
     y[base + j] = e;
     s += e;
   }

@@ -1,8 +1,10 @@
 // loss[r] = -sum_j targets[r, j] * log_softmax(logits[r])_j, computed as
 // sum_j t_j * (lse - x_j) with lse = m + log(sum_j exp(x_j - m)), m = max_j x_j, so no exp overflows.
-// Targets are probabilities per row (one-hot for hard labels, softened for distillation).
+// Targets are probabilities per row (one-hot for hard labels, softened for distillation). A zero
+// target adds nothing, even against a logit of -inf (0 log 0 = 0); NaN propagates otherwise.
 // COOPERATIVE: one workgroup per row, its invocations striding over the columns (many classes);
 // otherwise one invocation per row and no barriers (few classes).
+#import "lib/workgroup_reduce.wgsl"
 override WG: u32 = 64;
 override COOPERATIVE: bool = false;
 
@@ -13,45 +15,22 @@ struct Params { rows: u32, cols: u32 }
 @group(0) @binding(2) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-var<workgroup> scratch: array<f32, WG>;
-
-fn reduce_max(v: f32, lid: u32) -> f32 {
-  scratch[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s /= 2u) {
-    if (lid < s) { scratch[lid] = max(scratch[lid], scratch[lid + s]); }
-    workgroupBarrier();
-  }
-  let r = scratch[0];
-  workgroupBarrier();
-  return r;
-}
-
-fn reduce_sum(v: f32, lid: u32) -> f32 {
-  scratch[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s /= 2u) {
-    if (lid < s) { scratch[lid] += scratch[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = scratch[0];
-  workgroupBarrier();
-  return r;
-}
-
 fn row_loss(row: u32) -> f32 {
   let base = row * p.cols;
   var m = -3.402823e38;
-  for (var j = 0u; j < p.cols; j++) { m = max(m, logits[base + j]); }
+  for (var j = 0u; j < p.cols; j++) { m = max_nan(m, logits[base + j]); }
   var s = 0.0;
-  for (var j = 0u; j < p.cols; j++) { s += exp(logits[base + j] - m); }
-  let lse = m + log(s);
+  for (var j = 0u; j < p.cols; j++) { s += exp_ieee(logits[base + j] - m); }
+  let lse = m + log_ieee(s);
   var l = 0.0;
-  for (var j = 0u; j < p.cols; j++) {
-    let t = targets[base + j];
-    if (t != 0.0) { l += t * (lse - logits[base + j]); }
-  }
+  for (var j = 0u; j < p.cols; j++) { l += term(targets[base + j], lse, logits[base + j]); }
   return l;
+}
+
+// One target's term, t * (lse - x); none for t = 0, even where x is -inf (0 log 0 = 0).
+fn term(t: f32, lse: f32, x: f32) -> f32 {
+  if (t == 0.0 && !is_nan(t)) { return 0.0; }
+  return t * (lse - x);
 }
 
 @compute @workgroup_size(WG)
@@ -67,20 +46,17 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_invocation
   let base = row * p.cols;
   var m = -3.402823e38;
   if (valid) {
-    for (var j = lid.x; j < p.cols; j += WG) { m = max(m, logits[base + j]); }
+    for (var j = lid.x; j < p.cols; j += WG) { m = max_nan(m, logits[base + j]); }
   }
   m = reduce_max(m, lid.x);
   var s = 0.0;
   if (valid) {
-    for (var j = lid.x; j < p.cols; j += WG) { s += exp(logits[base + j] - m); }
+    for (var j = lid.x; j < p.cols; j += WG) { s += exp_ieee(logits[base + j] - m); }
   }
-  let lse = m + log(reduce_sum(s, lid.x));
+  let lse = m + log_ieee(reduce_sum(s, lid.x));
   var l = 0.0;
   if (valid) {
-    for (var j = lid.x; j < p.cols; j += WG) {
-      let t = targets[base + j];
-      if (t != 0.0) { l += t * (lse - logits[base + j]); }
-    }
+    for (var j = lid.x; j < p.cols; j += WG) { l += term(targets[base + j], lse, logits[base + j]); }
   }
   l = reduce_sum(l, lid.x);
   if (valid && lid.x == 0u) { loss[row] = l; }

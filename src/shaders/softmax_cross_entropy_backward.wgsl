@@ -1,6 +1,7 @@
 // d logits[r, j] = dloss[r] * (softmax(logits[r])_j * sum_k targets[r, k] - targets[r, j]).
 // Recomputes the row's max and normaliser instead of storing the softmax. COOPERATIVE: one
 // workgroup per row (many classes); otherwise one invocation per row and no barriers.
+#import "lib/workgroup_reduce.wgsl"
 override WG: u32 = 64;
 override COOPERATIVE: bool = false;
 
@@ -12,45 +13,19 @@ struct Params { rows: u32, cols: u32 }
 @group(0) @binding(3) var<storage, read_write> dlogits: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 
-var<workgroup> scratch: array<f32, WG>;
-
-fn reduce_max(v: f32, lid: u32) -> f32 {
-  scratch[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s /= 2u) {
-    if (lid < s) { scratch[lid] = max(scratch[lid], scratch[lid + s]); }
-    workgroupBarrier();
-  }
-  let r = scratch[0];
-  workgroupBarrier();
-  return r;
-}
-
-fn reduce_sum(v: f32, lid: u32) -> f32 {
-  scratch[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s /= 2u) {
-    if (lid < s) { scratch[lid] += scratch[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = scratch[0];
-  workgroupBarrier();
-  return r;
-}
-
 fn row_gradient(row: u32) {
   let base = row * p.cols;
   var m = -3.402823e38;
   var tsum = 0.0;
   for (var j = 0u; j < p.cols; j++) {
-    m = max(m, logits[base + j]);
+    m = max_nan(m, logits[base + j]);
     tsum += targets[base + j];
   }
   var s = 0.0;
-  for (var j = 0u; j < p.cols; j++) { s += exp(logits[base + j] - m); }
+  for (var j = 0u; j < p.cols; j++) { s += exp_ieee(logits[base + j] - m); }
   let g = dloss[row];
   for (var j = 0u; j < p.cols; j++) {
-    dlogits[base + j] = g * (exp(logits[base + j] - m) / s * tsum - targets[base + j]);
+    dlogits[base + j] = g * (exp_ieee(logits[base + j] - m) / s * tsum - targets[base + j]);
   }
 }
 
@@ -69,7 +44,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_invocation
   var tsum = 0.0;
   if (valid) {
     for (var j = lid.x; j < p.cols; j += WG) {
-      m = max(m, logits[base + j]);
+      m = max_nan(m, logits[base + j]);
       tsum += targets[base + j];
     }
   }
@@ -77,13 +52,13 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_invocation
   tsum = reduce_sum(tsum, lid.x);
   var s = 0.0;
   if (valid) {
-    for (var j = lid.x; j < p.cols; j += WG) { s += exp(logits[base + j] - m); }
+    for (var j = lid.x; j < p.cols; j += WG) { s += exp_ieee(logits[base + j] - m); }
   }
   s = reduce_sum(s, lid.x);
   if (!valid) { return; }
   let g = dloss[row];
   for (var j = lid.x; j < p.cols; j += WG) {
-    let prob = exp(logits[base + j] - m) / s;
+    let prob = exp_ieee(logits[base + j] - m) / s;
     dlogits[base + j] = g * (prob * tsum - targets[base + j]);
   }
 }

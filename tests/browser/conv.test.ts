@@ -15,11 +15,15 @@ import {
   evaluate,
   fit,
   Flatten,
+  GELU,
+  LeakyReLU,
   loadFashionMnist,
   MaxPool2d,
   ReLU,
   Reshape,
   Sequential,
+  Sigmoid,
+  Tanh,
   type ClassificationData,
 } from '../../src/index.js';
 import { expectClose, FD, type Tol } from '../close.js';
@@ -46,6 +50,8 @@ interface Case {
   forward: (x: Float64Array[]) => ref.Arr;
   grad: (x: Float64Array[], dy: Float64Array) => Float64Array[];
   fdCount?: number;
+  /** Default ACCUMULATED. */
+  tol?: Tol;
 }
 
 /** Forward, backward of every input and finite differences of the reference gradient. */
@@ -57,7 +63,7 @@ async function check(name: string, c: Case, seed: number): Promise<void> {
       const want = c.forward(xs);
       const y = c.gpu(ts);
       expect([...y.shape], `${name}: output shape`).toEqual(want.shape);
-      expectClose(await y.data(), want.data, ACCUMULATED, `${name}: forward`, c.forward(xs.map(abs)).data);
+      expectClose(await y.data(), want.data, c.tol ?? ACCUMULATED, `${name}: forward`, c.forward(xs.map(abs)).data);
 
       const w = ref.normal(want.shape, seed * 7919 + 17);
       const loss = ops.sum(ops.mul(y, engine.tensor(Float32Array.from(w), want.shape, `${name}.w`)));
@@ -68,7 +74,7 @@ async function check(name: string, c: Case, seed: number): Promise<void> {
         const g = grads.get(ts[i]!);
         expect(g, `${name}: gradient of input ${i}`).toBeDefined();
         expect([...g!.shape], `${name}: gradient shape of input ${i}`).toEqual(c.inputs[i]!.shape);
-        expectClose(await g!.data(), refGrads[i]!, ACCUMULATED, `${name}: backward d(x${i})`, scales[i]);
+        expectClose(await g!.data(), refGrads[i]!, c.tol ?? ACCUMULATED, `${name}: backward d(x${i})`, scales[i]);
         const x = xs[i]!;
         const idx = ref.sampleIndices(x.length, c.fdCount ?? 10, seed + i);
         const fd = ref.finiteDifferences((xi) => ref.dot(c.forward(xs.map((v, k) => (k === i ? xi : v))).data, w), x, idx);
@@ -123,33 +129,62 @@ describe('conv2d', () => {
     });
   });
 
-  // The fused ReLU (conv2d(..., { relu: true })): forward relu(conv + b), backward through it.
-  [cases[0]!, cases[4]!].forEach((g, n) => {
-    const name = `fused relu: x [${g.N},${g.C},${g.H},${g.W}] w [${g.OC},${g.C},${g.KH},${g.KW}] stride ${g.stride} padding ${g.padding}`;
-    test(name, async () => {
-      const xShape = [g.N, g.C, g.H, g.W];
-      const wShape = [g.OC, g.C, g.KH, g.KW];
-      const relu = (v: Float64Array) => v.map((z) => Math.max(z, 0));
-      await check(
-        `conv2d ${name}`,
-        {
-          inputs: [
-            { data: ref.normal(xShape, 500 + n), shape: xShape },
-            { data: ref.normal(wShape, 600 + n, 0.5), shape: wShape },
-            { data: ref.normal([g.OC], 700 + n), shape: [g.OC] },
-          ],
-          gpu: ([x, w, b]) => ops.conv2d(x!, w!, b!, { stride: g.stride, padding: g.padding, relu: true }),
-          forward: ([x, w, b]) => {
-            const z = ref.conv2d(x!, w!, b!, g);
-            return { data: relu(z.data), shape: z.shape };
+  // Fused epilogue activations (conv2d(..., { activation })): forward act(conv + b), backward
+  // through act' taken from the output, against the reference's act' from the pre-activation.
+  // sigmoid and tanh add a transcendental's few ulp to sums of products (as linear's tests).
+  const TRANSCENDENTAL: Tol = { atol: 2e-5, rtol: 1e-4 };
+  const fused: [ref.UnaryName & ops.FusedActivation, number, Tol][] = [
+    ['relu', 0, ACCUMULATED],
+    ['leaky_relu', 0.2, ACCUMULATED],
+    ['sigmoid', 0, TRANSCENDENTAL],
+    ['tanh', 0, TRANSCENDENTAL],
+  ];
+  fused.forEach(([activation, slope, tol], a) =>
+    [cases[0]!, cases[4]!].forEach((g, n) => {
+      const name = `fused ${activation}: x [${g.N},${g.C},${g.H},${g.W}] w [${g.OC},${g.C},${g.KH},${g.KW}] stride ${g.stride} padding ${g.padding}`;
+      test(name, async () => {
+        const xShape = [g.N, g.C, g.H, g.W];
+        const wShape = [g.OC, g.C, g.KH, g.KW];
+        const alpha = Math.fround(slope);
+        await check(
+          `conv2d ${name}`,
+          {
+            inputs: [
+              { data: ref.normal(xShape, 500 + n), shape: xShape },
+              { data: ref.normal(wShape, 600 + n, 0.5), shape: wShape },
+              { data: ref.normal([g.OC], 700 + n), shape: [g.OC] },
+            ],
+            gpu: ([x, w, b]) => ops.conv2d(x!, w!, b!, { stride: g.stride, padding: g.padding, activation, slope }),
+            forward: ([x, w, b]) => {
+              const z = ref.conv2d(x!, w!, b!, g);
+              return { data: ref.unary(activation, z.data, alpha), shape: z.shape };
+            },
+            grad: ([x, w, b], dy) => ref.conv2dGrad(x!, w!, g, ref.unaryGrad(activation, ref.conv2d(x!, w!, b!, g).data, dy, alpha)),
+            tol,
           },
-          grad: ([x, w, b], dy) => {
-            const z = ref.conv2d(x!, w!, b!, g).data;
-            return ref.conv2dGrad(x!, w!, g, dy.map((d, i) => (z[i]! > 0 ? d : 0)));
-          },
-        },
-        800 + n,
-      );
+          800 + 10 * a + n,
+        );
+      });
+    }),
+  );
+
+  test('fused activations: only those whose derivative follows from the output', async () => {
+    await engine.scope(() => {
+      const x = engine.zeros([1, 2, 4, 4], 'images');
+      const w = engine.zeros([3, 2, 3, 3], 'w');
+      expect(() => ops.conv2d(x, w, null, { activation: 'leaky_relu', slope: 0 })).toThrow(/conv2d: fused leaky_relu needs a positive slope, got 0/);
+      expect(() => ops.conv2d(x, w, null, { activation: 'gelu' as ops.FusedActivation })).toThrow(/conv2d: gelu cannot be fused .*fusable: relu, leaky_relu, sigmoid, tanh/);
+      const conv = new Conv2d(engine, 2, 3, 3, { seed: 1 });
+      try {
+        expect([ReLU(), LeakyReLU(0.1), Sigmoid(), Tanh()].map((act) => conv.canFuse(act))).toEqual([true, true, true, true]);
+        expect([LeakyReLU(-0.1), GELU()].map((act) => conv.canFuse(act))).toEqual([false, false]);
+        // Sequential runs a conv and a fusable activation as one conv2d dispatch.
+        const model = new Sequential({ conv, act: Sigmoid() });
+        const { dispatches } = engine.traceDispatches(() => model.forward(x));
+        expect(dispatches.map((d) => d.kernel)).toEqual(['conv2d']);
+      } finally {
+        conv.dispose();
+      }
     });
   });
 

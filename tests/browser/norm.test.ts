@@ -335,6 +335,35 @@ describe('embedding', () => {
     });
   });
 
+  test('an index that is not an integer in [0, vocab) gives a row of NaN and no gradient', async () => {
+    const vocab = 4;
+    const dim = 3;
+    // Valid: 2, 0, 3, 2. Invalid: vocab, -1, a fraction, NaN, +-inf, -0.5, 2^24 + 2 (exact in f32).
+    const idx = [2, 4, -1, 0, 1.5, NaN, 3, Infinity, -Infinity, -0.5, 2, 16777218];
+    const invalid = idx.map((v) => !(Number.isInteger(v) && v >= 0 && v < vocab));
+    const tableData = ref.normal([vocab, dim], 81);
+    const want = ref.embedding(idx, tableData, dim);
+    await engine.scope(async () => {
+      const table = engine.parameter(f32(tableData), [vocab, dim], 'table');
+      try {
+        const y = ops.embedding(engine.tensor(idx, [idx.length], 'indices'), table);
+        const got = await y.data();
+        for (let p = 0; p < idx.length; p++) {
+          const row = Array.from(got.slice(p * dim, (p + 1) * dim));
+          expect(row.map(Number.isNaN), `row ${p} (index ${idx[p]}) is NaN`).toEqual(new Array(dim).fill(invalid[p]));
+          if (!invalid[p]) expect(row, `row ${p} (index ${idx[p]})`).toEqual(Array.from(want.slice(p * dim, (p + 1) * dim)));
+        }
+        // The gradient: only the valid positions feed the table (row 2 twice, rows 0 and 3 once, row 1 never).
+        const dy = ref.normal([idx.length, dim], 83);
+        const g = await gradients(ops.sum(ops.mul(y, engine.tensor(f32(dy), y.shape, 'dy'))), [table]).get(table)!.data();
+        expectClose(g, ref.embeddingGrad(idx, vocab, dim, dy), { atol: 1e-6, rtol: 1e-6 }, 'd(table)');
+        expect(Array.from(g.slice(dim, 2 * dim))).toEqual([0, 0, 0]);
+      } finally {
+        table.dispose();
+      }
+    });
+  });
+
   test('layer: seeded normal init, checked indices, backward into the table', async () => {
     const layer = new Embedding(engine, 4, 3, { seed: 9 });
     try {

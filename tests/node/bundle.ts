@@ -1,10 +1,11 @@
-// Bundles a script of tests/node (with the library's sources, WGSL as text) into one ESM file for a
+// Bundles a script of tests/node (with the library's sources, WGSL linked as text) into one ESM file for a
 // child Node process: the Vulkan loader reads VK_ICD_FILENAMES and LD_LIBRARY_PATH only when a
 // process starts, so Dawn's environment can only be chosen for a new process.
 import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { wgslPlugin } from '../../scripts/wgsl-import.mjs';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -22,7 +23,7 @@ export async function bundleNodeScript(name: string): Promise<string> {
     format: 'esm',
     target: 'node20',
     external: ['webgpu'],
-    loader: { '.wgsl': 'text' },
+    plugins: [wgslPlugin()],
     logLevel: 'silent',
   });
   return outfile;

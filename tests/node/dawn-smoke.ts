@@ -1,4 +1,4 @@
-// The Node/Dawn smoke script that tests/node/dawn.test.ts bundles (with esbuild, WGSL as text)
+// The Node/Dawn smoke script that tests/node/dawn.test.ts bundles (with esbuild, WGSL as linked text)
 // and runs in a child process: the Vulkan loader must see its environment before Node starts.
 // Prints one line of JSON on stdout and exits.
 import { create } from 'webgpu';

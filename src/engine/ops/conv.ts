@@ -5,6 +5,7 @@
 // separate gradient functions, so a frozen weight costs no weight-gradient kernel.
 import { record } from '../graph.js';
 import { shapeString, type Tensor } from '../tensor.js';
+import { checkFused, UNARY_OPS, type FusedActivation } from './activation.js';
 import { alive, output, rank } from './check.js';
 import { epilogueGradient } from './elementwise.js';
 import { sum } from './reduce.js';
@@ -14,8 +15,10 @@ export interface Conv2dOptions {
   stride?: number | readonly [number, number];
   /** Zero padding on each side, one number for both axes or [vertical, horizontal]; default 0. */
   padding?: number | readonly [number, number];
-  /** A ReLU applied in the same kernel (its derivative follows from the output). */
-  relu?: boolean;
+  /** An activation applied in the same kernel's epilogue (one whose derivative follows from the output). */
+  activation?: FusedActivation | null;
+  /** leaky_relu's slope (positive); default 0.01. */
+  slope?: number;
 }
 
 const WG = 64; // invocations per workgroup of the conv kernels (the forward's may be autotuned)
@@ -45,6 +48,9 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   rank(op, weight, 4);
   const [SH, SW] = pair(op, 'stride', options.stride, 1, 1);
   const [PH, PW] = pair(op, 'padding', options.padding, 0, 0);
+  const activation = options.activation ?? null;
+  const slope = options.slope ?? 0.01;
+  checkFused(op, activation, slope);
   const [N, C, H, W] = x.shape as [number, number, number, number];
   const [OC, WC, KH, KW] = weight.shape as [number, number, number, number];
   const describe = () => `input ${x.name} ${shapeString(x.shape)}, weight ${weight.name} ${shapeString(weight.shape)}${bias ? `, bias ${bias.name} ${shapeString(bias.shape)}` : ''}, stride [${SH},${SW}], padding [${PH},${PW}]`;
@@ -65,15 +71,15 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
     const wg = (engine.tuning.get('conv2d')?.WG as number | undefined) ?? WG;
     engine.dispatch('conv2d', {
       bindings: { x, weight, bias: bias ?? weight, out, weight_scalar: weight },
-      uniforms: { ...dims, K, P },
-      constants: { ALIGNED: K % 4 === 0, HAS_BIAS: bias !== null, RELU: options.relu ?? false, WG: wg },
+      uniforms: { ...dims, K, P, alpha: slope },
+      constants: { ALIGNED: K % 4 === 0, HAS_BIAS: bias !== null, ...(activation ? { ACT: UNARY_OPS[activation] } : {}), WG: wg },
       workgroups: grid(x, Math.ceil(P / 4 / wg), Math.ceil(OC / 4)),
       flops: 2 * P * OC * K,
     });
   }
 
-  // With the fused ReLU, the gradient before it, dz = dy * (out > 0), is computed once for all inputs.
-  const preActivation = epilogueGradient(options.relu ? 'relu' : null, out, 0);
+  // With a fused activation, the gradient before it, dz = dy * act'(out), is computed once for all inputs.
+  const preActivation = epilogueGradient(activation, out, slope);
   const dInput = (dy: Tensor): Tensor => {
     dy = preActivation(dy);
     const dx = engine.empty(x.shape, `d(${x.name})`);
@@ -119,6 +125,6 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
     perImage.dispose();
     return db;
   };
-  const name = options.relu ? `${op}+relu` : op;
+  const name = activation ? `${op}+${activation}` : op;
   return record(out, name, bias ? [x, weight, bias] : [x, weight], bias ? [dInput, dWeight, dBias] : [dInput, dWeight], [out]);
 }

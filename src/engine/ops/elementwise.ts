@@ -1,23 +1,9 @@
-// Elementwise ops. Unary ops share unary.wgsl / unary_backward.wgsl; the table below gives
-// each its OP number in those shaders (add an op: one row here, one case in each shader).
+// Elementwise ops. Unary ops share unary.wgsl / unary_backward.wgsl, which take the op's number
+// (from lib/activation.wgsl, see ./activation.ts) as their OP override.
 import { record } from '../graph.js';
 import type { Tensor } from '../tensor.js';
+import { UNARY_OPS, type FusedActivation, type UnaryOp } from './activation.js';
 import { alive, sameShape } from './check.js';
-
-export const UNARY_OPS = {
-  relu: 0,
-  leaky_relu: 1,
-  gelu: 2,
-  sigmoid: 3,
-  tanh: 4,
-  square: 5,
-  scale: 6,
-  exp: 7,
-  log: 8,
-  clip_factor: 9, // min(1, alpha / sqrt(x)): the global-norm clipping factor from a squared norm
-} as const;
-
-export type UnaryOp = keyof typeof UNARY_OPS;
 
 const NOT_DIFFERENTIABLE: ReadonlySet<UnaryOp> = new Set(['clip_factor']);
 
@@ -73,7 +59,7 @@ export function mul(a: Tensor, b: Tensor): Tensor {
  * gradient before the activation, dy * act'(y), from the output y alone. Computed once per dy,
  * since the op's gradient functions for each input all need it. null: no activation.
  */
-export function epilogueGradient(op: UnaryOp | null, y: Tensor, alpha: number): (dy: Tensor) => Tensor {
+export function epilogueGradient(op: FusedActivation | null, y: Tensor, alpha: number): (dy: Tensor) => Tensor {
   if (!op) return (dy) => dy;
   let dzFor: Tensor | null = null;
   let dz: Tensor | null = null;

@@ -12,8 +12,10 @@ export const MAX_EMBEDDING_VOCAB = 1 << 24;
 /**
  * table [vocab, dim] gathered by indices [...]: out [..., dim], out[..., :] = table[index, :].
  * Indices must hold integers in [0, vocab); they are not checked here (that would need a
- * readback): a position with any other value gets a row of zeros. `Embedding.indices` makes a
- * checked index tensor. No gradient flows into the indices.
+ * readback). A position with any other value (out of range, fractional, NaN, infinite) gets a
+ * row of NaN, so that the loss becomes NaN and a finite check (`fit`'s `checkFinite`) stops the
+ * training, and adds nothing to the table's gradient. `Embedding.indices` makes a checked index
+ * tensor. No gradient flows into the indices.
  */
 export function embedding(indices: Tensor, table: Tensor): Tensor {
   const op = 'embedding';

@@ -1,5 +1,6 @@
-export { add, exp, gelu, leakyRelu, log, mul, relu, scale, sigmoid, square, sub, tanh, unary, UNARY_OPS, type UnaryOp } from './elementwise.js';
-export { addBias, FUSED_ACTIVATIONS, linear, matmul, type FusedActivation, type MatmulOptions } from './matmul.js';
+export { add, exp, gelu, leakyRelu, log, mul, relu, scale, sigmoid, square, sub, tanh, unary } from './elementwise.js';
+export { fusable, FUSED_ACTIVATIONS, UNARY_OP_NAMES, UNARY_OPS, type FusedActivation, type UnaryOp } from './activation.js';
+export { addBias, linear, matmul, type MatmulOptions } from './matmul.js';
 export { mean, sum } from './reduce.js';
 export { mse, softmaxCrossEntropy, softmaxCrossEntropyRows } from './loss.js';
 export { distillationLoss, type DistillationOptions } from './loss.js';

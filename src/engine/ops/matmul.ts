@@ -1,6 +1,7 @@
 // Matrix product (with the transposed forms its backward needs) and the dense-layer bias.
 import { record } from '../graph.js';
 import { shapeString, type Tensor } from '../tensor.js';
+import { checkFused, UNARY_OPS, type FusedActivation } from './activation.js';
 import { alive, output, rank } from './check.js';
 import { epilogueGradient } from './elementwise.js';
 import { sum } from './reduce.js';
@@ -17,10 +18,6 @@ export interface MatmulOptions {
 // Each invocation computes a 4x4 block of C; a workgroup of WG_X x WG_Y of them a block of
 // 4 WG_Y rows and 4 WG_X columns. The autotuner may pick another shape for the adapter.
 const DEFAULT_WORKGROUP = { WG_X: 8, WG_Y: 8 };
-
-/** Activations the matmul kernel can apply in its epilogue: their derivative follows from their output. */
-export const FUSED_ACTIVATIONS = { relu: 1, leaky_relu: 2, sigmoid: 3, tanh: 4 } as const;
-export type FusedActivation = keyof typeof FUSED_ACTIVATIONS;
 
 interface Epilogue {
   bias: Tensor | null;
@@ -45,7 +42,7 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
  * `slope` is leaky_relu's slope (which must be positive for its derivative to follow from y).
  */
 export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, activation: FusedActivation | null = null, slope = 0.01): Tensor {
-  if (activation === 'leaky_relu' && !(slope > 0)) throw new Error(`linear: fused leaky_relu needs a positive slope, got ${slope}`);
+  checkFused('linear', activation, slope);
   if (bias) {
     alive('linear', bias);
     rank('linear', bias, 1);
@@ -94,7 +91,7 @@ function gemm(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean
       TRANS_B: transB,
       ALIGNED: aligned,
       HAS_BIAS: epilogue.bias !== null,
-      ACT: epilogue.activation ? FUSED_ACTIVATIONS[epilogue.activation] : 0,
+      ...(epilogue.activation ? { ACT: UNARY_OPS[epilogue.activation] } : {}),
       ...shape,
     },
     workgroups: [Math.ceil(N / (4 * (shape.WG_X as number))), Math.ceil(M / (4 * (shape.WG_Y as number)))],

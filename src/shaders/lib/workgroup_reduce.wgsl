@@ -1,0 +1,31 @@
+// Tree reductions over the WG invocations of a workgroup, through workgroup memory. The importing
+// shader declares `override WG: u32` (a power of two), and every invocation of the workgroup calls
+// these in uniform control flow (they hold barriers); each gets the result.
+#import "lib/float.wgsl"
+
+var<workgroup> scratch: array<f32, WG>;
+
+fn reduce_sum(v: f32, lid: u32) -> f32 {
+  scratch[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s /= 2u) {
+    if (lid < s) { scratch[lid] += scratch[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = scratch[0];
+  workgroupBarrier();
+  return r;
+}
+
+// The maximum, NaN when any value is NaN.
+fn reduce_max(v: f32, lid: u32) -> f32 {
+  scratch[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s /= 2u) {
+    if (lid < s) { scratch[lid] = max_nan(scratch[lid], scratch[lid + s]); }
+    workgroupBarrier();
+  }
+  let r = scratch[0];
+  workgroupBarrier();
+  return r;
+}
