@@ -135,8 +135,8 @@ export abstract class Optimizer {
     const active = this.groups.map((g) => g.params.filter((p) => p.hasGradient && !p.frozen));
     const all = active.flat();
     if (all.length > 0) {
-      for (const p of all) this.paramSteps.set(p, (this.paramSteps.get(p) ?? 0) + 1);
       const parts = this.parts(all);
+      for (const p of all) this.paramSteps.set(p, (this.paramSteps.get(p) ?? 0) + 1);
       const withStats = this.clipNorm !== undefined || this.nonFinite !== undefined;
       const stats = withStats ? this.gradientStats(parts) : this.engine.placeholder();
       this.groups.forEach((g, i) => {

@@ -200,8 +200,11 @@ function readBack(model: AnyModule, o: StepOutput, checking: boolean): Promise<R
     Object.fromEntries(await Promise.all(Object.entries(record ?? {}).map(async ([k, t]) => [k, await scalar(`${what} ${k}`, t)] as const)));
   let bad: Promise<number> = Promise.resolve(0);
   if (checking) {
+    // The model's tensors belong to its engine, not the loop's context: freed here (item() has recorded its copy).
     const weights = model.flatWeights();
-    bad = nonFiniteCount(weights).item();
+    const count = nonFiniteCount(weights);
+    bad = count.item();
+    count.dispose();
     weights.dispose();
   }
   const loss = o.loss ? scalar('the loss', o.loss) : Promise.resolve(Number.NaN);

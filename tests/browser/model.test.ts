@@ -17,8 +17,11 @@ import {
   SGD,
   Sequential,
   softmaxCrossEntropy,
+  softmaxCrossEntropyRows,
   sum,
+  takeRows,
   train,
+  weightedMean,
   type Module,
   type Tensor,
 } from '../../src/index.js';
@@ -232,6 +235,27 @@ describe('optimizers over a model', () => {
 });
 
 describe('modules with any inputs and outputs', () => {
+  test('a batch with missing labels: masked rows add nothing to the loss or the gradients', async () => {
+    const model = mlp(11);
+    // Rows 1 and 4 have no label for this task: their targets are junk and their weight 0.
+    const labelled = Float32Array.of(1, 0, 1, 1, 0, 1);
+    const junk = Float32Array.from(T, (v, i) => (labelled[Math.floor(i / 3)] ? v : 7));
+    const keep = [0, 2, 3, 5];
+    await engine.scope(async () => {
+      const w = model.parameters().get('fc1.weight')!;
+      const masked = weightedMean(softmaxCrossEntropyRows(model.forward(engine.tensor(X, [6, 5])), engine.tensor(junk, [6, 3])), engine.tensor(labelled, [6]));
+      const only = softmaxCrossEntropy(
+        model.forward(engine.tensor(takeRows(X, 5, keep), [4, 5])),
+        engine.tensor(takeRows(T, 3, keep), [4, 3]),
+      );
+      expect(await masked.item()).toBeCloseTo(await only.item(), 6);
+      const gMasked = await gradients(masked, [w]).get(w)!.data();
+      const gOnly = await gradients(only, [w]).get(w)!.data();
+      gMasked.forEach((v, i) => expect(v).toBeCloseTo(gOnly[i]!, 6));
+    });
+    model.dispose();
+  });
+
   test('a trunk with two named heads trains on two losses with train(); each head gets only its own loss', async () => {
     const model = new MultiHead(new Sequential({ fc: new Dense(engine, 5, 8, { seed: 40 }), relu: ReLU() }), {
       cls: new Dense(engine, 8, 3, { seed: 41 }),

@@ -639,10 +639,7 @@ describe('gradient accumulation and selection', () => {
           targets.dispose();
         }
       } finally {
-        for (const p of [x, y, unused]) {
-          p.grad?.dispose();
-          p.dispose();
-        }
+        for (const p of [x, y, unused]) p.dispose();
       }
     });
   });

@@ -134,19 +134,26 @@ async function gpuStep(problems: Problem[], optimizer: Optimizer): Promise<void>
   });
 }
 
+/** Throws naming the worst element outside atol + rtol |expected|; a NaN anywhere counts as outside. */
 function expectClose(actual: Float32Array, expected: Float64Array, what: string, rtol = 2e-5, atol = 2e-6): void {
   expect(actual.length).toBe(expected.length);
   let worst = 0;
   let worstAt = -1;
   for (let i = 0; i < actual.length; i++) {
     const err = Math.abs(actual[i]! - expected[i]!) - (atol + rtol * Math.abs(expected[i]!));
-    if (err > worst) {
-      worst = err;
+    if (Number.isNaN(err) || err > worst) {
+      worst = Number.isNaN(err) ? Number.POSITIVE_INFINITY : err;
       worstAt = i;
     }
   }
   expect(worstAt, `${what}: element ${worstAt} is ${actual[worstAt]}, expected ${expected[worstAt]}`).toBe(-1);
 }
+
+test('the comparison fails on NaN, on either side', () => {
+  expect(() => expectClose(Float32Array.of(1, Number.NaN), Float64Array.of(1, 2), 'nan actual')).toThrow(/element 1 is NaN/);
+  expect(() => expectClose(Float32Array.of(1, 2), Float64Array.of(1, Number.NaN), 'nan expected')).toThrow(/element 1 is 2, expected NaN/);
+  expect(() => expectClose(Float32Array.of(1, 2), Float64Array.of(1, 2), 'equal')).not.toThrow();
+});
 
 /**
  * Compares, then continues the reference from the GPU's float32 values: each step is checked
