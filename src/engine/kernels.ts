@@ -37,6 +37,8 @@ import softmaxCrossEntropy from '../shaders/softmax_cross_entropy.wgsl';
 import softmaxCrossEntropyBackward from '../shaders/softmax_cross_entropy_backward.wgsl';
 import unary from '../shaders/unary.wgsl';
 import unaryBackward from '../shaders/unary_backward.wgsl';
+import weightedAverage from '../shaders/weighted_average.wgsl';
+import weightedAverageBackward from '../shaders/weighted_average_backward.wgsl';
 
 const SOURCES = {
   accuracy,
@@ -75,6 +77,8 @@ const SOURCES = {
   softmax_cross_entropy_backward: softmaxCrossEntropyBackward,
   unary,
   unary_backward: unaryBackward,
+  weighted_average: weightedAverage,
+  weighted_average_backward: weightedAverageBackward,
 } as const;
 
 export type KernelName = keyof typeof SOURCES;

@@ -66,6 +66,26 @@ function clipGrad(x: Float64Array, maxNorm: number, dy: Float64Array): Float64Ar
   return dy.map((v, i) => c * v - (maxNorm / n ** 3) * g * x[i]!);
 }
 
+function weightedAverageRef(stack: Float64Array, K: number, w: ArrayLike<number>): Float64Array {
+  const P = stack.length / K;
+  let total = 0;
+  for (let k = 0; k < K; k++) total += w[k]!;
+  const out = new Float64Array(P);
+  if (total === 0) return out;
+  for (let k = 0; k < K; k++) for (let j = 0; j < P; j++) out[j] += (w[k]! * stack[k * P + j]!) / total;
+  return out;
+}
+
+function weightedAverageGrad(K: number, w: ArrayLike<number>, dy: Float64Array): Float64Array {
+  const P = dy.length;
+  let total = 0;
+  for (let k = 0; k < K; k++) total += w[k]!;
+  const dx = new Float64Array(K * P);
+  if (total === 0) return dx;
+  for (let k = 0; k < K; k++) for (let j = 0; j < P; j++) dx[k * P + j] = (w[k]! / total) * dy[j]!;
+  return dx;
+}
+
 function weightedMeanRef(v: Float64Array, w: Float64Array): number {
   const total = sum(w);
   return total === 0 ? 0 : dotRef(v, w) / total;
@@ -541,6 +561,44 @@ describe('clipToNorm', () => {
   });
 });
 
+// ---------------------------------------------------------------- averaging
+
+describe('weightedAverage', () => {
+  const cases: { name: string; shape: number[]; weights: number[] | 'tensor' | undefined }[] = [
+    { name: 'number weights', shape: [5, 7, 43], weights: [0.5, 2, 0, 1.25, 3] },
+    { name: 'GPU tensor weights', shape: [4, 301], weights: 'tensor' },
+    { name: 'no weights (the mean)', shape: [3, 37], weights: undefined },
+    { name: 'K = 1', shape: [1, 9], weights: [2] },
+    { name: 'columns a multiple of 4', shape: [3, 4, 16], weights: [1, 1, 2] },
+    { name: 'a stack of scalars', shape: [6], weights: [1, 2, 3, 4, 5, 6] },
+    { name: 'several workgroups', shape: [3, 100003], weights: [10, 30, 20] },
+  ];
+  for (const c of cases) {
+    test(`${c.name}: [${c.shape}]`, async () => {
+      const K = c.shape[0]!;
+      const w = c.weights === 'tensor' ? f32(ref.uniform([K], 50, 0.1, 2)) : c.weights === undefined ? new Float64Array(K).fill(1) : Float64Array.from(c.weights);
+      const inputs: Input[] = [{ data: ref.normal(c.shape, 51 + K), shape: c.shape }];
+      if (c.weights === 'tensor') inputs.push({ data: w, shape: [K], diff: false });
+      await checkOp(`weightedAverage ${c.name}`, {
+        inputs,
+        gpu: ([stack, wt]) => ops.weightedAverage(stack!, c.weights === 'tensor' ? wt! : (c.weights as number[] | undefined)),
+        forward: ([stack]) => ({ data: weightedAverageRef(stack!, K, w), shape: c.shape.slice(1) }),
+        grad: (_, dy) => [weightedAverageGrad(K, w, dy), null],
+        tol: ACCUMULATED,
+        fwdScale: ([stack]) => weightedAverageRef(abs(stack!), K, abs(w)),
+      });
+    });
+  }
+
+  test('GPU weights that sum to zero give zeros', async () => {
+    await engine.scope(async () => {
+      const stack = engine.tensor(Float32Array.from(ref.normal([2, 5], 52)), [2, 5]);
+      const out = ops.weightedAverage(stack, engine.tensor([1, -1], [2]));
+      expect(Array.from(await out.data())).toEqual([0, 0, 0, 0, 0]);
+    });
+  });
+});
+
 // ---------------------------------------------------------------- errors
 
 describe('errors', () => {
@@ -583,11 +641,29 @@ describe('errors', () => {
     });
   });
 
+  test('weightedAverage: K = 0, the weight count and shape, all-zero and zero-sum weights', async () => {
+    await engine.scope(() => {
+      const stack = engine.zeros([3, 4], 'stack');
+      const none = engine.zeros([0, 4], 'none');
+      const scalar = engine.zeros([], 'scalar');
+      const w4 = engine.zeros([4], 'w4');
+      const w31 = engine.zeros([3, 1], 'w31');
+      expectError(() => ops.weightedAverage(none), 'weightedAverage', 'none', '[0,4]', 'K = 0');
+      expectError(() => ops.weightedAverage(scalar), 'weightedAverage', '[]', '[K, ...]');
+      expectError(() => ops.weightedAverage(stack, [1, 2]), 'weightedAverage', '2 weights', '[3,4]', 'K = 3');
+      expectError(() => ops.weightedAverage(stack, [0, 0, 0]), 'weightedAverage', 'all 3 weights are zero', '[3,4]');
+      expectError(() => ops.weightedAverage(stack, [1, -2, 1]), 'weightedAverage', 'sum to 0');
+      expectError(() => ops.weightedAverage(stack, [1, NaN, 1]), 'weightedAverage', 'finite');
+      expectError(() => ops.weightedAverage(stack, w4), 'weightedAverage', 'w4', '[4]', 'expected [3]', '[3,4]');
+      expectError(() => ops.weightedAverage(stack, w31), 'weightedAverage', '[3,1]', 'expected [3]');
+    });
+  });
+
   test('a disposed tensor is named', async () => {
     await engine.scope(() => {
       const ghost = engine.zeros([4], 'ghost');
       ghost.dispose();
-      for (const f of [() => ops.norm(ghost), () => ops.dot(ghost, ghost), () => ops.nonFiniteCount(ghost), () => ops.clipToNorm(ghost, 1)]) {
+      for (const f of [() => ops.norm(ghost), () => ops.dot(ghost, ghost), () => ops.nonFiniteCount(ghost), () => ops.clipToNorm(ghost, 1), () => ops.weightedAverage(ghost)]) {
         expect(f).toThrow(/ghost/);
       }
     });

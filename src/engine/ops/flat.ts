@@ -1,6 +1,5 @@
 // Whole-model arithmetic on flat vectors (a model's parameters as one f32 vector, or a [K, P]
-// stack of K replicas): dot products, norms, scaling by GPU scalars, clipping, counts of
-// non-finite values, masked means and accuracy. Everything stays on
+// stack of K replicas): dot products, norms, scaling by GPU scalars, clipping, weighted averages, counts of non-finite values, masked means and accuracy. Everything stays on
 // the GPU: a scalar that one op computes (a norm, a clipping factor) is read by the next kernel
 // from its one-element tensor, never through a readback.
 //
@@ -12,7 +11,7 @@
 //                       (identity, sqrt, clipping factor, ratio)
 //   flat_axpy           out = base + c * b, c = alpha * s[0] / d[i] from GPU scalars: the forward of
 //                       the scaling ops and the backward of the reductions
-//   clip_to_norm_backward
+//   clip_to_norm_backward, weighted_average(_backward)
 import { record } from '../graph.js';
 import { shapeString, type Tensor } from '../tensor.js';
 import { alive, rank, sameShape } from './check.js';
@@ -255,5 +254,49 @@ export function clipToNorm(x: Tensor, maxNorm: number): Tensor {
     },
   ]);
   if (!out.node) factor.dispose();
+  return out;
+}
+
+// ---------------------------------------------------------------- averaging
+
+/**
+ * sum_k w_k stack[k] / sum_k w_k for a stack [K, ...] of K tensors (FedAvg of K client replicas),
+ * in one kernel; the result has the shape of one replica. Weights: K numbers, a [K] GPU tensor (a
+ * zero total there gives zeros) or none (the mean). Differentiable in the stack; the weights are
+ * constants.
+ */
+export function weightedAverage(stack: Tensor, weights?: readonly number[] | Tensor): Tensor {
+  const op = 'weightedAverage';
+  const weightTensor = weights !== undefined && !Array.isArray(weights) ? (weights as Tensor) : null;
+  alive(op, stack, ...(weightTensor ? [weightTensor] : []));
+  if (stack.rank < 1) throw new Error(`${op}: stack ${stack.name} has shape ${shapeString(stack.shape)}; expected [K, ...] (K replicas)`);
+  const K = stack.shape[0]!;
+  if (K === 0) throw new Error(`${op}: stack ${stack.name} ${shapeString(stack.shape)} holds K = 0 replicas`);
+  if (weightTensor) {
+    if (weightTensor.rank !== 1 || weightTensor.shape[0] !== K) {
+      throw new Error(`${op}: weights ${weightTensor.name} have shape ${shapeString(weightTensor.shape)}, expected [${K}] for stack ${stack.name} ${shapeString(stack.shape)}`);
+    }
+  } else if (weights !== undefined) {
+    const w = weights as readonly number[];
+    if (w.length !== K) throw new Error(`${op}: ${w.length} weights for stack ${stack.name} ${shapeString(stack.shape)} of K = ${K} replicas`);
+    if (w.some((v) => !Number.isFinite(v))) throw new Error(`${op}: weights [${w.join(', ')}] must be finite numbers`);
+    if (w.every((v) => v === 0)) throw new Error(`${op}: all ${K} weights are zero for stack ${stack.name} ${shapeString(stack.shape)}`);
+    const total = w.reduce((s, v) => s + v, 0);
+    if (total === 0 || !Number.isFinite(Math.fround(total))) throw new Error(`${op}: weights [${w.join(', ')}] sum to ${total}; the sum must be a nonzero f32`);
+  }
+  const engine = stack.engine;
+  const cols = stack.size / K;
+  const w = weightTensor ?? engine.tensor(weights === undefined ? new Float32Array(K).fill(1) : Float32Array.from(weights as readonly number[]), [K], `${op}.weights`);
+  const out = engine.empty(stack.shape.slice(1), op);
+  engine.dispatch('weighted_average', { bindings: { x: stack, weights: w, out }, uniforms: { k: K, cols }, threads: Math.ceil(cols / 4), flops: 2 * stack.size });
+  record(out, op, weightTensor ? [stack, weightTensor] : [stack], [
+    (dy) => {
+      const dx = engine.empty(stack.shape, `d(${stack.name})`);
+      engine.dispatch('weighted_average_backward', { bindings: { dy, weights: w, dx }, uniforms: { k: K, cols }, threads: Math.ceil(cols / 4), flops: stack.size });
+      return dx;
+    },
+    null,
+  ]);
+  if (!out.node && !weightTensor) w.dispose();
   return out;
 }
