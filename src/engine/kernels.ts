@@ -23,6 +23,7 @@ import fill from '../shaders/fill.wgsl';
 import flatAxpy from '../shaders/flat_axpy.wgsl';
 import flatReduce from '../shaders/flat_reduce.wgsl';
 import flatReduceFinish from '../shaders/flat_reduce_finish.wgsl';
+import gaussianNoise from '../shaders/gaussian_noise.wgsl';
 import layernorm from '../shaders/layernorm.wgsl';
 import layernormBackward from '../shaders/layernorm_backward.wgsl';
 import layernormBackwardGamma from '../shaders/layernorm_backward_gamma.wgsl';
@@ -63,6 +64,7 @@ const SOURCES = {
   flat_axpy: flatAxpy,
   flat_reduce: flatReduce,
   flat_reduce_finish: flatReduceFinish,
+  gaussian_noise: gaussianNoise,
   layernorm,
   layernorm_backward: layernormBackward,
   layernorm_backward_gamma: layernormBackwardGamma,

@@ -5,11 +5,12 @@
 //      the reference's analytic gradient,
 //   3. the reference's analytic gradient against float64 central finite differences.
 // Sizes cover the vec4 tail (n % 4 != 0, n < 4), one and many first-pass workgroups and the cap on
-// partial results.
+// partial results. The noise generator is checked bit for bit against a CPU Philox4x32-10 that is
+// itself checked against Random123's known-answer vectors.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { gradients } from '../../src/engine/autograd.js';
 import { Engine } from '../../src/engine/engine.js';
-import { reduceWorkgroups } from '../../src/engine/ops/flat.js';
+import { launchGaussianNoise, reduceWorkgroups } from '../../src/engine/ops/flat.js';
 import * as ops from '../../src/engine/ops/index.js';
 import type { Tensor } from '../../src/engine/tensor.js';
 import { expectClose, FD, type Tol } from '../close.js';
@@ -113,6 +114,50 @@ function accuracyRef(logits: ArrayLike<number>, targets: ArrayLike<number>, rows
     if (!nan && al === at) correct++;
   }
   return labelled === 0 ? 0 : correct / labelled;
+}
+
+// ---------------------------------------------------------------- Philox4x32-10 on the CPU
+
+/** Philox4x32-10 (Salmon et al., SC 2011) with BigInt products; counter [4] and key [2] as u32. */
+function philox(counter: readonly number[], key: readonly number[]): number[] {
+  const mulhilo = (a: number, b: number): [number, number] => {
+    const p = BigInt(a) * BigInt(b);
+    return [Number(p >> 32n), Number(p & 0xffffffffn)];
+  };
+  let [c0, c1, c2, c3] = counter.map((v) => v >>> 0) as [number, number, number, number];
+  let [k0, k1] = key.map((v) => v >>> 0) as [number, number];
+  for (let round = 0; round < 10; round++) {
+    if (round > 0) {
+      k0 = (k0 + 0x9e3779b9) >>> 0;
+      k1 = (k1 + 0xbb67ae85) >>> 0;
+    }
+    const [hi0, lo0] = mulhilo(0xd2511f53, c0);
+    const [hi1, lo1] = mulhilo(0xcd9e8d57, c2);
+    [c0, c1, c2, c3] = [(hi1 ^ c1 ^ k0) >>> 0, lo1, (hi0 ^ c3 ^ k1) >>> 0, lo0];
+  }
+  return [c0, c1, c2, c3];
+}
+
+/** The generator's 32-bit words for whole blocks covering elements 0..n-1 (block q = counter (q, 0, 0, 0)). */
+function noiseWords(n: number, seed: number): Uint32Array {
+  const key = [seed % 2 ** 32, Math.floor(seed / 2 ** 32)];
+  const out = new Uint32Array(4 * Math.ceil(n / 4));
+  for (let q = 0; 4 * q < n; q++) out.set(philox([q, 0, 0, 0], key), 4 * q);
+  return out;
+}
+
+/** Box-Muller in float64, as gaussian_noise.wgsl documents it, of the words (w0, w1), (w2, w3) of each block. */
+function noiseNormals(words: Uint32Array, n: number, mean = 0, std = 1): Float64Array {
+  const out = new Float64Array(words.length);
+  for (let i = 0; i < words.length; i += 2) {
+    const u1 = ((words[i]! >>> 8) + 1) / 2 ** 24;
+    const u2 = (words[i + 1]! >>> 8) / 2 ** 24;
+    const r = Math.sqrt(-2 * Math.log(u1));
+    const theta = 2 * Math.PI * u2;
+    out[i] = mean + std * r * Math.cos(theta);
+    out[i + 1] = mean + std * r * Math.sin(theta);
+  }
+  return out.subarray(0, n);
 }
 
 // ---------------------------------------------------------------- the checking harness
@@ -599,6 +644,115 @@ describe('weightedAverage', () => {
   });
 });
 
+// ---------------------------------------------------------------- noise
+
+describe('gaussianNoise (Philox4x32-10)', () => {
+  // The kernel's own ln, sin and cos are accurate to a few f32 ulp (r <= 5.8); measured on
+  // SwiftShader: within 1e-6. (With the WGSL builtins sin and cos the error was 1.9e-4 there.)
+  const NOISE_TOL: Tol = { atol: 2e-6, rtol: 1e-6 };
+
+  test('the CPU Philox matches Random123 known-answer vectors', () => {
+    // Random123 tests/kat_vectors, "philox4x32 10": counter, key, expected.
+    const kat: [number[], number[], number[]][] = [
+      [[0, 0, 0, 0], [0, 0], [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]],
+      [[0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff], [0xffffffff, 0xffffffff], [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]],
+      [[0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0], [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]],
+    ];
+    for (const [counter, key, want] of kat) expect(philox(counter, key)).toEqual(want);
+  });
+
+  for (const seed of [0, 1234567, 2 ** 40 + 99]) {
+    test(`raw words bit for bit and normals against the CPU generator, seed ${seed}`, async () => {
+      const n = 4099;
+      const words = noiseWords(n, seed);
+      await engine.scope(async () => {
+        const raw = await launchGaussianNoise(engine, [n], { seed }, { raw: true }).data();
+        let mismatches = 0;
+        for (let i = 0; i < n; i++) if (raw[2 * i]! + raw[2 * i + 1]! * 65536 !== words[i]) mismatches++;
+        expect(mismatches, 'words that differ from the CPU Philox4x32-10').toBe(0);
+        const z = await ops.gaussianNoise(engine, [n], { seed }).data();
+        expectClose(z, noiseNormals(words, n), NOISE_TOL, 'normals');
+        const shifted = await ops.gaussianNoise(engine, [n], { seed, mean: 3, std: 0.5 }).data();
+        expectClose(shifted, noiseNormals(words, n, 3, 0.5), NOISE_TOL, 'normals with mean 3, std 0.5');
+      });
+    });
+  }
+
+  test('independent of the launch: workgroup size, number of workgroups, shape; prefixes agree', async () => {
+    await engine.scope(async () => {
+      const n = 5003;
+      const seed = 77;
+      const base = await ops.gaussianNoise(engine, [n], { seed }).data();
+      for (const launch of [
+        { workgroupSize: 64, workgroups: 3 },
+        { workgroupSize: 128, workgroups: 1000 },
+        { workgroupSize: 32, workgroups: 1 },
+      ]) {
+        const other = await launchGaussianNoise(engine, [n], { seed }, launch).data();
+        expect(other, JSON.stringify(launch)).toEqual(base);
+      }
+      expect(await ops.gaussianNoise(engine, [1000], { seed }).data()).toEqual(base.subarray(0, 1000));
+      expect(await ops.gaussianNoise(engine, [1], { seed }).data()).toEqual(base.subarray(0, 1));
+      const shaped = ops.gaussianNoise(engine, [7, 11, 13], { seed });
+      expect([...shaped.shape]).toEqual([7, 11, 13]);
+      expect(await shaped.data()).toEqual(base.subarray(0, 1001));
+    });
+  });
+
+  test('different seeds differ; no seed draws a fresh one', async () => {
+    await engine.scope(async () => {
+      const n = 10000;
+      const a = await ops.gaussianNoise(engine, [n], { seed: 1 }).data();
+      const b = await ops.gaussianNoise(engine, [n], { seed: 2 }).data();
+      const c = await ops.gaussianNoise(engine, [n], { seed: 2 ** 32 + 1 }).data(); // same low word as seed 1
+      for (const [x, y, what] of [
+        [a, b, 'seeds 1 and 2'],
+        [a, c, 'seeds 1 and 2^32 + 1'],
+      ] as const) {
+        let equal = 0;
+        for (let i = 0; i < n; i++) if (x[i] === y[i]) equal++;
+        expect(equal, what).toBeLessThan(5);
+      }
+      expect(await ops.gaussianNoise(engine, [n]).data()).not.toEqual(await ops.gaussianNoise(engine, [n]).data());
+    });
+  });
+
+  test('moments and the one-sigma mass of 1e5 samples', async () => {
+    const n = 100_001;
+    await engine.scope(async () => {
+      for (const seed of [3, 4]) {
+        const z = await ops.gaussianNoise(engine, [n], { seed, mean: 0, std: 1 }).data();
+        expectClose(z, noiseNormals(noiseWords(n, seed), n), NOISE_TOL, `1e5 normals against the CPU generator, seed ${seed}`);
+        let m = 0;
+        for (const v of z) m += v;
+        m /= n;
+        let v2 = 0;
+        let within = 0;
+        let m3 = 0;
+        let m4 = 0;
+        for (const v of z) {
+          const d = v - m;
+          v2 += d * d;
+          m3 += d * d * d;
+          m4 += d * d * d * d;
+          if (Math.abs(v) < 1) within++;
+        }
+        v2 /= n - 1;
+        m3 /= n;
+        m4 /= n;
+        // Five standard errors: mean 1/sqrt(n), variance sqrt(2/n), skewness sqrt(6/n), kurtosis sqrt(24/n),
+        // mass within one sigma sqrt(p(1-p)/n).
+        expect(Math.abs(m), `mean, seed ${seed}`).toBeLessThan(5 / Math.sqrt(n));
+        expect(Math.abs(v2 - 1), `variance, seed ${seed}`).toBeLessThan(5 * Math.sqrt(2 / n));
+        expect(Math.abs(m3), `skewness, seed ${seed}`).toBeLessThan(5 * Math.sqrt(6 / n));
+        expect(Math.abs(m4 - 3), `kurtosis, seed ${seed}`).toBeLessThan(5 * Math.sqrt(24 / n));
+        const p = 0.6826894921370859;
+        expect(Math.abs(within / n - p), `mass within one sigma, seed ${seed}`).toBeLessThan(5 * Math.sqrt((p * (1 - p)) / n));
+      }
+    });
+  });
+});
+
 // ---------------------------------------------------------------- errors
 
 describe('errors', () => {
@@ -657,6 +811,15 @@ describe('errors', () => {
       expectError(() => ops.weightedAverage(stack, w4), 'weightedAverage', 'w4', '[4]', 'expected [3]', '[3,4]');
       expectError(() => ops.weightedAverage(stack, w31), 'weightedAverage', '[3,1]', 'expected [3]');
     });
+  });
+
+  test('gaussianNoise: seed, std, mean and shape', async () => {
+    expectError(() => ops.gaussianNoise(engine, [3], { seed: -1 }), 'gaussianNoise', 'seed -1', '[3]');
+    expectError(() => ops.gaussianNoise(engine, [3], { seed: 1.5 }), 'gaussianNoise', 'seed 1.5');
+    expectError(() => ops.gaussianNoise(engine, [3], { seed: 2 ** 53 }), 'gaussianNoise', '2^53');
+    expectError(() => ops.gaussianNoise(engine, [3], { seed: 1, std: -1 }), 'gaussianNoise', 'std -1');
+    expectError(() => ops.gaussianNoise(engine, [3], { seed: 1, mean: Infinity }), 'gaussianNoise', 'mean Infinity');
+    expectError(() => ops.gaussianNoise(engine, [2, -1], { seed: 1 }), 'gaussianNoise', '[2,-1]');
   });
 
   test('a disposed tensor is named', async () => {

@@ -1,5 +1,6 @@
 // Whole-model arithmetic on flat vectors (a model's parameters as one f32 vector, or a [K, P]
-// stack of K replicas): dot products, norms, scaling by GPU scalars, clipping, weighted averages, counts of non-finite values, masked means and accuracy. Everything stays on
+// stack of K replicas): dot products, norms, scaling by GPU scalars, clipping, seeded noise,
+// weighted averages, counts of non-finite values, masked means and accuracy. Everything stays on
 // the GPU: a scalar that one op computes (a norm, a clipping factor) is read by the next kernel
 // from its one-element tensor, never through a readback.
 //
@@ -11,9 +12,10 @@
 //                       (identity, sqrt, clipping factor, ratio)
 //   flat_axpy           out = base + c * b, c = alpha * s[0] / d[i] from GPU scalars: the forward of
 //                       the scaling ops and the backward of the reductions
-//   clip_to_norm_backward, weighted_average(_backward)
+//   clip_to_norm_backward, weighted_average(_backward), gaussian_noise (Philox4x32-10)
+import type { Engine } from '../engine.js';
 import { record } from '../graph.js';
-import { shapeString, type Tensor } from '../tensor.js';
+import { shapeSize, shapeString, type Shape, type Tensor } from '../tensor.js';
 import { alive, rank, sameShape } from './check.js';
 
 /**
@@ -298,5 +300,58 @@ export function weightedAverage(stack: Tensor, weights?: readonly number[] | Ten
     null,
   ]);
   if (!out.node && !weightTensor) w.dispose();
+  return out;
+}
+
+// ---------------------------------------------------------------- noise
+
+export interface GaussianNoiseOptions {
+  /** An integer in [0, 2^53): the Philox key is its low and high 32 bits. Default: the engine's next seed. */
+  seed?: number;
+  mean?: number;
+  std?: number;
+}
+
+/** How the noise kernel is launched; element values do not depend on it (tests vary it). */
+export interface NoiseLaunch {
+  workgroupSize?: number;
+  /** Number of workgroups (invocations stride over the blocks of 4 elements). */
+  workgroups?: number;
+  /** Write the raw 32-bit words (two f32 halves per element, into a tensor of 2n elements). */
+  raw?: boolean;
+}
+
+const NOISE_WG = 256;
+
+/**
+ * Gaussian noise of the given shape from the counter-based generator Philox4x32-10: element i
+ * depends only on (seed, i), so it is reproducible and independent of how the kernel is launched,
+ * and a longer vector starts with the values of a shorter one (see gaussian_noise.wgsl).
+ */
+export function gaussianNoise(engine: Engine, shape: Shape, options: GaussianNoiseOptions = {}): Tensor {
+  return launchGaussianNoise(engine, shape, options, {});
+}
+
+/** gaussianNoise with control over the launch, and the raw generator words for tests. */
+export function launchGaussianNoise(engine: Engine, shape: Shape, options: GaussianNoiseOptions, launch: NoiseLaunch): Tensor {
+  const op = 'gaussianNoise';
+  if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || d < 0)) throw new Error(`${op}: invalid shape ${shapeString(shape)}`);
+  const seed = options.seed ?? engine.nextSeed();
+  const mean = options.mean ?? 0;
+  const std = options.std ?? 1;
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`${op}: seed ${seed} must be an integer in [0, 2^53) (shape ${shapeString(shape)})`);
+  if (!Number.isFinite(mean)) throw new Error(`${op}: mean ${mean} must be finite`);
+  if (!(std >= 0) || !Number.isFinite(std)) throw new Error(`${op}: std ${std} must be a finite number >= 0`);
+  const wg = launch.workgroupSize ?? NOISE_WG;
+  const n = shapeSize(shape);
+  const blocks = Math.ceil(n / 4);
+  const groups = launch.workgroups ?? Math.min(Math.ceil(blocks / wg), engine.limits.maxComputeWorkgroupsPerDimension);
+  const out = engine.empty(launch.raw ? [n, 2] : shape, launch.raw ? `${op}.bits` : op);
+  engine.dispatch('gaussian_noise', {
+    bindings: { out },
+    uniforms: { n, key0: seed % 2 ** 32, key1: Math.floor(seed / 2 ** 32), mean, stddev: std },
+    constants: { WG: wg, RAW: launch.raw ?? false },
+    workgroups: [n === 0 ? 0 : Math.max(1, groups)],
+  });
   return out;
 }
