@@ -1,6 +1,7 @@
 // The one list of kernels: each name maps to its WGSL file in src/shaders. Kernels are
 // reflected on first use and shared by every engine; pipelines are cached per engine.
 import { Kernel } from './kernel.js';
+import accuracy from '../shaders/accuracy.wgsl';
 import adam from '../shaders/adam.wgsl';
 import batchnorm from '../shaders/batchnorm.wgsl';
 import batchnormBackward from '../shaders/batchnorm_backward.wgsl';
@@ -10,6 +11,7 @@ import batchnormStats from '../shaders/batchnorm_stats.wgsl';
 import biasAdd from '../shaders/bias_add.wgsl';
 import binary from '../shaders/binary.wgsl';
 import broadcast from '../shaders/broadcast.wgsl';
+import clipToNormBackward from '../shaders/clip_to_norm_backward.wgsl';
 import conv2d from '../shaders/conv2d.wgsl';
 import conv2dBackwardInput from '../shaders/conv2d_backward_input.wgsl';
 import conv2dBackwardWeight from '../shaders/conv2d_backward_weight.wgsl';
@@ -18,6 +20,10 @@ import dropout from '../shaders/dropout.wgsl';
 import embedding from '../shaders/embedding.wgsl';
 import embeddingBackward from '../shaders/embedding_backward.wgsl';
 import fill from '../shaders/fill.wgsl';
+import flatAxpy from '../shaders/flat_axpy.wgsl';
+import flatReduce from '../shaders/flat_reduce.wgsl';
+import flatReduceFinish from '../shaders/flat_reduce_finish.wgsl';
+import gaussianNoise from '../shaders/gaussian_noise.wgsl';
 import gradStats from '../shaders/grad_stats.wgsl';
 import layernorm from '../shaders/layernorm.wgsl';
 import layernormBackward from '../shaders/layernorm_backward.wgsl';
@@ -33,8 +39,11 @@ import softmaxCrossEntropy from '../shaders/softmax_cross_entropy.wgsl';
 import softmaxCrossEntropyBackward from '../shaders/softmax_cross_entropy_backward.wgsl';
 import unary from '../shaders/unary.wgsl';
 import unaryBackward from '../shaders/unary_backward.wgsl';
+import weightedAverage from '../shaders/weighted_average.wgsl';
+import weightedAverageBackward from '../shaders/weighted_average_backward.wgsl';
 
 const SOURCES = {
+  accuracy,
   adam,
   batchnorm,
   batchnorm_backward: batchnormBackward,
@@ -44,6 +53,7 @@ const SOURCES = {
   bias_add: biasAdd,
   binary,
   broadcast,
+  clip_to_norm_backward: clipToNormBackward,
   conv2d,
   conv2d_backward_input: conv2dBackwardInput,
   conv2d_backward_weight: conv2dBackwardWeight,
@@ -52,6 +62,10 @@ const SOURCES = {
   embedding,
   embedding_backward: embeddingBackward,
   fill,
+  flat_axpy: flatAxpy,
+  flat_reduce: flatReduce,
+  flat_reduce_finish: flatReduceFinish,
+  gaussian_noise: gaussianNoise,
   grad_stats: gradStats,
   layernorm,
   layernorm_backward: layernormBackward,
@@ -67,6 +81,8 @@ const SOURCES = {
   softmax_cross_entropy_backward: softmaxCrossEntropyBackward,
   unary,
   unary_backward: unaryBackward,
+  weighted_average: weightedAverage,
+  weighted_average_backward: weightedAverageBackward,
 } as const;
 
 export type KernelName = keyof typeof SOURCES;
