@@ -7,6 +7,7 @@
 // where a parameter gets its gradient from one op, that op's kernel writes it there directly.
 import { noGrad } from './graph.js';
 import { add, mul } from './ops/elementwise.js';
+import { addScaledInPlace } from './ops/flat.js';
 import { Parameter } from './parameters.js';
 import { shapeString, type Node, type Tensor } from './tensor.js';
 
@@ -29,12 +30,23 @@ function backpropagate(loss: Tensor, wrt: readonly Tensor[] | null, seed: Tensor
   if (!seed && loss.size !== 1) throw new Error(`backward: ${loss.name} has shape ${shapeString(loss.shape)}; pass a seed gradient for a non-scalar output`);
   if (seed && seed.size !== loss.size) throw new Error(`backward: seed ${shapeString(seed.shape)} does not match ${loss.name} ${shapeString(loss.shape)}`);
   const wanted = wrt ? new Set(wrt) : null;
+  const freed = (t: Tensor, role: string, node: Node) =>
+    new Error(
+      `backward: the graph of ${loss.name} was freed: ${t.name} ${shapeString(t.shape)} (${role} of ${node.op}) was disposed. Run backward before the scope that made the forward pass ends (or keep() what it needs)`,
+    );
   const memo = new Map<Tensor, boolean>();
   const needs = (t: Tensor): boolean => {
     let r = memo.get(t);
     if (r !== undefined) return r;
     r = wanted ? wanted.has(t) : t instanceof Parameter && !t.frozen;
-    if (t.node) for (const input of t.node.inputs) if (needs(input)) r = true;
+    const node = t.node;
+    if (node) {
+      for (const input of node.inputs) {
+        // A disposed tensor has lost its own node, so whether a gradient path runs through it is unknown.
+        if (input.disposed && !(input instanceof Parameter)) throw freed(input, 'an input', node);
+        if (needs(input)) r = true;
+      }
+    }
     memo.set(t, r);
     return r;
   };
@@ -64,12 +76,7 @@ function backpropagate(loss: Tensor, wrt: readonly Tensor[] | null, seed: Tensor
   const uses = new Map<Tensor, number>();
   for (const node of nodes) {
     for (const t of [outputs.get(node)!, ...node.inputs, ...node.saved]) {
-      if (t.disposed) {
-        const role = t === outputs.get(node) ? 'output' : node.inputs.includes(t) ? 'an input' : 'a saved tensor';
-        throw new Error(
-          `backward: the graph of ${loss.name} was freed: ${t.name} ${shapeString(t.shape)} (${role} of ${node.op}) was disposed. Run backward before the scope that made the forward pass ends (or keep() what it needs)`,
-        );
-      }
+      if (t.disposed) throw freed(t, t === outputs.get(node) ? 'the output' : node.inputs.includes(t) ? 'an input' : 'a saved tensor', node);
     }
     node.inputs.forEach((input, i) => {
       if (node.grads[i] && needs(input)) uses.set(input, (uses.get(input) ?? 0) + 1);
@@ -141,11 +148,8 @@ export function backward(loss: Tensor): void {
         h = engine.withLabel(`mask d(${p.name})`, () => mul(g, p.mask!));
         g.dispose();
       }
-      if (p.hasGradient) {
-        const sum = engine.withLabel(`accumulate d(${p.name})`, () => add(region, h));
-        engine.copy(sum, region);
-        sum.dispose();
-      } else engine.copy(h, region);
+      if (p.hasGradient) engine.withLabel(`accumulate d(${p.name})`, () => addScaledInPlace(region, h));
+      else engine.copy(h, region);
       h.dispose();
       p.markGradient();
     }

@@ -46,7 +46,7 @@ export interface Group {
   weightDecay: number;
 }
 
-/** A group's state: its parameters one after another (each at a multiple of 64), `rows` rows. */
+/** A group's state: its updated parameters one after another (each at a multiple of 64), `rows` rows. */
 interface GroupState {
   offsets: Map<Parameter, number>;
   size: number;
@@ -142,7 +142,7 @@ export abstract class Optimizer {
       this.groups.forEach((g, i) => {
         const params = active[i]!;
         if (params.length === 0) return;
-        const state = this.stateFor(g);
+        const state = this.stateFor(g, params);
         this.engine.withLabel(g.name, () => {
           for (const part of parts) {
             const mine = params.filter((p) => part.params.includes(p));
@@ -182,7 +182,7 @@ export abstract class Optimizer {
     if (!group) throw new Error(`${this.constructor.name}.stateOf: ${p.name} is not one of its parameters`);
     if (!Number.isInteger(row) || row < 0 || row >= this.rows) throw new Error(`${this.constructor.name}.stateOf: no row ${row} (it steps ${this.rows})`);
     if (!create && !this.paramSteps.has(p)) return [];
-    const state = create ? this.stateFor(group) : this.state.get(group);
+    const state = create ? this.stateFor(group, [p]) : this.state.get(group);
     const at = state?.offsets.get(p);
     if (!state || at === undefined) return [];
     return state.tensors.map((s, i) => this.engine.view(s, p.shape, `${p.name}.${this.stateNames[i]}`, row * state.size + at));
@@ -235,48 +235,50 @@ export abstract class Optimizer {
       if (g === this.groups[0]) kept.push(...added);
       if (kept.length === g.params.length && kept.every((p, i) => p === g.params[i])) continue;
       for (const p of g.params) if (!kept.includes(p)) this.paramSteps.delete(p);
-      this.relayout(g, kept);
+      g.params = kept;
+      const state = this.state.get(g);
+      if (state) this.layoutState(g, kept.filter((p) => state.offsets.has(p)));
     }
   }
 
-  /** Gives a group new parameters; the state of those it keeps is carried over. */
-  private relayout(g: Group, params: Parameter[]): void {
+  /**
+   * The group's state, with a place for each of `include`: a parameter takes space from its first
+   * update on (a frozen one none), its state carried over when the layout grows or shrinks.
+   */
+  private stateFor(g: Group, include: readonly Parameter[]): GroupState {
     const old = this.state.get(g);
-    g.params = params;
-    if (!old) return;
-    this.state.delete(g);
-    const fresh = this.stateFor(g);
-    for (const p of params) {
-      const from = old.offsets.get(p);
-      if (from === undefined) continue;
-      const to = fresh.offsets.get(p)!;
-      fresh.tensors.forEach((t, i) => {
-        for (let r = 0; r < this.rows; r++) {
-          const src = this.engine.view(old.tensors[i]!, [p.size], 'state.from', r * old.size + from);
-          const dst = this.engine.view(t, [p.size], 'state.to', r * fresh.size + to);
-          this.engine.copy(src, dst);
-          src.dispose();
-          dst.dispose();
-        }
-      });
-    }
-    for (const t of old.tensors) t.dispose();
+    if (old && include.every((p) => old.offsets.has(p))) return old;
+    return this.layoutState(g, g.params.filter((p) => old?.offsets.has(p) || include.includes(p)));
   }
 
-  private stateFor(g: Group): GroupState {
-    let s = this.state.get(g);
-    if (s) return s;
+  /** Lays the group's state out for `members` (in group order), carrying over what they had. */
+  private layoutState(g: Group, members: Parameter[]): GroupState {
+    const old = this.state.get(g);
     const offsets = new Map<Parameter, number>();
     let size = 0;
-    for (const p of g.params) {
+    for (const p of members) {
       offsets.set(p, size);
       size += aligned(p.size);
     }
     const e = this.engine;
     const tensors = this.stateNames.map((n) => e.keep(e.zeros([Math.max(1, this.rows * size)], `${this.constructor.name}.${g.name}.${n}`)));
-    s = { offsets, size, tensors };
-    this.state.set(g, s);
-    return s;
+    for (const p of members) {
+      const from = old?.offsets.get(p);
+      if (from === undefined) continue;
+      tensors.forEach((t, i) => {
+        for (let r = 0; r < this.rows; r++) {
+          const src = e.view(old!.tensors[i]!, [p.size], 'state.from', r * old!.size + from);
+          const dst = e.view(t, [p.size], 'state.to', r * size + offsets.get(p)!);
+          e.copy(src, dst);
+          src.dispose();
+          dst.dispose();
+        }
+      });
+    }
+    if (old) for (const t of old.tensors) t.dispose();
+    const state = { offsets, size, tensors };
+    this.state.set(g, state);
+    return state;
   }
 
   /** The parameters updated this step by store and row (replicas: all rows of their store at once). */
@@ -401,6 +403,8 @@ export interface SGDOptions extends OptimizerOptions {
 export class SGD extends Optimizer {
   readonly momentum: number;
   readonly nesterov: boolean;
+  /** Bound as the velocity without momentum (never read or written then). */
+  private unusedVelocity: Tensor | null = null;
 
   constructor(params: OptimizerParams, options: SGDOptions) {
     const momentum = options.momentum ?? 0;
@@ -414,10 +418,16 @@ export class SGD extends Optimizer {
   protected update(state: Tensor[], lr: number, weightDecay: number) {
     return {
       kernel: 'sgd' as const,
-      bindings: { velocity: state[0] ?? this.engine.placeholder() },
+      bindings: { velocity: state[0] ?? (this.unusedVelocity ??= this.engine.keep(this.engine.zeros([4], 'SGD.unusedVelocity'))) },
       uniforms: { lr, momentum: this.momentum, weight_decay: weightDecay },
       constants: { HAS_MOMENTUM: this.momentum > 0, NESTEROV: this.nesterov },
     };
+  }
+
+  override dispose(): void {
+    super.dispose();
+    this.unusedVelocity?.dispose();
+    this.unusedVelocity = null;
   }
 }
 

@@ -211,20 +211,23 @@ function readBack(model: AnyModule, o: StepOutput, checking: boolean): Promise<R
   return Promise.all([loss, named(o.losses, 'loss'), named(o.metrics, 'metric'), bad]).then(([l, ls, ms, b]) => ({ hasLoss: o.loss !== undefined, loss: l, losses: ls, metrics: ms, nonFiniteWeights: b }));
 }
 
+/** Throws naming every non-finite loss and every parameter holding NaN or infinity. */
 async function checkFinite(model: AnyModule, r: Reading, at: { epoch: number; step: number }): Promise<void> {
+  const values = { ...(r.hasLoss ? { loss: r.loss } : {}), ...r.losses };
+  const problems = Object.entries(values)
+    .filter(([, v]) => !Number.isFinite(v))
+    .map(([k, v]) => `${k} is ${v}`);
   if (r.nonFiniteWeights > 0) {
     const named: string[] = [];
     for (const [name, p] of model.parameters()) {
-      const values = await p.data();
+      const weights = await p.data();
       let count = 0;
-      for (const v of values) if (!Number.isFinite(v)) count++;
-      if (count) named.push(`${name} (${count} of ${values.length})`);
+      for (const v of weights) if (!Number.isFinite(v)) count++;
+      if (count) named.push(`${name} (${count} of ${weights.length})`);
     }
-    throw new Error(`train: weights hold NaN or infinity after step ${at.step} (epoch ${at.epoch + 1}): ${named.join(', ')}`);
+    problems.push(`weights hold NaN or infinity: ${named.join(', ')}`);
   }
-  const values = { ...(r.hasLoss ? { loss: r.loss } : {}), ...r.losses };
-  const bad = Object.entries(values).filter(([, v]) => !Number.isFinite(v));
-  if (bad.length) throw new Error(`train: ${bad.map(([k, v]) => `${k} is ${v}`).join(', ')} at step ${at.step} (epoch ${at.epoch + 1})`);
+  if (problems.length) throw new Error(`train: after step ${at.step} (epoch ${at.epoch + 1}): ${problems.join('; ')}`);
 }
 
 /** Throws when a trainable parameter of the model got a gradient that no optimizer will apply (a layer added after the optimizer was made). */

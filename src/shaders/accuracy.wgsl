@@ -5,7 +5,8 @@
 // target. A row with a NaN logit is wrong. Values are compared as integers that order like the
 // floats (infinities included, -0 as +0), and NaN is found on the bits, so the result does not
 // depend on how the compiler treats non-finite floats.
-// TODO(merge): replace the inline workgroup sum with the shared reduction #import.
+#import "lib/workgroup_pairs.wgsl"
+
 override WG: u32 = 64;
 
 struct Params { rows: u32, cols: u32 }
@@ -14,9 +15,6 @@ struct Params { rows: u32, cols: u32 }
 @group(0) @binding(1) var<storage, read> targets: array<f32>;
 @group(0) @binding(2) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
-
-var<workgroup> level0: array<vec2<f32>, WG>;
-var<workgroup> level1: array<vec2<f32>, WG / 16u>;
 
 fn is_nan(bits: u32) -> bool {
   return (bits & 0x7f800000u) == 0x7f800000u && (bits & 0x007fffffu) != 0u;
@@ -60,21 +58,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_invocation
       s += vec2<f32>(select(0.0, 1.0, !nan && arg_logit == arg_target), 1.0);
     }
   }
-  level0[lid.x] = s;
-  workgroupBarrier();
-  if (lid.x < WG / 16u) {
-    var t = vec2<f32>(0.0);
-    for (var k = 0u; k < 16u; k++) {
-      t += level0[lid.x * 16u + k];
-    }
-    level1[lid.x] = t;
-  }
-  workgroupBarrier();
+  let t = reduce_pairs(s, lid.x);
   if (lid.x == 0u) {
-    var t = vec2<f32>(0.0);
-    for (var k = 0u; k < WG / 16u; k++) {
-      t += level1[k];
-    }
     partials[2u * wid.x] = t.x;
     partials[2u * wid.x + 1u] = t.y;
   }

@@ -7,9 +7,10 @@
 //   3  number of non-finite a     (NaN or +-inf, tested on the bits: compilers may assume finite
 //                                  math; b is not read)
 // Invocations stride over vec4s (coalesced across the grid) with long loops; the workgroup
-// combines its WG sums in two levels, WG -> WG/16 -> 1, so two barriers (slow on CPU-emulated
-// adapters, the more so the larger the workgroup: hence 64). WG: a multiple of 16, at most 256.
-// TODO(merge): replace the inline workgroup sum with the shared reduction #import.
+// combines its WG sums with reduce_pairs (two barriers: slow on CPU-emulated adapters, the more
+// so the larger the workgroup, hence 64).
+#import "lib/workgroup_pairs.wgsl"
+
 override WG: u32 = 64;
 override OP: u32 = 0;
 
@@ -19,9 +20,6 @@ struct Params { n: u32 }
 @group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
-
-var<workgroup> level0: array<vec2<f32>, WG>;
-var<workgroup> level1: array<vec2<f32>, WG / 16u>;
 
 fn nonfinite(v: vec4<f32>) -> vec4<f32> {
   let exponent = bitcast<vec4<u32>>(v) & vec4<u32>(0x7f800000u);
@@ -64,26 +62,13 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_invocation
     s0 += t.first;
     s1 += t.second;
   }
-  level0[lid.x] = vec2<f32>(s0.x + s0.y + s0.z + s0.w, s1.x + s1.y + s1.z + s1.w);
-  workgroupBarrier();
-  if (lid.x < WG / 16u) {
-    var s = vec2<f32>(0.0);
-    for (var k = 0u; k < 16u; k++) {
-      s += level0[lid.x * 16u + k];
-    }
-    level1[lid.x] = s;
-  }
-  workgroupBarrier();
+  let total = reduce_pairs(vec2<f32>(s0.x + s0.y + s0.z + s0.w, s1.x + s1.y + s1.z + s1.w), lid.x);
   if (lid.x == 0u) {
-    var s = vec2<f32>(0.0);
-    for (var k = 0u; k < WG / 16u; k++) {
-      s += level1[k];
-    }
     if (OP == 2u) {
-      partials[2u * wid.x] = s.x;
-      partials[2u * wid.x + 1u] = s.y;
+      partials[2u * wid.x] = total.x;
+      partials[2u * wid.x + 1u] = total.y;
     } else {
-      partials[wid.x] = s.x;
+      partials[wid.x] = total.x;
     }
   }
 }

@@ -6,7 +6,8 @@
 //   2  min(1, alpha / sqrt(s)), 1 at 0     (clipToNorm's factor for maxNorm = alpha)
 //   3  s.num / s.den, 0 where s.den == 0   (weighted mean, accuracy); also leaves the totals in
 //                                          partials[0] and partials[1] for the backward
-// TODO(merge): replace the inline workgroup sum with the shared reduction #import.
+#import "lib/workgroup_pairs.wgsl"
+
 override WG: u32 = 64;
 override PAIRS: bool = false;
 override EPILOGUE: u32 = 0;
@@ -16,9 +17,6 @@ struct Params { count: u32, alpha: f32 }
 @group(0) @binding(0) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
-
-var<workgroup> level0: array<vec2<f32>, WG>;
-var<workgroup> level1: array<vec2<f32>, WG / 16u>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
@@ -30,22 +28,9 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
       s.x += partials[i];
     }
   }
-  level0[lid.x] = s;
-  workgroupBarrier();
-  if (lid.x < WG / 16u) {
-    var t = vec2<f32>(0.0);
-    for (var k = 0u; k < 16u; k++) {
-      t += level0[lid.x * 16u + k];
-    }
-    level1[lid.x] = t;
-  }
-  workgroupBarrier();
+  let total = reduce_pairs(s, lid.x);
   if (lid.x != 0u) {
     return;
-  }
-  var total = vec2<f32>(0.0);
-  for (var k = 0u; k < WG / 16u; k++) {
-    total += level1[k];
   }
   switch EPILOGUE {
     case 0u: { out[0] = total.x; }

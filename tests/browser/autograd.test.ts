@@ -315,7 +315,7 @@ describe('error messages', () => {
     const inputs = new Float32Array(8 * 4).fill(0.5);
     inputs[5] = NaN;
     const data = { inputs, labels: [0, 1, 2, 0, 1, 2, 0, 1], count: 8, features: 4, classes: 3 };
-    await expect(fit(engine, model, optimizer, data, { epochs: 1, batchSize: 8, logEvery: 1, checkFinite: true })).rejects.toThrow(/loss is NaN/);
+    await expect(fit(engine, model, optimizer, data, { epochs: 1, batchSize: 8, logEvery: 1, checkFinite: true })).rejects.toThrow(/train: after step 1 \(epoch 1\): loss is NaN/);
     // Without the check, fit reports the NaN instead.
     const model2 = new Sequential({ fc1: new Dense(engine, 4, 3, { seed: 1 }) });
     const result = await fit(engine, model2, new Adam(model2.parameters(), { lr: 0.01 }), data, { epochs: 1, batchSize: 8, logEvery: 1 });

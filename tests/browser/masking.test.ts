@@ -379,7 +379,8 @@ describe('backward skips frozen parts of the network', () => {
     };
     const full = await run(false);
     const frozen = await run(true);
-    // fc1.weight alone is 16 KiB: no gradient and no Adam moments for it (48 KiB).
-    expect(full - frozen).toBeGreaterThanOrEqual(3 * 64 * 64 * 4);
+    // fc1.weight alone is 16 KiB: no Adam moments for it (32 KiB). Its gradient region is part of
+    // the model's flat gradient buffer, whose layout is the model's.
+    expect(full - frozen).toBeGreaterThanOrEqual(2 * 64 * 64 * 4);
   });
 });

@@ -312,12 +312,7 @@ describe('global-norm clipping', () => {
 
   test('clipNorm must be positive', async () => {
     const pr = problem('cz', 420);
-    const optimizer = new SGD([pr.p], { lr: 0.1, clipNorm: 0 });
-    await engine.scope(() => {
-      backward(lossOf(pr));
-      expect(() => optimizer.step()).toThrow(/clipNorm 0/);
-    });
-    optimizer.dispose();
+    expect(() => new SGD([pr.p], { lr: 0.1, clipNorm: 0 })).toThrow(/SGD: invalid clipNorm: 0 \(must be a finite number > 0\)/);
     pr.p.dispose();
   });
 });

@@ -219,7 +219,7 @@ describe('no silent failures', () => {
           if (step === 3) engine.write(w, Float32Array.from({ length: w.size }, (_, i) => (i === 5 ? Number.NaN : 0.1)));
         },
       }),
-    ).rejects.toThrow(/weights hold NaN or infinity after step 4 \(epoch 1\): .*fc2\.weight \(\d+ of 36\)/);
+    ).rejects.toThrow(/train: after step 4 \(epoch 1\): loss is NaN; weights hold NaN or infinity: .*fc2\.weight \(\d+ of 36\)/);
     optimizer.dispose();
     model.dispose();
   });

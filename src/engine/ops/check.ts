@@ -5,7 +5,7 @@ import { shapeString, type Shape, type Tensor } from '../tensor.js';
 export function alive(op: string, ...tensors: Tensor[]): void {
   for (const t of tensors) t.assertAlive(op);
   const engine = tensors[0]?.engine;
-  for (const t of tensors) if (t.engine !== engine) throw new Error(`${op}: tensors ${tensors[0]!.name} and ${t.name} belong to different engines`);
+  for (const t of tensors) if (!t.engine.sharesDevice(engine!)) throw new Error(`${op}: tensors ${tensors[0]!.name} and ${t.name} belong to different engines (devices)`);
 }
 
 export function sameShape(op: string, a: Tensor, b: Tensor): void {

@@ -142,7 +142,7 @@ export function sumOfSquares(x: Tensor): Tensor {
 export function norm(x: Tensor): Tensor {
   alive('norm', x);
   const out = reduceScalar('norm', 'sum_squares', x, x, 'sqrt');
-  return record(out, 'norm', [x], [(dy) => axpyKernel(x, { name: `d(${x.name})`, s: dy, divideBy: out })]);
+  return record(out, 'norm', [x], [(dy) => axpyKernel(x, { name: `d(${x.name})`, s: dy, divideBy: out })], [out]);
 }
 
 /**
@@ -164,7 +164,7 @@ export function weightedMean(values: Tensor, weights: Tensor): Tensor {
   sameShape(op, values, weights);
   // The finishing pass leaves sum(weights) in partials[1]: the backward divides by it.
   const { out, partials } = reduceFlat(op, 'weighted', values, weights, 'ratio');
-  record(out, op, [values, weights], [(dy) => axpyKernel(weights, { name: `d(${values.name})`, s: dy, divideBy: partials, dIndex: 1 }), null]);
+  record(out, op, [values, weights], [(dy) => axpyKernel(weights, { name: `d(${values.name})`, s: dy, divideBy: partials, dIndex: 1 }), null], [partials]);
   if (!out.node) partials.dispose();
   return out;
 }
@@ -254,7 +254,7 @@ export function clipToNorm(x: Tensor, maxNorm: number): Tensor {
       g.dispose();
       return dx;
     },
-  ]);
+  ], [factor]);
   if (!out.node) factor.dispose();
   return out;
 }
@@ -298,7 +298,7 @@ export function weightedAverage(stack: Tensor, weights?: readonly number[] | Ten
       return dx;
     },
     null,
-  ]);
+  ], [w]);
   if (!out.node && !weightTensor) w.dispose();
   return out;
 }
