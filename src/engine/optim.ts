@@ -60,7 +60,8 @@ interface Part {
   params: Parameter[];
 }
 
-const STATS_PLACEHOLDER_ROWS = 1;
+/** Invocations per workgroup of the update kernels. */
+const OPTIMIZER_WG = 256;
 
 function checkNumber(op: string, what: string, v: number, ok: (v: number) => boolean, rule: string): void {
   if (typeof v !== 'number' || !ok(v)) throw new Error(`${op}: invalid ${what}: ${v} (${rule})`);
@@ -313,14 +314,17 @@ export abstract class Optimizer {
       t = this.engine.keep(this.engine.empty([Math.max(table.length, 8)], `${this.constructor.name}.segments.${key}`));
       this.tables.set(key, t);
     }
-    this.engine.write(t, new Float32Array(table.buffer));
+    // The kernel reads as many entries as its uniform says: a longer table from an earlier step is reused.
+    const prefix = this.engine.view(t, [table.length], `${t.name}.used`);
+    this.engine.write(prefix, new Float32Array(table.buffer));
+    prefix.dispose();
     return t;
   }
 
   /** Per row: [sum of squares, non-finite count] of the gradients to be applied, summed over stores. */
   private gradientStats(parts: Part[]): Tensor {
     const e = this.engine;
-    this.stats ??= e.keep(e.zeros([2 * Math.max(this.rows, STATS_PLACEHOLDER_ROWS)], `${this.constructor.name}.stats`));
+    this.stats ??= e.keep(e.zeros([2 * this.rows], `${this.constructor.name}.stats`));
     const stats = this.stats;
     e.dispatch('fill', { bindings: { out: stats }, uniforms: { n: stats.size, value: 0 }, threads: stats.size });
     parts.forEach((part, i) => {
@@ -347,8 +351,10 @@ export abstract class Optimizer {
       table.set([start, start + p.size, p.flatOffset - part.store.rowOffset(p.row), p.mask ? 1 : 0], 8 * s);
       table.set(extra, 8 * s + 4);
     });
-    const n = this.rows * state.size;
     const { kernel, bindings, uniforms, constants } = this.update(state.tensors, this.lr(index), g.weightDecay);
+    // x (and y past the per-dimension limit) over the state, four elements an invocation; z over the rows stepped.
+    const groups = Math.ceil(state.size / 4 / OPTIMIZER_WG);
+    const maxPerDim = this.engine.limits.maxComputeWorkgroupsPerDimension;
     this.engine.dispatch(kernel, {
       bindings: {
         ...bindings,
@@ -358,9 +364,9 @@ export abstract class Optimizer {
         stats,
         segment: this.table(`${index}:${part.store.id}:${part.rowStart}`, table),
       },
-      uniforms: { ...uniforms, n, state_size: state.size, row_size: part.store.size, row_start: part.rowStart, segments: rows.length, max_norm: this.clipNorm ?? 0 },
-      constants: { ...constants, CLIP: this.clipNorm !== undefined, SKIP_NONFINITE: this.nonFinite !== undefined, MASKED: masked },
-      threads: n,
+      uniforms: { ...uniforms, state_size: state.size, row_size: part.store.size, row_start: part.rowStart, segments: rows.length, max_norm: this.clipNorm ?? 0 },
+      constants: { ...constants, CLIP: this.clipNorm !== undefined, SKIP_NONFINITE: this.nonFinite !== undefined, MASKED: masked, WG: OPTIMIZER_WG },
+      workgroups: [Math.min(groups, maxPerDim), Math.ceil(groups / maxPerDim), this.rows],
     });
   }
 

@@ -83,6 +83,13 @@ test('a parameter unfrozen later joins the updates with its own step count; the 
     gotA.forEach((v, i) => expect(v, `${kind} a[${i}]`).toBeCloseTo(wantA[i]!, 5));
     gotB.forEach((v, i) => expect(v, `${kind} b[${i}]`).toBeCloseTo(wantB[i]!, 5));
     expect(optimizer.stateOf(a).length).toBe(kind === 'sgd' ? 1 : 2);
+    // Frozen again, b stays as it is while a goes on (fewer parameters updated than the step before).
+    b.freeze();
+    const bBefore = Array.from(await b.data());
+    await step(a, b, ca, cb, optimizer);
+    expect(Array.from(await b.data())).toEqual(bBefore);
+    const wantA4 = reference([1, 2, 3], ga, 4);
+    (await a.data()).forEach((v, i) => expect(v, `${kind} a[${i}] after 4 updates`).toBeCloseTo(wantA4[i]!, 5));
 
     optimizer.dispose();
     for (const t of [a, b, ca, cb]) t.dispose();
