@@ -43,24 +43,20 @@ export abstract class Module<In = Tensor, Out = Tensor> {
 
   /** Every parameter under this module by dotted name, each once (a shared one under its first name), in layout order. */
   parameters(prefix = ''): Map<string, Parameter> {
-    const out = new Map<string, Parameter>();
-    const seen = new Set<Parameter>();
-    this.visit(prefix, new Set(), (path, m) => {
-      for (const [name, p] of m.ownParameters()) {
-        if (seen.has(p)) continue;
-        seen.add(p);
-        out.set(path + name, p);
-      }
-    });
-    return out;
+    return this.collect(prefix, (m) => m.ownParameters());
   }
 
-  /** Every buffer (non-trained state such as running averages) under this module, by dotted name. */
+  /** Every buffer (non-trained state such as running averages) under this module, by dotted name, each once. */
   buffers(prefix = ''): Map<string, Tensor> {
-    const out = new Map<string, Tensor>();
-    const seen = new Set<Tensor>();
+    return this.collect(prefix, (m) => m.ownBuffers());
+  }
+
+  /** What `own` lists of every module below, by dotted name; a tensor reached twice, under its first name. */
+  private collect<T extends Tensor>(prefix: string, own: (m: AnyModule) => [string, T][]): Map<string, T> {
+    const out = new Map<string, T>();
+    const seen = new Set<T>();
     this.visit(prefix, new Set(), (path, m) => {
-      for (const [name, t] of m.ownBuffers()) {
+      for (const [name, t] of own(m)) {
         if (seen.has(t)) continue;
         seen.add(t);
         out.set(path + name, t);

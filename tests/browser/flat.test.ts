@@ -12,8 +12,8 @@ import { gradients } from '../../src/engine/autograd.js';
 import { Engine } from '../../src/engine/engine.js';
 import { launchGaussianNoise, reduceWorkgroups } from '../../src/engine/ops/flat.js';
 import * as ops from '../../src/engine/ops/index.js';
-import type { Tensor } from '../../src/engine/tensor.js';
-import { expectClose, FD, type Tol } from '../close.js';
+import { expectClose, type Tol } from '../close.js';
+import { opChecker, type Input } from '../op-check.js';
 import * as ref from '../reference.js';
 
 let engine: Engine;
@@ -162,78 +162,7 @@ function noiseNormals(words: Uint32Array, n: number, mean = 0, std = 1): Float64
 
 // ---------------------------------------------------------------- the checking harness
 
-interface Input {
-  data: Float64Array;
-  shape: number[];
-  /** false: a constant (a plain tensor, no gradient asked). */
-  diff?: boolean;
-}
-
-interface OpCase {
-  inputs: Input[];
-  gpu: (t: Tensor[]) => Tensor;
-  forward: (x: Float64Array[]) => ref.Arr;
-  grad: (x: Float64Array[], dy: Float64Array) => (Float64Array | null)[];
-  tol?: Tol;
-  gradTol?: Tol;
-  /** Magnitudes the forward's error is relative to (default |expected|). */
-  fwdScale?: (x: Float64Array[]) => ArrayLike<number>;
-  /** Magnitudes each gradient's error is relative to (default |expected|). */
-  gradScale?: (x: Float64Array[], dy: Float64Array) => (ArrayLike<number> | null)[];
-  fdCount?: number;
-  fdTol?: Tol;
-  seed?: number;
-}
-
-let caseSeed = 5000;
-
-async function checkOp(name: string, c: OpCase): Promise<void> {
-  const seed = c.seed ?? caseSeed++;
-  await engine.scope(async () => {
-    const params: Tensor[] = [];
-    const ts = c.inputs.map((inp, i) => {
-      const label = `${name}.x${i}`;
-      if (inp.diff === false) return engine.tensor(Float32Array.from(inp.data), inp.shape, label);
-      const p = engine.parameter(Float32Array.from(inp.data), inp.shape, label);
-      params.push(p);
-      return p;
-    });
-    try {
-      const xs = c.inputs.map((inp) => inp.data);
-      const want = c.forward(xs);
-      const y = c.gpu(ts);
-      expect([...y.shape], `${name}: output shape`).toEqual(want.shape);
-      expectClose(await y.data(), want.data, c.tol ?? EXACT, `${name}: forward`, c.fwdScale?.(xs));
-
-      const w = ref.normal(want.shape, seed * 7919 + 17);
-      const loss = ops.sum(ops.mul(y, engine.tensor(Float32Array.from(w), want.shape, `${name}.w`)));
-      const diff = c.inputs.flatMap((inp, i) => (inp.diff === false ? [] : [i]));
-      const grads = gradients(loss, diff.map((i) => ts[i]!));
-      expect(grads.size, `${name}: number of gradients`).toBe(diff.length);
-      const refGrads = c.grad(xs, w);
-      const scales = c.gradScale?.(xs, w);
-      for (const i of diff) {
-        const g = grads.get(ts[i]!);
-        expect(g, `${name}: gradient of input ${i}`).toBeDefined();
-        expect(g!.size, `${name}: gradient size of input ${i}`).toBe(c.inputs[i]!.data.length);
-        const rg = refGrads[i]!;
-        expectClose(await g!.data(), rg, c.gradTol ?? c.tol ?? EXACT, `${name}: backward d(x${i})`, scales?.[i] ?? undefined);
-
-        const x = xs[i]!;
-        const idx = ref.sampleIndices(x.length, c.fdCount ?? 16, seed + i);
-        const fd = ref.finiteDifferences((xi) => ref.dot(c.forward(xs.map((v, k) => (k === i ? xi : v))).data, w), x, idx);
-        expectClose(
-          fd,
-          idx.map((j) => rg[j]!),
-          c.fdTol ?? FD,
-          `${name}: reference d(x${i}) against finite differences`,
-        );
-      }
-    } finally {
-      for (const p of params) p.dispose();
-    }
-  });
-}
+const checkOp = opChecker(() => engine, 5000, { tol: EXACT, fdCount: 16 });
 
 /** Shapes: a vec4 tail, fewer than 4 elements, one workgroup, several first-pass workgroups. */
 const SHAPES: number[][] = [[7, 43], [3], [4096], [100003]];

@@ -9,8 +9,8 @@ import { Sequential } from '../../src/engine/containers.js';
 import { BatchNorm, Dense, Embedding, LayerNorm } from '../../src/engine/layers.js';
 import * as ops from '../../src/engine/ops/index.js';
 import { SGD } from '../../src/engine/optim.js';
-import type { Tensor } from '../../src/engine/tensor.js';
-import { expectClose, FD, type Tol } from '../close.js';
+import { expectClose, type Tol } from '../close.js';
+import { opChecker } from '../op-check.js';
 import * as ref from '../reference.js';
 
 let engine: Engine;
@@ -31,66 +31,7 @@ const EXACT: Tol = { atol: 0, rtol: 0 };
 
 const f32 = (data: ArrayLike<number>) => Float32Array.from(data);
 
-interface Input {
-  data: Float64Array;
-  shape: number[];
-  /** false for inputs that are not differentiated (indices). */
-  diff?: boolean;
-}
-
-interface OpCase {
-  inputs: Input[];
-  gpu: (t: Tensor[]) => Tensor;
-  outShape: number[];
-  forward: (x: Float64Array[]) => Float64Array;
-  grad: (x: Float64Array[], dy: Float64Array) => (Float64Array | null)[];
-  tol?: Tol;
-  gradTol?: Tol;
-  fdCount?: number;
-}
-
-let caseSeed = 5000;
-
-/** Forward, backward and the reference's gradient against finite differences. */
-async function checkOp(name: string, c: OpCase): Promise<void> {
-  const seed = caseSeed++;
-  await engine.scope(async () => {
-    const ts = c.inputs.map((inp, i) =>
-      inp.diff === false ? engine.tensor(f32(inp.data), inp.shape, `${name}.x${i}`) : engine.keep(engine.parameter(f32(inp.data), inp.shape, `${name}.x${i}`)),
-    );
-    try {
-      const xs = c.inputs.map((inp) => inp.data);
-      const want = c.forward(xs);
-      const y = c.gpu(ts);
-      expect([...y.shape], `${name}: output shape`).toEqual(c.outShape);
-      expectClose(await y.data(), want, c.tol ?? NORM, `${name}: forward`);
-
-      const w = ref.normal(c.outShape, seed * 7919 + 17);
-      const loss = ops.sum(ops.mul(y, engine.tensor(f32(w), c.outShape, `${name}.w`)));
-      const diff = c.inputs.flatMap((inp, i) => (inp.diff === false ? [] : [i]));
-      const grads = gradients(loss, diff.map((i) => ts[i]!));
-      const refGrads = c.grad(xs, w);
-      for (const i of diff) {
-        const g = grads.get(ts[i]!);
-        expect(g, `${name}: gradient of input ${i}`).toBeDefined();
-        expect([...g!.shape], `${name}: gradient shape of input ${i}`).toEqual(c.inputs[i]!.shape);
-        const rg = refGrads[i]!;
-        expectClose(await g!.data(), rg, c.gradTol ?? NORM_GRAD, `${name}: backward d(x${i})`);
-        const x = xs[i]!;
-        const idx = ref.sampleIndices(x.length, c.fdCount ?? 16, seed + i);
-        const fd = ref.finiteDifferences((xi) => ref.dot(c.forward(xs.map((v, k) => (k === i ? xi : v))), w), x, idx);
-        expectClose(
-          fd,
-          idx.map((j) => rg[j]!),
-          FD,
-          `${name}: reference d(x${i}) against finite differences`,
-        );
-      }
-    } finally {
-      for (const t of ts) t.dispose();
-    }
-  });
-}
+const checkOp = opChecker(() => engine, 5000, { tol: NORM, gradTol: NORM_GRAD, fdCount: 16 });
 
 // ---------------------------------------------------------------- BatchNorm (op)
 
@@ -109,8 +50,7 @@ describe('batchNorm', () => {
           { data: ref.normal([C], 13), shape: [C] },
         ],
         gpu: ([x, g, b]) => ops.batchNorm(x!, g!, b!, { training: true }),
-        outShape: shape,
-        forward: ([x, g, b]) => ref.batchNorm(x!, shape, g!, b!),
+        forward: ([x, g, b]) => ({ data: ref.batchNorm(x!, shape, g!, b!), shape: shape }),
         grad: ([x, g], dy) => ref.batchNormGrad(x!, shape, g!, dy),
       });
     });
@@ -131,8 +71,7 @@ describe('batchNorm', () => {
           { data: ref.normal([C], 25), shape: [C] },
         ],
         gpu: ([x, g, b]) => ops.batchNorm(x!, g!, b!, { training: false, runningMean, runningVar }),
-        outShape: shape,
-        forward: ([x, g, b]) => ref.batchNormWith(x!, shape, rm, rv, g!, b!, 1e-5),
+        forward: ([x, g, b]) => ({ data: ref.batchNormWith(x!, shape, rm, rv, g!, b!, 1e-5), shape: shape }),
         grad: ([x, g], dy) => ref.batchNormInferenceGrad(x!, shape, rm, rv, g!, dy),
       });
       // Inference mode leaves the running statistics as they were.
@@ -291,8 +230,7 @@ describe('layerNorm', () => {
           { data: ref.normal([D], D + 3), shape: [D] },
         ],
         gpu: ([x, g, b]) => ops.layerNorm(x!, g!, b!),
-        outShape: shape,
-        forward: ([x, g, b]) => ref.layerNorm(x!, D, g!, b!),
+        forward: ([x, g, b]) => ({ data: ref.layerNorm(x!, D, g!, b!), shape: shape }),
         grad: ([x, g], dy) => ref.layerNormGrad(x!, D, g!, dy),
       });
     });
@@ -327,8 +265,7 @@ describe('embedding', () => {
         { data: ref.normal([vocab, dim], 80), shape: [vocab, dim] },
       ],
       gpu: ([i, t]) => ops.embedding(i!, t!),
-      outShape: [3, 4, dim],
-      forward: ([, t]) => ref.embedding(idx, t!, dim),
+      forward: ([, t]) => ({ data: ref.embedding(idx, t!, dim), shape: [3, 4, dim] }),
       grad: (_, dy) => [null, ref.embeddingGrad(idx, vocab, dim, dy)],
       tol: EXACT,
       gradTol: { atol: 1e-6, rtol: 1e-6 },

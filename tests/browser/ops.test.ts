@@ -1,8 +1,6 @@
-// Every op against an independent float64 CPU reference (tests/reference.ts):
-//   1. the GPU forward against the reference forward,
-//   2. the GPU backward (gradients of loss = sum(op(x) * w), w a fixed random weighting, so dy is
-//      not uniform) against the reference's analytic gradient,
-//   3. the reference's analytic gradient against float64 central finite differences.
+// Every op against an independent float64 CPU reference (tests/reference.ts), with the shared
+// harness (tests/op-check.ts): forward, backward, and the reference's gradient against float64
+// central finite differences.
 // Plus the kinks, shape edge cases, dropout's mask, gradient accumulation, gradient selection
 // and error messages.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -10,7 +8,8 @@ import { backward, gradients } from '../../src/engine/autograd.js';
 import { Engine } from '../../src/engine/engine.js';
 import * as ops from '../../src/engine/ops/index.js';
 import type { Tensor } from '../../src/engine/tensor.js';
-import { expectClose, FD, type Tol } from '../close.js';
+import { expectClose, type Tol } from '../close.js';
+import { opChecker } from '../op-check.js';
 import * as ref from '../reference.js';
 
 let engine: Engine;
@@ -33,85 +32,8 @@ const TRANSCENDENTAL: Tol = { atol: 2e-6, rtol: 2e-5 };
 const ACCUMULATED: Tol = { atol: 1e-6, rtol: 1e-5 };
 
 const f32 = (data: ArrayLike<number>) => Float64Array.from(data, (v) => Math.fround(v));
-const abs = (x: Float64Array) => x.map(Math.abs);
 
-interface Input {
-  data: Float64Array;
-  shape: number[];
-  /** false for inputs that are not differentiated (targets): plain tensors, no gradient asked. */
-  diff?: boolean;
-}
-
-interface OpCase {
-  inputs: Input[];
-  gpu: (t: Tensor[]) => Tensor;
-  forward: (x: Float64Array[]) => ref.Arr;
-  grad: (x: Float64Array[], dy: Float64Array) => (Float64Array | null)[];
-  tol?: Tol;
-  gradTol?: Tol;
-  /**
-   * For multilinear ops (matmul, reductions, bias): compare against tolerances relative to the
-   * forward and gradient of |inputs| with |dy|, i.e. the sum of absolute terms.
-   */
-  byAbs?: boolean;
-  /** Elements left out of the finite-difference check (kinks). */
-  fdSkip?: (input: number, value: number) => boolean;
-  fdCount?: number;
-  fdTol?: Tol;
-  seed?: number;
-}
-
-let caseSeed = 1000;
-
-/** Runs the three checks for one op application. */
-async function checkOp(name: string, c: OpCase): Promise<void> {
-  const seed = c.seed ?? caseSeed++;
-  await engine.scope(async () => {
-    const params: Tensor[] = [];
-    const ts = c.inputs.map((inp, i) => {
-      const label = `${name}.x${i}`;
-      if (inp.diff === false) return engine.tensor(Float32Array.from(inp.data), inp.shape, label);
-      const p = engine.parameter(Float32Array.from(inp.data), inp.shape, label);
-      params.push(p);
-      return p;
-    });
-    try {
-      const xs = c.inputs.map((inp) => inp.data);
-      const want = c.forward(xs);
-      const y = c.gpu(ts);
-      expect([...y.shape], `${name}: output shape`).toEqual(want.shape);
-      const fwdScale = c.byAbs ? c.forward(xs.map(abs)).data : undefined;
-      expectClose(await y.data(), want.data, c.tol ?? EXACT, `${name}: forward`, fwdScale);
-
-      const w = ref.normal(want.shape, seed * 7919 + 17);
-      const loss = ops.sum(ops.mul(y, engine.tensor(Float32Array.from(w), want.shape, `${name}.w`)));
-      const diff = c.inputs.flatMap((inp, i) => (inp.diff === false ? [] : [i]));
-      const grads = gradients(loss, diff.map((i) => ts[i]!));
-      expect(grads.size, `${name}: number of gradients`).toBe(diff.length);
-      const refGrads = c.grad(xs, w);
-      const gradScales = c.byAbs ? c.grad(xs.map(abs), abs(w)) : null;
-      for (const i of diff) {
-        const g = grads.get(ts[i]!);
-        expect(g, `${name}: gradient of input ${i}`).toBeDefined();
-        expect([...g!.shape], `${name}: gradient shape of input ${i}`).toEqual(c.inputs[i]!.shape);
-        const rg = refGrads[i]!;
-        expectClose(await g!.data(), rg, c.gradTol ?? c.tol ?? EXACT, `${name}: backward d(x${i})`, gradScales?.[i] ?? undefined);
-
-        const x = xs[i]!;
-        const idx = ref.sampleIndices(x.length, c.fdCount ?? 24, seed + i).filter((j) => !c.fdSkip?.(i, x[j]!));
-        const fd = ref.finiteDifferences((xi) => ref.dot(c.forward(xs.map((v, k) => (k === i ? xi : v))).data, w), x, idx);
-        expectClose(
-          fd,
-          idx.map((j) => rg[j]!),
-          c.fdTol ?? FD,
-          `${name}: reference d(x${i}) against finite differences`,
-        );
-      }
-    } finally {
-      for (const p of params) p.dispose();
-    }
-  });
-}
+const checkOp = opChecker(() => engine, 1000, { tol: EXACT, fdCount: 24 });
 
 // ---------------------------------------------------------------- elementwise
 
