@@ -89,7 +89,8 @@ export abstract class Optimizer {
   private readonly checks: Promise<void>[] = [];
   private firstBadStep: number | null = null;
 
-  constructor(params: OptimizerParams, options: OptimizerOptions, protected readonly stateNames: readonly string[]) {
+  /** `stateNames`: the state tensors kept per parameter, as stateOf() gives them (velocity; Adam's m and v). */
+  constructor(params: OptimizerParams, options: OptimizerOptions, readonly stateNames: readonly string[]) {
     const op = this.constructor.name;
     validateCommon(op, options);
     this.source = params instanceof Module || params instanceof Replicas ? params : null;
@@ -187,11 +188,6 @@ export abstract class Optimizer {
     const at = state?.offsets.get(p);
     if (!state || at === undefined) return [];
     return state.tensors.map((s, i) => this.engine.view(s, p.shape, `${p.name}.${this.stateNames[i]}`, row * state.size + at));
-  }
-
-  /** The names of the state tensors per parameter (as stateOf gives them). */
-  get stateKinds(): readonly string[] {
-    return this.stateNames;
   }
 
   dispose(): void {

@@ -63,9 +63,9 @@ export interface TrainOptions<B> {
   /** Steps between readbacks of the losses and metrics (and progress callbacks). */
   logEvery?: number;
   /**
-   * At every readback, throw when the loss is not finite or a weight of the model holds NaN or
-   * infinity (counted on the GPU; the error names the parameters), and when an optimizer with
-   * `nonFinite: 'throw'` skipped a step.
+   * At every readback, throw when a loss is not finite or a weight of the model holds NaN or
+   * infinity (counted on the GPU; the error names the parameters). (An optimizer with
+   * `nonFinite: 'throw'` that skipped a step throws at every readback, checked or not.)
    */
   checkFinite?: boolean;
   /** Start here instead of at the beginning (see saveTrainingState / loadTrainingState). */
@@ -153,10 +153,8 @@ export async function train<B>(engine: Engine, model: AnyModule, optimizers: Opt
         const at = { epoch, step, elapsedMs: performance.now() - start - asideMs };
         await inFlight;
         inFlight = reading.promise.then(async (r) => {
-          if (options.checkFinite) {
-            await Promise.all(opts.map((o) => o.check()));
-            await checkFinite(model, r, at);
-          }
+          await Promise.all(opts.map((o) => o.check()));
+          if (options.checkFinite) await checkFinite(model, r, at);
           if (r.hasLoss) losses.push({ step: at.step, loss: r.loss });
           history.push({ step: at.step, epoch: at.epoch, losses: r.losses, metrics: r.metrics });
           await options.onProgress?.({ ...at, totalSteps, loss: r.loss, losses: r.losses, metrics: r.metrics, samples: at.step * batchSize });

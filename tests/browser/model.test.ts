@@ -4,16 +4,21 @@
 // disjoint parameters), and a model whose tree changes after its optimizer was made.
 import { beforeAll, describe, expect, test } from 'vitest';
 import {
+  accuracy,
   Adam,
   add,
+  applyLoRA,
   ALIGNMENT,
   backward,
+  decodeSafetensors,
   Dense,
   Engine,
   gradients,
+  loadWeights,
   mse,
   MultiHead,
   ReLU,
+  saveWeights,
   SGD,
   Sequential,
   softmaxCrossEntropy,
@@ -294,7 +299,7 @@ describe('modules with any inputs and outputs', () => {
         const out = model.forward(e.tensor(X, [rows, 5]));
         const cls = softmaxCrossEntropy(out.cls!, e.tensor(T, [rows, 3]));
         const reg = mse(out.reg!, e.tensor(targetsReg, [rows, 1]));
-        return { loss: add(cls, reg), losses: { cls, reg } };
+        return { loss: add(cls, reg), losses: { cls, reg }, metrics: { accuracy: accuracy(out.cls!, e.tensor(T, [rows, 3])) } };
       },
     });
     const first = result.history[0]!.losses;
@@ -302,8 +307,52 @@ describe('modules with any inputs and outputs', () => {
     expect(Object.keys(last)).toEqual(['cls', 'reg']);
     expect(last.cls!).toBeLessThan(0.5 * first.cls!);
     expect(last.reg!).toBeLessThan(0.5 * first.reg!);
+    // The metric is the float64 accuracy of the logits it was computed from.
+    const metric = result.history.at(-1)!.metrics.accuracy!;
+    const logits = await model.predict(engine.tensor(X, [rows, 5])).cls!.data();
+    let correct = 0;
+    for (let r = 0; r < rows; r++) {
+      const row = Array.from(logits.subarray(3 * r, 3 * r + 3));
+      if (row.indexOf(Math.max(...row)) === T.subarray(3 * r, 3 * r + 3).indexOf(1)) correct++;
+    }
+    expect(metric).toBeGreaterThanOrEqual(0.5);
+    expect(Math.abs(metric - correct / rows)).toBeLessThanOrEqual(1 / rows); // one more step was taken since
     optimizer.dispose();
     model.dispose();
+  });
+
+  test('a multi-head model freezes, saves and takes LoRA as a Sequential does', async () => {
+    const model = new MultiHead(new Sequential({ fc: new Dense(engine, 5, 8, { seed: 50 }), relu: ReLU() }), {
+      a: new Dense(engine, 8, 3, { seed: 51 }),
+      b: new Dense(engine, 8, 2, { seed: 52 }),
+    });
+    model.freeze('trunk');
+    const trunk = await bits(model.parameters().get('trunk.fc.weight')!);
+    const optimizer = new Adam(model, { lr: 0.05 });
+    for (let i = 0; i < 3; i++) {
+      await engine.scope(async () => {
+        const out = model.forward(engine.tensor(X, [6, 5]));
+        backward(add(sum(out.a!), sum(out.b!)));
+        optimizer.step();
+        optimizer.zeroGrad();
+        await engine.flush();
+      });
+    }
+    expect(await bits(model.parameters().get('trunk.fc.weight')!)).toEqual(trunk);
+    const bytes = await saveWeights(model);
+    expect([...decodeSafetensors(bytes).tensors.keys()].sort()).toEqual(['a.bias', 'a.weight', 'b.bias', 'b.weight', 'trunk.fc.bias', 'trunk.fc.weight']);
+    const copy = new MultiHead(new Sequential({ fc: new Dense(engine, 5, 8) , relu: ReLU() }), { a: new Dense(engine, 8, 3), b: new Dense(engine, 8, 2) });
+    loadWeights(copy, bytes);
+    const x = engine.tensor(X, [6, 5]);
+    expect(Array.from(await copy.predict(x).a!.data())).toEqual(Array.from(await model.predict(x).a!.data()));
+    // LoRA on one head: the rest frozen, the adapted head starts as it was.
+    applyLoRA(copy, ['a'], { rank: 2, seed: 3 });
+    expect([...copy.trainableParameters().keys()]).toEqual(['a.lora_a', 'a.lora_b']);
+    expect(Array.from(await copy.predict(x).a!.data())).toEqual(Array.from(await model.predict(x).a!.data()));
+    x.dispose();
+    optimizer.dispose();
+    model.dispose();
+    copy.dispose();
   });
 });
 

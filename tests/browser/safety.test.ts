@@ -205,6 +205,19 @@ describe('no silent failures', () => {
     }
   });
 
+  test("train stops at the readback after an optimizer with nonFinite 'throw' skipped a step; the weights were left alone", async () => {
+    const model = mlp(8);
+    const optimizer = new Adam(model, { lr: 0.01, nonFinite: 'throw' });
+    const data = dataset(8);
+    const inputs = Float32Array.from(data.inputs);
+    inputs[6 * 5 + 2] = Number.POSITIVE_INFINITY; // row 5: its batch's gradients are not finite
+    const before = await bits(model);
+    await expect(fit(engine, model, optimizer, { ...data, inputs }, { epochs: 1, batchSize: 48, logEvery: 1 })).rejects.toThrow(/Adam: gradients held NaN or infinity at step 1 \(1 step skipped so far/);
+    expect(await bits(model)).toEqual(before);
+    optimizer.dispose();
+    model.dispose();
+  });
+
   test('train throws when a NaN reaches the weights, naming the parameter', async () => {
     const model = mlp(6);
     const optimizer = new SGD(model, { lr: 0.01 });

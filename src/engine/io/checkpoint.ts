@@ -67,7 +67,7 @@ export async function saveTrainingState(parts: TrainingParts & { position?: Loop
         if (steps === undefined) continue;
         paramSteps[name] = steps;
         for (let r = 0; r < o.rows; r++) {
-          o.stateOf(p, r).forEach((t, k) => tensors.push([`optimizer${i}.${name}.${o.stateKinds[k]}${o.rows > 1 ? `.${r}` : ''}`, t]));
+          o.stateOf(p, r).forEach((t, k) => tensors.push([`optimizer${i}.${name}.${o.stateNames[k]}${o.rows > 1 ? `.${r}` : ''}`, t]));
         }
       }
       return {
@@ -129,7 +129,7 @@ export function loadTrainingState(bytes: Uint8Array, parts: TrainingParts): { po
       const name = names.get(p)!;
       if (m.paramSteps[name] === undefined) continue;
       for (let row = 0; row < o.rows; row++) {
-        const values = o.stateKinds.map((kind) => {
+        const values = o.stateNames.map((kind) => {
           const key = `optimizer${i}.${name}.${kind}${o.rows > 1 ? `.${row}` : ''}`;
           const t = tensors.get(key);
           if (!t) throw new Error(`loadTrainingState: the file lacks ${key}`);

@@ -23,7 +23,8 @@ export function embedding(indices: Tensor, table: Tensor): Tensor {
   if (table.rank !== 2) throw new Error(`${op}: table ${table.name} has shape ${shapeString(table.shape)}, expected [vocab, dim]`);
   const [vocab, dim] = table.shape as [number, number];
   if (vocab > MAX_EMBEDDING_VOCAB) throw new Error(`${op}: table ${table.name} ${shapeString(table.shape)} has more rows than f32 indices can address exactly (${MAX_EMBEDDING_VOCAB})`);
-  const engine = table.engine;
+  // The output belongs to the context of the indices (the data), not of the table (the model).
+  const engine = indices.engine;
   const positions = indices.size;
   const out = engine.empty([...indices.shape, dim], op);
   const n = positions * dim;

@@ -98,7 +98,8 @@ interface AxpySpec {
 
 /** out = base + c * b with c from numbers and one-element GPU tensors (flat_axpy.wgsl). */
 function axpyKernel(b: Tensor, spec: AxpySpec): Tensor {
-  const engine = b.engine;
+  const engine = (spec.base ?? b).engine; // the context of the op's first input
+
   const out = spec.inPlace ?? engine.empty(b.shape, spec.name);
   const unused = engine.placeholder();
   engine.dispatch('flat_axpy', {
