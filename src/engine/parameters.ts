@@ -170,12 +170,12 @@ export class Parameter extends Tensor {
   }
 }
 
+let nextStoreId = 1;
+
 /**
  * Flat f32 buffers for the parameters of one model ([P]) or of K replicas of it ([K, P]):
  * weights, and, made on first use, gradients and element masks of the same layout.
  */
-let nextStoreId = 1;
-
 export class ParameterStore {
   readonly id = nextStoreId++;
   readonly size: number;
@@ -216,12 +216,10 @@ export class ParameterStore {
     const engine = params[0]?.engine;
     if (!engine) throw new Error(`${label}: a model without parameters has no parameter store`);
     const store = new ParameterStore(engine, layout(params.map((p, i) => ({ name: names[i]!, shape: p.shape }))), 1, label);
-    const withGrad = params.some((p) => p.hasGradient);
-    const withMask = params.some((p) => p.mask);
     params.forEach((p, i) => {
       store.copyInto(store.weights, 0, i, p);
-      if (withGrad && p.hasGradient) store.copyInto(store.grads(), 0, i, p.grad!);
-      if (withMask && p.mask) store.copyInto(store.masks(), 0, i, p.mask);
+      if (p.hasGradient) store.copyInto(store.grads(), 0, i, p.grad!);
+      if (p.mask) store.copyInto(store.masks(), 0, i, p.mask);
     });
     params.forEach((p, i) => {
       p.moveTo(store, 0, i);
@@ -238,14 +236,15 @@ export class ParameterStore {
     if (!template) throw new Error(`${label}: the store has no row ${row}`);
     const store = new ParameterStore(source.engine, source.slots, count, label);
     const from = source.engine.view(source.weights, [source.size], `${label}.source`, source.rowOffset(row));
-    const masked = template.some((p) => p.mask);
     for (let r = 0; r < count; r++) {
-      store.engine.copy(from, store.rowView(store.weights, r));
+      const to = store.rowView(store.weights, r);
+      store.engine.copy(from, to);
+      to.dispose();
       store.members.push(
         template.map((p, slot) => {
           const q = store.place(r, slot);
           q.frozen = p.frozen;
-          if (masked && p.mask) {
+          if (p.mask) {
             store.copyInto(store.masks(), r, slot, p.mask);
             q.markMasked();
           }

@@ -114,7 +114,7 @@ export abstract class LoRALayer<Base extends Dense | Conv2d> extends Module {
       const delta = this.scaling === 1 ? ba : scale(ba, this.scaling);
       const w = reshape(this.weight, ba.shape);
       const merged = add(w, delta);
-      // A copy into the parameter's own elements, also where an optimizer packed it into its buffer.
+      // A copy into the parameter's own elements of the model's flat buffer.
       this.weight.engine.copy(merged, this.weight);
       for (const t of [a, b, ba, delta, w, merged]) t.dispose();
     });

@@ -263,11 +263,11 @@ describe('gradients of A and B', () => {
 });
 
 describe('mergeLoRA', () => {
-  test('Dense: W + s B A in place (within a pretraining optimizer\'s packed buffer), plain Dense back, outputs unchanged', async () => {
+  test('Dense: W + s B A in place (within the model\'s flat parameter buffer), plain Dense back, outputs unchanged', async () => {
     const model = mlp();
     const names = [...model.parameters().keys()];
     const fc1 = model.get('fc1') as Dense;
-    // Pretraining packs every weight into one optimizer buffer, where they stay after it is disposed.
+    // The model holds every weight in one flat buffer.
     (await train(model, x, 2)).dispose();
     expect(fc1.weight.storage).toBe((model.get('head') as Dense).weight.storage);
     applyLoRA(model, ['fc1', 'fc2'], { rank: 2, alpha: 4, seed: 3, trainable: ['head'] });
@@ -284,7 +284,7 @@ describe('mergeLoRA', () => {
       const t = (n: string) => trained.get(`${layer}.${n}`)!.values;
       const merged = await model.parameters().get(`${layer}.weight`)!.data();
       expectClose(merged, mergedRef(t('weight'), t('lora_a'), t('lora_b'), 2, 2), { atol: 1e-6, rtol: 1e-5 }, `${layer}.weight merged`);
-      // Its neighbour in the packed buffer is untouched.
+      // Its neighbour in the flat buffer is untouched.
       expect(new Uint32Array((await model.parameters().get(`${layer}.bias`)!.data()).buffer)).toEqual(trained.get(`${layer}.bias`)!.bits);
     }
     expect(fc1.weight.frozen).toBe(true);

@@ -54,6 +54,30 @@ describe('replicas', () => {
     source.dispose();
   });
 
+  test('replicas and their optimizer leave nothing behind when disposed', async () => {
+    const source = model(2);
+    engine.placeholder(); // made once per engine and kept
+    await engine.sync();
+    const before = engine.memory();
+    const reps = replicate(source, 3);
+    const optimizer = new Adam(reps, { lr: 0.01 });
+    await engine.scope(async () => {
+      for (let k = 0; k < 3; k++) backward(loss(reps.model(k), k));
+      optimizer.step();
+      optimizer.zeroGrad();
+      reps.average().dispose();
+      reps.averageInto(source);
+      await engine.flush();
+    });
+    optimizer.dispose();
+    reps.dispose();
+    await engine.sync();
+    const after = engine.memory();
+    expect(after.inUseBuffers).toBe(before.inUseBuffers);
+    expect(after.inUseBytes).toBe(before.inUseBytes);
+    source.dispose();
+  });
+
   test('one optimizer steps all replicas with one kernel per group, as K separate optimizers would', async () => {
     const source = model(3);
     const reps = replicate(source, 3);
