@@ -114,8 +114,8 @@ test('the packed package installs, type-checks strictly, bundles and trains in a
   expect(pack.code, pack.context).toBe(0);
   const [packed] = JSON.parse(pack.stdout) as { filename: string; files: { path: string }[] }[];
   const files = packed!.files.map((f) => f.path);
-  expect(files).toEqual(expect.arrayContaining(['package.json', 'README.md', 'dist/index.js', 'dist/types/index.d.ts']));
-  expect(files.filter((f) => !f.startsWith('dist/') && f !== 'package.json' && f !== 'README.md')).toEqual([]);
+  expect(files).toEqual(expect.arrayContaining(['package.json', 'README.md', 'LICENSE', 'dist/index.js', 'dist/types/index.d.ts']));
+  expect(files.filter((f) => !f.startsWith('dist/') && !['package.json', 'README.md', 'LICENSE'].includes(f))).toEqual([]);
 
   const app = join(work, 'app');
   mkdirSync(app);
