@@ -138,9 +138,9 @@ export async function train<B>(engine: Engine, model: AnyModule, optimizers: Opt
       const reading = await ctx.scope(async () => {
         const out = options.step(batch, { engine: ctx, epoch, step, indices });
         if (out.loss) backward(out.loss);
-        for (const o of opts) o.refresh();
-        uncovered(model, new Set(opts.flatMap((o) => o.parameters())));
+        // step() first brings each optimizer in step with its model, so the check sees what they cover.
         for (const o of opts) o.step();
+        uncovered(model, new Set(opts.flatMap((o) => o.parameters())));
         for (const o of opts) o.zeroGrad();
         // data() records each copy now, before the scope frees the tensors; wrapped so that the scope does not wait.
         const value = readNow ? { promise: readBack(model, out, options.checkFinite ?? false) } : null;
