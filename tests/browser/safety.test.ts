@@ -17,12 +17,14 @@ import {
   linear,
   matmul,
   mul,
+  MultiHead,
   ReLU,
   replicate,
   Sequential,
   SGD,
   softmaxCrossEntropy,
   sum,
+  train,
   type ClassificationData,
   type Optimizer,
   type Parameter,
@@ -153,6 +155,21 @@ describe('no silent failures', () => {
     expect(after.inUseBuffers).toBe(before.inUseBuffers);
     expect(after.inUseBytes).toBe(before.inUseBytes);
     for (const t of [a, x4, w4]) t.dispose();
+    model.dispose();
+  });
+
+  test('train and MultiHead refuse bad arguments, naming them', async () => {
+    const model = mlp(9);
+    const optimizer = new SGD(model, { lr: 0.1 });
+    const data = { count: 8, batch: (i: Uint32Array) => i };
+    const step = () => ({});
+    await expect(train(engine, model, optimizer, data, { epochs: 0, batchSize: 4, step })).rejects.toThrow(/train: epochs must be a positive integer, got 0/);
+    await expect(train(engine, model, optimizer, data, { epochs: 1, batchSize: 2.5, step })).rejects.toThrow(/train: batchSize must be a positive integer, got 2.5/);
+    await expect(train(engine, model, optimizer, data, { epochs: 1, batchSize: 16, step })).rejects.toThrow(/batch size 16 is larger than the 8 rows of data/);
+    await expect(train(engine, model, optimizer, data, { epochs: 1, batchSize: 4, step, resume: { epoch: 0, stepInEpoch: 2 } })).rejects.toThrow(/cannot resume at epoch 0, step 2 \(2 steps per epoch\)/);
+    expect(() => new MultiHead(mlp(10), { trunk: new Dense(engine, 3, 2) })).toThrow(/MultiHead: layer name "trunk" is used twice \(it is reserved\)/);
+    expect(() => new MultiHead(mlp(11), {})).toThrow(/MultiHead: no heads given/);
+    optimizer.dispose();
     model.dispose();
   });
 
