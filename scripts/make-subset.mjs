@@ -9,10 +9,10 @@
 // Source: the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist),
 // which installs the upstream files in /usr/share/datasets/fashion-mnist.
 // Usage: node scripts/make-subset.mjs [sourceDir] [outDir]
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { readIdx, writeIdx } from './idx-file.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const srcDir = process.argv[2] ?? '/usr/share/datasets/fashion-mnist';
@@ -22,31 +22,6 @@ const SPLITS = [
   { prefix: 't10k', perClass: 100 },
 ];
 const NUM_CLASSES = 10;
-
-function readIdx(path) {
-  let bytes = readFileSync(path);
-  if (bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = gunzipSync(bytes);
-  if (bytes[0] !== 0 || bytes[1] !== 0 || bytes[2] !== 0x08) throw new Error(`${path}: not an unsigned-byte IDX file`);
-  const ndims = bytes[3];
-  const dims = [];
-  for (let i = 0; i < ndims; i++) dims.push(bytes.readUInt32BE(4 + 4 * i));
-  const header = 4 + 4 * ndims;
-  const count = dims.reduce((a, b) => a * b, 1);
-  if (bytes.length !== header + count) throw new Error(`${path}: size ${bytes.length} != ${header + count}`);
-  return { dims, data: bytes.subarray(header) };
-}
-
-function writeIdx(path, dims, data) {
-  const header = Buffer.alloc(4 + 4 * dims.length);
-  header[2] = 0x08;
-  header[3] = dims.length;
-  dims.forEach((d, i) => header.writeUInt32BE(d, 4 + 4 * i));
-  // Node's gzip header has mtime 0 and no file name, so the output is byte-for-byte reproducible
-  // for a given zlib version.
-  const gz = gzipSync(Buffer.concat([header, data]), { level: 9 });
-  writeFileSync(path, gz);
-  return gz.length;
-}
 
 mkdirSync(outDir, { recursive: true });
 let total = 0;

