@@ -1,7 +1,9 @@
 // A tiny static server for the demos, bound to 127.0.0.1 (a secure context, so navigator.gpu
 // exists). /data/fashion-mnist/<file> comes from the full dataset that Debian's
 // dataset-fashion-mnist installs when it is there, else from the committed subset in
-// tests/data/fashion-mnist (FASHION_MNIST_DIR overrides both).
+// tests/data/fashion-mnist (FASHION_MNIST_DIR overrides both). /data/mnist/<file> comes from the
+// digits that scripts/make-mnist.mjs writes into data/mnist (npm run setup) when they are there,
+// else from the committed subset in tests/data/mnist (MNIST_DIR overrides both).
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { dirname, extname, join, normalize, resolve, sep } from 'node:path';
@@ -33,6 +35,14 @@ export function fashionMnistDir() {
   return join(repo, 'tests/data/fashion-mnist');
 }
 
+/** Where /data/mnist/ is served from. */
+export function mnistDir() {
+  if (process.env.MNIST_DIR) return resolve(process.env.MNIST_DIR);
+  const generated = join(repo, 'data/mnist');
+  if (existsSync(join(generated, 'mnist-images-idx3-ubyte.gz'))) return generated;
+  return join(repo, 'tests/data/mnist');
+}
+
 /** Resolves `rel` under `base`, or null when it would escape it. */
 function inside(base, rel) {
   const p = normalize(join(base, rel));
@@ -43,6 +53,12 @@ function inside(base, rel) {
 export function startServer({ port = 8080, root = join(repo, 'demos-dist') } = {}) {
   const base = resolve(root);
   const dataDir = fashionMnistDir();
+  const digitsDir = mnistDir();
+  // URL prefix -> folder, for the data sets; everything else comes from `root`.
+  const dataRoutes = [
+    ['/data/fashion-mnist/', dataDir],
+    ['/data/mnist/', digitsDir],
+  ];
   const server = createServer((req, res) => {
     let path;
     try {
@@ -55,7 +71,8 @@ export function startServer({ port = 8080, root = join(repo, 'demos-dist') } = {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;
     }
-    let file = path.startsWith('/data/fashion-mnist/') ? inside(dataDir, path.slice('/data/fashion-mnist/'.length)) : inside(base, path);
+    const route = dataRoutes.find(([prefix]) => path.startsWith(prefix));
+    let file = route ? inside(route[1], path.slice(route[0].length)) : inside(base, path);
     if (file && existsSync(file) && statSync(file).isDirectory()) {
       if (!path.endsWith('/')) {
         res.writeHead(301, { location: path + '/' }).end();
@@ -83,6 +100,7 @@ export function startServer({ port = 8080, root = join(repo, 'demos-dist') } = {
         url: `http://127.0.0.1:${actual}/`,
         port: actual,
         dataDir,
+        mnistDir: digitsDir,
         close: () =>
           new Promise((done) => {
             server.closeAllConnections?.();
@@ -94,9 +112,9 @@ export function startServer({ port = 8080, root = join(repo, 'demos-dist') } = {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const { url, dataDir } = await startServer({ port: Number(process.env.PORT ?? 8080), root: process.argv[2] ?? join(repo, 'demos-dist') }).catch((e) => {
+  const { url, dataDir, mnistDir: digitsDir } = await startServer({ port: Number(process.env.PORT ?? 8080), root: process.argv[2] ?? join(repo, 'demos-dist') }).catch((e) => {
     console.error(`serve: ${e.message}`);
     process.exit(1);
   });
-  console.log(`serving at ${url} (fashion-mnist from ${dataDir})`);
+  console.log(`serving at ${url} (fashion-mnist from ${dataDir}, mnist from ${digitsDir})`);
 }
