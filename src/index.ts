@@ -27,6 +27,7 @@ export { loadWeights, saveWeights } from './engine/io/weights.js';
 export { loadTrainingState, saveTrainingState, type LoopPosition, type TrainingParts } from './engine/io/checkpoint.js';
 export { gunzip, parseIdx, parseIdxMaybeGzip, type IdxArray } from './engine/io/idx.js';
 export { FASHION_MNIST_CLASSES, loadFashionMnist, type ImageSet } from './engine/io/fashion-mnist.js';
+export { loadMnistDigits, MNIST_DIGIT_CLASSES } from './engine/io/mnist.js';
 export {
   evaluate,
   fit,
@@ -50,4 +51,5 @@ export { extractFeatures, fitHead, transfer, type HeadFitOptions, type TransferM
 export { discriminativeGroups, finetune, GradualUnfreezing, layerGroups, selectGroups, type FinetuneOptions } from './paradigms/finetune.js';
 export { distill, type DistillOptions } from './paradigms/distill.js';
 export { classSplit, type ClassSplit } from './paradigms/data.js';
+export { dropLabels, multiFashion, multiFashionMnist, takeMultiTaskRows, taskCounts, type MultiTaskData, type TaskLabels } from './paradigms/multitask/data.js';
 export { applyLoRA, LoRAConv2d, LoRADense, LoRALayer, mergeLoRA, saveAdapter, type LoRAOptions } from './paradigms/lora.js';
