@@ -12,7 +12,6 @@ import { chromium, type Browser } from 'playwright';
 import { afterAll, expect, test } from 'vitest';
 // @ts-expect-error plain ESM helper without type declarations
 import { launchOptions } from '../../scripts/chromium.mjs';
-// @ts-expect-error plain ESM helper without type declarations
 import { startServer } from '../../scripts/serve.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');

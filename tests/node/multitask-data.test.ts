@@ -9,6 +9,7 @@ import { parseIdxMaybeGzip } from '../../src/engine/io/idx.js';
 import { loadMnistDigits, MNIST_DIGIT_CLASSES } from '../../src/engine/io/mnist.js';
 import { dropLabels, multiFashion, multiFashionMnist, takeMultiTaskRows, taskCounts, type MultiTaskData } from '../../src/paradigms/multitask/data.js';
 import { makeMnist, packageDigits } from '../../scripts/make-mnist.mjs';
+import { startServer } from '../../scripts/serve.mjs';
 
 const DATA = resolve(dirname(fileURLToPath(import.meta.url)), '../data');
 const fetchFrom = (dir: string) => async (file: string) => new Uint8Array(await readFile(join(DATA, dir, file)));
@@ -227,6 +228,23 @@ describe('MNIST digits', () => {
     for (const v of digits.train.images) (min = Math.min(min, v)), (max = Math.max(max, v));
     expect([min, max]).toEqual([0, 1]);
     await expect(loadMnistDigits(async () => new Uint8Array([0, 0, 8]))).rejects.toThrow(/mnist: mnist-(images|labels)-idx\d-ubyte\.gz: idx: file too short/);
+  });
+
+  it('serve.mjs serves /data/mnist from MNIST_DIR, which loadMnistDigits reads over HTTP', async () => {
+    const saved = process.env.MNIST_DIR;
+    process.env.MNIST_DIR = join(DATA, 'mnist');
+    const server = await startServer({ port: 0 });
+    try {
+      expect(server.mnistDir).toBe(join(DATA, 'mnist'));
+      const served = await loadMnistDigits(async (file) => new Uint8Array(await (await fetch(`${server.url}data/mnist/${file}`)).arrayBuffer()));
+      expect(served.train.count).toBe(1600);
+      expect(sameBytes(served.test.images, digits.test.images)).toBe(true);
+      expect((await fetch(`${server.url}data/mnist/missing.gz`)).status).toBe(404);
+    } finally {
+      await server.close();
+      if (saved === undefined) delete process.env.MNIST_DIR;
+      else process.env.MNIST_DIR = saved;
+    }
   });
 
   it('make-mnist writes IDX files that parse back to the package\'s values (to 1/255) and match the committed subset', async () => {
