@@ -21,22 +21,22 @@ struct Params { n: u32 }
 var<workgroup> pair_sums: array<f32, PAIRS * WG>;
 
 // Adds the products of the 4 columns from j (count of them valid) for every pair to acc.
-fn accumulate(acc: ptr<function, array<f32, MAX_PAIRS>>, j: u32, count: u32) {
-  var v: array<vec4<f32>, MAX_T>;
+fn accumulate(acc: ptr<function, array<f32, MAX_PAIRS>>, v: ptr<function, array<vec4<f32>, MAX_T>>, j: u32, count: u32) {
   for (var i = 0u; i < T; i++) {
     let r = i * p.n + j;
     if (count == 4u) {
-      v[i] = vec4<f32>(x[r], x[r + 1u], x[r + 2u], x[r + 3u]);
+      (*v)[i] = vec4<f32>(x[r], x[r + 1u], x[r + 2u], x[r + 3u]);
     } else {
+      (*v)[i] = vec4<f32>(0.0);
       for (var c = 0u; c < count; c++) {
-        v[i][c] = x[r + c];
+        (*v)[i][c] = x[r + c];
       }
     }
   }
   var k = 0u;
   for (var i = 0u; i < T; i++) {
     for (var l = i; l < T; l++) {
-      (*acc)[k] += dot(v[i], v[l]);
+      (*acc)[k] += dot((*v)[i], (*v)[l]);
       k++;
     }
   }
@@ -46,14 +46,15 @@ fn accumulate(acc: ptr<function, array<f32, MAX_PAIRS>>, j: u32, count: u32) {
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_invocation_id) gid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   var acc: array<f32, MAX_PAIRS>; // zeroed
+  var v: array<vec4<f32>, MAX_T>; // the block's values of each row, reused (zeroing it per block is slow)
   let full = p.n / 4u;
   let stride = groups.x * WG;
   for (var b = gid.x; b < full; b += stride) {
-    accumulate(&acc, 4u * b, 4u);
+    accumulate(&acc, &v, 4u * b, 4u);
   }
   let rest = p.n % 4u;
   if (gid.x == 0u && rest != 0u) {
-    accumulate(&acc, 4u * full, rest);
+    accumulate(&acc, &v, 4u * full, rest);
   }
   for (var k = 0u; k < PAIRS; k++) {
     pair_sums[k * WG + lid.x] = acc[k];
