@@ -9,7 +9,7 @@ export { backward, gradients } from './engine/autograd.js';
 export { noGrad } from './engine/graph.js';
 export * from './engine/ops/index.js';
 export { Module, type AnyModule } from './engine/module.js';
-export { MultiHead, Sequential } from './engine/containers.js';
+export { MultiHead, Sequential, type TrunkOutput } from './engine/containers.js';
 export { Activation, Dense, Dropout, Flatten, GELU, LeakyReLU, ReLU, Sigmoid, Tanh, type DenseOptions } from './engine/layers.js';
 export { AvgPool2d, Conv2d, GlobalAvgPool, MaxPool2d, Reshape, type Conv2dLayerOptions } from './engine/layers.js';
 export { BatchNorm, Embedding, LayerNorm, type BatchNormLayerOptions, type EmbeddingOptions } from './engine/layers.js';
@@ -52,4 +52,5 @@ export { discriminativeGroups, finetune, GradualUnfreezing, layerGroups, selectG
 export { distill, type DistillOptions } from './paradigms/distill.js';
 export { classSplit, type ClassSplit } from './paradigms/data.js';
 export { dropLabels, multiFashion, multiFashionMnist, takeMultiTaskRows, taskCounts, type MultiTaskData, type TaskLabels } from './paradigms/multitask/data.js';
+export { CrossStitch, CrossStitchUnit, MMoE, type CrossStitchOptions, type MMoEOptions } from './paradigms/multitask/architectures.js';
 export { applyLoRA, LoRAConv2d, LoRADense, LoRALayer, mergeLoRA, saveAdapter, type LoRAOptions } from './paradigms/lora.js';

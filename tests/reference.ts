@@ -864,3 +864,58 @@ export function distillationLoss(student: Float64Array, teacher: Float64Array, t
   const hard = softmaxCrossEntropy(student, targets, rows, cols);
   return alpha * temperature * temperature * (kl / rows) + (1 - alpha) * hard;
 }
+
+// ---------------------------------------------------------------- multi-task combinations
+
+/** The Gram matrix [T, T] of a stack [T, n]: G[i][j] = sum_k x[i, k] x[j, k]. */
+export function gram(x: Float64Array, T: number): Float64Array {
+  const n = x.length / T;
+  const g = new Float64Array(T * T);
+  for (let i = 0; i < T; i++) {
+    for (let j = 0; j < T; j++) {
+      let s = 0;
+      for (let k = 0; k < n; k++) s += x[i * n + k]! * x[j * n + k]!;
+      g[i * T + j] = s;
+    }
+  }
+  return g;
+}
+
+/** sum_k w_k x[k] for a stack x [K, P]: [P]. */
+export function weightedSum(x: Float64Array, K: number, w: ArrayLike<number>): Float64Array {
+  const P = x.length / K;
+  const out = new Float64Array(P);
+  for (let k = 0; k < K; k++) for (let j = 0; j < P; j++) out[j] += w[k]! * x[k * P + j]!;
+  return out;
+}
+
+/** d/dx of sum(dy * weightedSum(x, w)): dx[k, j] = w_k dy[j]. */
+export function weightedSumGrad(K: number, w: ArrayLike<number>, dy: Float64Array): Float64Array {
+  const P = dy.length;
+  const dx = new Float64Array(K * P);
+  for (let k = 0; k < K; k++) for (let j = 0; j < P; j++) dx[k * P + j] = w[k]! * dy[j]!;
+  return dx;
+}
+
+/** out[b, f] = sum_e gates[b, e] experts[e, b, f] for experts [E, B, F] and gates [B, E]. */
+export function mixture(experts: Float64Array, gates: Float64Array, E: number, B: number, F: number): Float64Array {
+  const out = new Float64Array(B * F);
+  for (let e = 0; e < E; e++) for (let b = 0; b < B; b++) for (let f = 0; f < F; f++) out[b * F + f] += gates[b * E + e]! * experts[(e * B + b) * F + f]!;
+  return out;
+}
+
+/** Gradients of mixture: [d(experts) [E, B, F], d(gates) [B, E]]. */
+export function mixtureGrad(experts: Float64Array, gates: Float64Array, E: number, B: number, F: number, dy: Float64Array): [Float64Array, Float64Array] {
+  const dExperts = new Float64Array(E * B * F);
+  const dGates = new Float64Array(B * E);
+  for (let e = 0; e < E; e++) {
+    for (let b = 0; b < B; b++) {
+      for (let f = 0; f < F; f++) {
+        const i = (e * B + b) * F + f;
+        dExperts[i] = gates[b * E + e]! * dy[b * F + f]!;
+        dGates[b * E + e] += experts[i]! * dy[b * F + f]!;
+      }
+    }
+  }
+  return [dExperts, dGates];
+}

@@ -3,7 +3,7 @@
 // flat store when built, and again when a layer is replaced (module.ts).
 import { Activation, isFusing } from './layers.js';
 import { Module, type AnyModule } from './module.js';
-import type { Tensor } from './tensor.js';
+import { Tensor } from './tensor.js';
 
 /** Throws unless every name is non-empty, without a dot, and used once. */
 function checkNames(what: string, names: readonly string[], reserved: readonly string[] = []): void {
@@ -63,14 +63,21 @@ export class Sequential extends Module {
 }
 
 /**
- * A shared trunk and named task heads: forward(x) gives { [head]: head(trunk(x)) }. Layers are
- * named `trunk.*` and `<head>.*`, so `freeze('trunk')`, `replace('taskA', newHead)`, saving and
- * LoRA work as on Sequential.
+ * What a MultiHead's trunk gives: one tensor every head reads (hard sharing), or a tensor per
+ * head keyed by head name (soft sharing: cross-stitch, MMoE).
+ */
+export type TrunkOutput = Tensor | Record<string, Tensor>;
+
+/**
+ * A shared trunk and named task heads: forward(x) gives { [head]: head(trunk(x)) }, or
+ * { [head]: head(trunk(x)[head]) } when the trunk gives each head its own representation. Layers
+ * are named `trunk.*` and `<head>.*`, so `freeze('trunk')`, `replace('taskA', newHead)`, saving
+ * and LoRA work as on Sequential.
  */
 export class MultiHead<In = Tensor> extends Module<In, Record<string, Tensor>> {
   private readonly parts: [string, AnyModule][];
 
-  constructor(trunk: Module<In, Tensor>, heads: Record<string, Module> | [string, Module][]) {
+  constructor(trunk: Module<In, TrunkOutput>, heads: Record<string, Module> | [string, Module][]) {
     super();
     const list = Array.isArray(heads) ? [...heads] : Object.entries(heads);
     if (list.length === 0) throw new Error('MultiHead: no heads given');
@@ -83,8 +90,8 @@ export class MultiHead<In = Tensor> extends Module<In, Record<string, Tensor>> {
     return this.parts;
   }
 
-  get trunk(): Module<In, Tensor> {
-    return this.parts[0]![1] as Module<In, Tensor>;
+  get trunk(): Module<In, TrunkOutput> {
+    return this.parts[0]![1] as Module<In, TrunkOutput>;
   }
 
   /** Head names in order. */
@@ -98,9 +105,16 @@ export class MultiHead<In = Tensor> extends Module<In, Record<string, Tensor>> {
     return h as Module;
   }
 
-  /** The heads applied to trunk features computed elsewhere (cached features, a frozen trunk). */
-  forwardHeads(features: Tensor): Record<string, Tensor> {
-    return Object.fromEntries(this.parts.slice(1).map(([name, h]) => [name, (h as Module).forward(features)]));
+  /** The heads applied to trunk features computed elsewhere (cached features, a frozen trunk): one tensor for all, or one per head. */
+  forwardHeads(features: TrunkOutput): Record<string, Tensor> {
+    const names = this.headNames();
+    if (!(features instanceof Tensor)) {
+      const keys = Object.keys(features);
+      if (keys.length !== names.length || !names.every((n) => Object.hasOwn(features, n))) {
+        throw new Error(`MultiHead: the trunk gave representations for [${keys.join(', ')}]; the heads are [${names.join(', ')}]`);
+      }
+    }
+    return Object.fromEntries(this.parts.slice(1).map(([name, h]) => [name, (h as Module).forward(features instanceof Tensor ? features : features[name]!)]));
   }
 
   forward(x: In): Record<string, Tensor> {

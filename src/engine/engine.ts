@@ -217,6 +217,11 @@ export class Engine {
     return this.core.pool.memory();
   }
 
+  /** Starts memory().peakBytes over from the bytes held now (shared by the engine's contexts). */
+  resetPeakMemory(): void {
+    this.core.pool.resetPeak();
+  }
+
   /** Destroys pooled buffers that no tensor uses (after finishing recorded work). */
   async trim(): Promise<void> {
     await this.flush();

@@ -24,11 +24,15 @@ import flatAxpy from '../shaders/flat_axpy.wgsl';
 import flatReduce from '../shaders/flat_reduce.wgsl';
 import flatReduceFinish from '../shaders/flat_reduce_finish.wgsl';
 import gaussianNoise from '../shaders/gaussian_noise.wgsl';
+import gram from '../shaders/gram.wgsl';
+import gramFinish from '../shaders/gram_finish.wgsl';
 import gradStats from '../shaders/grad_stats.wgsl';
 import layernorm from '../shaders/layernorm.wgsl';
 import layernormBackward from '../shaders/layernorm_backward.wgsl';
 import layernormBackwardGamma from '../shaders/layernorm_backward_gamma.wgsl';
 import matmul from '../shaders/matmul.wgsl';
+import mixture from '../shaders/mixture.wgsl';
+import mixtureBackward from '../shaders/mixture_backward.wgsl';
 import pool2d from '../shaders/pool2d.wgsl';
 import pool2dBackward from '../shaders/pool2d_backward.wgsl';
 import reduce from '../shaders/reduce.wgsl';
@@ -67,10 +71,14 @@ const SOURCES = {
   flat_reduce_finish: flatReduceFinish,
   gaussian_noise: gaussianNoise,
   grad_stats: gradStats,
+  gram,
+  gram_finish: gramFinish,
   layernorm,
   layernorm_backward: layernormBackward,
   layernorm_backward_gamma: layernormBackwardGamma,
   matmul,
+  mixture,
+  mixture_backward: mixtureBackward,
   pool2d,
   pool2d_backward: pool2dBackward,
   reduce,

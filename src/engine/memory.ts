@@ -19,6 +19,8 @@ export interface MemoryInfo {
   inUseBuffers: number;
   pooledBytes: number;
   pooledBuffers: number;
+  /** The most `bytes` has been since the engine was made or since engine.resetPeakMemory(). */
+  peakBytes: number;
 }
 
 export class BufferPool {
@@ -26,8 +28,11 @@ export class BufferPool {
   private inUse = new Set<GPUBuffer>();
   private pooledBytes = 0;
   private pooledCount = 0;
-  internalBytes = 0;
-  internalBuffers = 0;
+  private internalBytes = 0;
+  private internalBuffers = 0;
+  /** Every byte held: in use, pooled and internal (kept as it changes, for the peak). */
+  private totalBytes = 0;
+  private peakBytes = 0;
 
   constructor(private readonly device: GPUDevice) {}
 
@@ -41,6 +46,7 @@ export class BufferPool {
       buffer.label = label;
     } else {
       buffer = this.device.createBuffer({ label, size, usage: TENSOR_USAGE });
+      this.grow(size);
     }
     this.inUse.add(buffer);
     return buffer;
@@ -59,8 +65,26 @@ export class BufferPool {
   trim(): void {
     for (const list of this.free.values()) for (const b of list) b.destroy();
     this.free.clear();
+    this.totalBytes -= this.pooledBytes;
     this.pooledBytes = 0;
     this.pooledCount = 0;
+  }
+
+  /** Counts a buffer the engine made outside the pool (bytes < 0: one it destroyed). */
+  internal(bytes: number): void {
+    this.internalBytes += bytes;
+    this.internalBuffers += Math.sign(bytes);
+    this.grow(bytes);
+  }
+
+  private grow(bytes: number): void {
+    this.totalBytes += bytes;
+    this.peakBytes = Math.max(this.peakBytes, this.totalBytes);
+  }
+
+  /** Starts the peak over from the bytes held now. */
+  resetPeak(): void {
+    this.peakBytes = this.totalBytes;
   }
 
   memory(): MemoryInfo {
@@ -73,6 +97,7 @@ export class BufferPool {
       inUseBuffers: this.inUse.size,
       pooledBytes: this.pooledBytes,
       pooledBuffers: this.pooledCount,
+      peakBytes: this.peakBytes,
     };
   }
 }

@@ -327,13 +327,11 @@ export class CommandQueue {
     if (this.uniformArena && this.uniformArena.size >= bytes) return this.uniformArena;
     const size = Math.max(bytes, (this.uniformArena?.size ?? 0) * 2, 64 * UNIFORM_SLOT);
     if (this.uniformArena) {
-      this.pool.internalBytes -= this.uniformArena.size;
-      this.pool.internalBuffers--;
+      this.pool.internal(-this.uniformArena.size);
       this.uniformArena.destroy();
     }
     this.uniformArena = this.device.createBuffer({ label: 'uniform arena', size, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
-    this.pool.internalBytes += size;
-    this.pool.internalBuffers++;
+    this.pool.internal(size);
     return this.uniformArena;
   }
 }

@@ -57,7 +57,8 @@ export interface Progress {
 export interface TrainOptions<B> {
   epochs: number;
   batchSize: number;
-  step: (batch: B, context: StepContext) => StepOutput;
+  /** May be async (a step that reads back a small matrix to solve on the CPU); it runs inside the step's scope either way. */
+  step: (batch: B, context: StepContext) => StepOutput | Promise<StepOutput>;
   /** Seed of the shuffling (epoch e uses seed + e). */
   seed?: number;
   /** Steps between readbacks of the losses and metrics (and progress callbacks). */
@@ -136,7 +137,7 @@ export async function train<B>(engine: Engine, model: AnyModule, optimizers: Opt
       const batch = data.batch(indices);
       const readNow = (step + 1) % logEvery === 0 || step + 1 === totalSteps;
       const reading = await ctx.scope(async () => {
-        const out = options.step(batch, { engine: ctx, epoch, step, indices });
+        const out = await options.step(batch, { engine: ctx, epoch, step, indices });
         if (out.loss) backward(out.loss);
         // step() first brings each optimizer in step with its model, so the check sees what they cover.
         for (const o of opts) o.step();

@@ -2,7 +2,10 @@
 // replicas; src/engine/ops/flat.ts), in one pass: an invocation per 4 columns loops over the K
 // rows (each weight loaded once for 4 columns) and sums the weights on the way. A zero total
 // weight gives 0 (the caller rejects it where the weights are known on the CPU).
+// NORMALIZE false: the plain weighted sum sum_k w[k] x[k, j] (weightedSum: combinations of task
+// gradients, whose coefficients need not sum to 1).
 override WG: u32 = 256;
+override NORMALIZE: bool = true;
 
 struct Params { k: u32, cols: u32 }
 
@@ -32,7 +35,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   }
   let some = total != 0.0;
   let mean = select(vec4<f32>(0.0), acc / select(1.0, total, some), some);
+  let result = select(acc, mean, NORMALIZE);
   for (var c = 0u; c < count; c++) {
-    out[j + c] = mean[c];
+    out[j + c] = result[c];
   }
 }

@@ -1,7 +1,8 @@
 // Gradient of weighted_average.wgsl with respect to the stack: dx[k, j] = w[k] / sum(w) * dy[j]
-// (0 when the weights sum to 0). An invocation per 4 columns sums the K weights once and writes
-// the K gradients of its columns.
+// (0 when the weights sum to 0), or w[k] * dy[j] when NORMALIZE is false (weightedSum). An
+// invocation per 4 columns sums the K weights once and writes the K gradients of its columns.
 override WG: u32 = 256;
+override NORMALIZE: bool = true;
 
 struct Params { k: u32, cols: u32 }
 
@@ -22,7 +23,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let some = total != 0.0;
   var g = vec4<f32>(0.0);
   for (var c = 0u; c < count; c++) {
-    g[c] = select(0.0, dy[j + c] / select(1.0, total, some), some);
+    g[c] = select(select(0.0, dy[j + c] / select(1.0, total, some), some), dy[j + c], !NORMALIZE);
   }
   for (var k = 0u; k < p.k; k++) {
     let w = weights[k];

@@ -1,8 +1,8 @@
 // Whole-model arithmetic on flat vectors (a model's parameters as one f32 vector, or a [K, P]
 // stack of K replicas): dot products, norms, scaling by GPU scalars, clipping, seeded noise,
-// weighted averages, counts of non-finite values, masked means and accuracy. Everything stays on
-// the GPU: a scalar that one op computes (a norm, a clipping factor) is read by the next kernel
-// from its one-element tensor, never through a readback.
+// weighted averages and sums, Gram matrices of stacks, counts of non-finite values, masked means
+// and accuracy. Everything stays on the GPU: a scalar that one op computes (a norm, a clipping
+// factor) is read by the next kernel from its one-element tensor, never through a readback.
 //
 // Kernels:
 //   flat_reduce         first pass of a full reduction: a partial result per workgroup (dot, sum
@@ -12,7 +12,8 @@
 //                       (identity, sqrt, clipping factor, ratio)
 //   flat_axpy           out = base + c * b, c = alpha * s[0] / d[i] from GPU scalars: the forward of
 //                       the scaling ops and the backward of the reductions
-//   clip_to_norm_backward, weighted_average(_backward), gaussian_noise (Philox4x32-10)
+//   gram, gram_finish   the Gram matrix of a stack: pair sums per workgroup, then the symmetric matrix
+//   clip_to_norm_backward, weighted_average(_backward) (also weightedSum), gaussian_noise (Philox4x32-10)
 import type { Engine } from '../engine.js';
 import { record } from '../graph.js';
 import { shapeSize, shapeString, type Shape, type Tensor } from '../tensor.js';
@@ -263,13 +264,10 @@ export function clipToNorm(x: Tensor, maxNorm: number): Tensor {
 // ---------------------------------------------------------------- averaging
 
 /**
- * sum_k w_k stack[k] / sum_k w_k for a stack [K, ...] of K tensors (FedAvg of K client replicas),
- * in one kernel; the result has the shape of one replica. Weights: K numbers, a [K] GPU tensor (a
- * zero total there gives zeros) or none (the mean). Differentiable in the stack; the weights are
- * constants.
+ * Checks a stack [K, ...] and its weights (K numbers or a [K] GPU tensor) for weightedAverage and
+ * weightedSum; returns K, the size of one replica and the weights when they are a tensor.
  */
-export function weightedAverage(stack: Tensor, weights?: readonly number[] | Tensor): Tensor {
-  const op = 'weightedAverage';
+function stackWeights(op: string, stack: Tensor, weights: readonly number[] | Tensor | undefined): { K: number; cols: number; weightTensor: Tensor | null } {
   const weightTensor = weights !== undefined && !Array.isArray(weights) ? (weights as Tensor) : null;
   alive(op, stack, ...(weightTensor ? [weightTensor] : []));
   if (stack.rank < 1) throw new Error(`${op}: stack ${stack.name} has shape ${shapeString(stack.shape)}; expected [K, ...] (K replicas)`);
@@ -283,24 +281,111 @@ export function weightedAverage(stack: Tensor, weights?: readonly number[] | Ten
     const w = weights as readonly number[];
     if (w.length !== K) throw new Error(`${op}: ${w.length} weights for stack ${stack.name} ${shapeString(stack.shape)} of K = ${K} replicas`);
     if (w.some((v) => !Number.isFinite(v))) throw new Error(`${op}: weights [${w.join(', ')}] must be finite numbers`);
-    if (w.every((v) => v === 0)) throw new Error(`${op}: all ${K} weights are zero for stack ${stack.name} ${shapeString(stack.shape)}`);
-    const total = w.reduce((s, v) => s + v, 0);
-    if (total === 0 || !Number.isFinite(Math.fround(total))) throw new Error(`${op}: weights [${w.join(', ')}] sum to ${total}; the sum must be a nonzero f32`);
   }
+  return { K, cols: stack.size / K, weightTensor };
+}
+
+/** out = sum_k w_k stack[k] (/ sum_k w_k when normalize) in weighted_average.wgsl; recorded unless written into `into`. */
+function combine(op: string, stack: Tensor, weights: readonly number[] | Tensor | undefined, weightTensor: Tensor | null, K: number, cols: number, normalize: boolean, into?: Tensor): Tensor {
   const engine = stack.engine;
-  const cols = stack.size / K;
   const w = weightTensor ?? engine.tensor(weights === undefined ? new Float32Array(K).fill(1) : Float32Array.from(weights as readonly number[]), [K], `${op}.weights`);
-  const out = engine.empty(stack.shape.slice(1), op);
-  engine.dispatch('weighted_average', { bindings: { x: stack, weights: w, out }, uniforms: { k: K, cols }, threads: Math.ceil(cols / 4), flops: 2 * stack.size });
+  const out = into ?? engine.empty(stack.shape.slice(1), op);
+  const constants = { NORMALIZE: normalize };
+  engine.dispatch('weighted_average', { bindings: { x: stack, weights: w, out }, uniforms: { k: K, cols }, constants, threads: Math.ceil(cols / 4), flops: 2 * stack.size });
+  if (into) {
+    if (!weightTensor) w.dispose();
+    return into;
+  }
   record(out, op, weightTensor ? [stack, weightTensor] : [stack], [
     (dy) => {
       const dx = engine.empty(stack.shape, `d(${stack.name})`);
-      engine.dispatch('weighted_average_backward', { bindings: { dy, weights: w, dx }, uniforms: { k: K, cols }, threads: Math.ceil(cols / 4), flops: stack.size });
+      engine.dispatch('weighted_average_backward', { bindings: { dy, weights: w, dx }, uniforms: { k: K, cols }, constants, threads: Math.ceil(cols / 4), flops: stack.size });
       return dx;
     },
     null,
   ], [w]);
   if (!out.node && !weightTensor) w.dispose();
+  return out;
+}
+
+/**
+ * sum_k w_k stack[k] / sum_k w_k for a stack [K, ...] of K tensors (FedAvg of K client replicas),
+ * in one kernel; the result has the shape of one replica. Weights: K numbers, a [K] GPU tensor (a
+ * zero total there gives zeros) or none (the mean). Differentiable in the stack; the weights are
+ * constants.
+ */
+export function weightedAverage(stack: Tensor, weights?: readonly number[] | Tensor): Tensor {
+  const op = 'weightedAverage';
+  const { K, cols, weightTensor } = stackWeights(op, stack, weights);
+  if (!weightTensor && weights !== undefined) {
+    const w = weights as readonly number[];
+    if (w.every((v) => v === 0)) throw new Error(`${op}: all ${K} weights are zero for stack ${stack.name} ${shapeString(stack.shape)}`);
+    const total = w.reduce((s, v) => s + v, 0);
+    if (total === 0 || !Number.isFinite(Math.fround(total))) throw new Error(`${op}: weights [${w.join(', ')}] sum to ${total}; the sum must be a nonzero f32`);
+  }
+  return combine(op, stack, weights, weightTensor, K, cols, true);
+}
+
+export interface WeightedSumOptions {
+  /**
+   * Write the result into this tensor of one replica's size (a view of a model's flat gradients,
+   * say) instead of a new one. The write is not recorded by autograd; `into` must not share a
+   * buffer with the stack or the weights.
+   */
+  into?: Tensor;
+}
+
+/**
+ * sum_k w_k stack[k] for a stack [K, ...] of K tensors, without weightedAverage's normalisation
+ * (combinations of per-task gradients, whose coefficients need not sum to 1), in one kernel; the
+ * result has the shape of one replica. Weights: K numbers or a [K] GPU tensor. Differentiable in
+ * the stack (the weights are constants) when no `into` is given.
+ */
+export function weightedSum(stack: Tensor, weights: readonly number[] | Tensor, options: WeightedSumOptions = {}): Tensor {
+  const op = 'weightedSum';
+  const { K, cols, weightTensor } = stackWeights(op, stack, weights);
+  const into = options.into;
+  if (into) {
+    alive(op, stack, into);
+    if (into.size !== cols) {
+      throw new Error(`${op}: into ${into.name} ${shapeString(into.shape)} has ${into.size} elements; one replica of stack ${stack.name} ${shapeString(stack.shape)} has ${cols}`);
+    }
+    for (const t of [stack, ...(weightTensor ? [weightTensor] : [])]) {
+      if (t.storage === into.storage) throw new Error(`${op}: into ${into.name} ${shapeString(into.shape)} and ${t.name} ${shapeString(t.shape)} share a buffer; into is written`);
+    }
+  }
+  return combine(op, stack, weights, weightTensor, K, cols, false, into);
+}
+
+// ---------------------------------------------------------------- Gram matrix
+
+/** At most this many vectors in gram's stack: T (T + 1) / 2 = 136 pairs, each a sum in every invocation's registers. */
+export const MAX_GRAM_VECTORS = 16;
+
+/**
+ * The Gram matrix G[i][j] = sum_n stack[i, n] stack[j, n] of a stack [T, ...] of T flat vectors
+ * (per-task gradients, for MGDA, PCGrad or CAGrad), as a [T, T] tensor. Two passes, as the flat
+ * reductions: the first reads each element once and sums all T (T + 1) / 2 pairs per workgroup,
+ * the second sums the partials into the symmetric matrix. T is at most MAX_GRAM_VECTORS. Not
+ * differentiable.
+ */
+export function gram(stack: Tensor): Tensor {
+  const op = 'gram';
+  alive(op, stack);
+  if (stack.rank < 1 || stack.shape[0] === 0) throw new Error(`${op}: stack ${stack.name} has shape ${shapeString(stack.shape)}; expected [T, ...] with T >= 1 vectors`);
+  const T = stack.shape[0]!;
+  if (T > MAX_GRAM_VECTORS) throw new Error(`${op}: stack ${stack.name} ${shapeString(stack.shape)} holds T = ${T} vectors; at most ${MAX_GRAM_VECTORS} are supported`);
+  const n = stack.size / T;
+  const pairs = (T * (T + 1)) / 2;
+  // The workgroup's pair sums live in workgroup memory (pairs * WG floats, within 16 KiB).
+  const wg = Math.min(REDUCE_WG, 2 ** Math.floor(Math.log2(4096 / pairs)));
+  const engine = stack.engine;
+  const groups = Math.min(MAX_PARTIALS, Math.max(1, Math.ceil(Math.ceil(n / 4) / (wg * VEC4_PER_INVOCATION))));
+  const partials = engine.empty([groups, pairs], `${op}.partials`);
+  engine.dispatch('gram', { bindings: { x: stack, partials }, uniforms: { n }, constants: { WG: wg, T }, workgroups: [groups], flops: pairs * 2 * n });
+  const out = engine.empty([T, T], op);
+  engine.dispatch('gram_finish', { bindings: { partials, gram: out }, uniforms: { count: groups }, constants: { T }, workgroups: [1] });
+  partials.dispose();
   return out;
 }
 
