@@ -373,6 +373,12 @@ export interface CagradOptions {
   tolerance?: number;
   /** Iteration cap of the projected-gradient solver (default 20000). */
   maxIterations?: number;
+  /**
+   * LibMTL's small constants (default 1e-8): added to mean(G) under ||g0||'s root, to c*||g0||,
+   * to w^T G w under F's root and to ||g_w|| in lambda's denominator. 0 gives the exact formulas
+   * (lambda is then 0 when g_w = 0).
+   */
+  eps?: number;
 }
 
 export interface CagradResult {
@@ -380,7 +386,7 @@ export interface CagradResult {
   coefficients: Float64Array;
   /** The minimiser w on the simplex (what LibMTL's CAGrad returns, `w_cpu`). */
   w: Float64Array;
-  /** lambda = c' / (||g_w|| + 1e-8), with c' = c*||g0|| + 1e-8. */
+  /** lambda = c' / (||g_w|| + eps), with c' = c*||g0|| + eps. */
   lambda: number;
   /** F(w) at the returned w. */
   objective: number;
@@ -397,10 +403,12 @@ export interface CagradResult {
  * 1 + c^2 (rescale 1), 1 + c (2) or 1 (0). LibMTL minimises F with scipy's SLSQP from the uniform
  * start; F is convex, and here it is minimised from the same start by projected gradient descent
  * with a backtracking (Armijo) step that grows again after each accepted step, to a much tighter
- * tolerance. The 1e-8 constants are LibMTL's (absolute, so they matter for tiny gradients).
+ * tolerance. The 1e-8 constants (option eps) are LibMTL's; they are absolute, so they matter
+ * for gradients whose squared norms are near 1e-8.
  *
- * Zero gradients: allowed (the 1e-8 terms keep every quotient finite); with all gradients zero
- * the coefficients are the mean's, 1/T each (over the rescale).
+ * Zero gradients: allowed, no NaN (with eps = 0 too). With all gradients zero, LibMTL's eps
+ * makes lambda = c' / 1e-8 large, so the coefficients are large but finite (the combined
+ * gradient is 0 all the same); with eps = 0 they are the mean's, 1/T (over the rescale).
  */
 export function cagradCoefficients(gram: Gram, T: number, options: CagradOptions = {}): CagradResult {
   const fn = 'cagradCoefficients';
@@ -411,11 +419,13 @@ export function cagradCoefficients(gram: Gram, T: number, options: CagradOptions
   if (rescale !== 0 && rescale !== 1 && rescale !== 2) throw new Error(`${fn}: rescale ${String(rescale)} must be 0, 1 or 2`);
   const tolerance = options.tolerance ?? 1e-13;
   const maxIterations = options.maxIterations ?? 20000;
+  const eps = options.eps ?? 1e-8;
+  if (!(eps >= 0) || !Number.isFinite(eps)) throw new Error(`${fn}: eps = ${eps} must be a finite number >= 0`);
 
   let meanG = 0;
   for (let k = 0; k < T * T; k++) meanG += G[k]!;
   meanG /= T * T;
-  const cc = calpha * Math.sqrt(Math.max(0, meanG) + 1e-8) + 1e-8;
+  const cc = calpha * Math.sqrt(Math.max(0, meanG) + eps) + eps;
   const Gb = new Float64Array(T); // G b with b = 1/T
   for (let i = 0; i < T; i++) {
     let r = 0;
@@ -425,14 +435,14 @@ export function cagradCoefficients(gram: Gram, T: number, options: CagradOptions
   const F = (w: Float64Array): number => {
     let lin = 0;
     for (let t = 0; t < T; t++) lin += w[t]! * Gb[t]!;
-    return lin + cc * Math.sqrt(Math.max(0, bilinear(G, T, w, w)) + 1e-8);
+    return lin + cc * Math.sqrt(Math.max(0, bilinear(G, T, w, w)) + eps);
   };
 
   let w: Float64Array = new Float64Array(T).fill(1 / T);
   let f = F(w);
   let maxDiagonal = 0;
   for (let t = 0; t < T; t++) maxDiagonal = Math.max(maxDiagonal, G[t * T + t]!);
-  let step = maxDiagonal > 0 ? 1 / (maxDiagonal * (1 + cc / Math.sqrt(maxDiagonal + 1e-8))) : 1;
+  let step = maxDiagonal > 0 ? 1 / (maxDiagonal * (1 + cc / Math.sqrt(maxDiagonal + eps))) : 1;
   let iterations = 0;
   let converged = T === 1;
   while (!converged && iterations < maxIterations) {
@@ -440,9 +450,9 @@ export function cagradCoefficients(gram: Gram, T: number, options: CagradOptions
     const Gw = matVec(G, T, w);
     let wGw = 0;
     for (let t = 0; t < T; t++) wGw += w[t]! * Gw[t]!;
-    const root = Math.sqrt(Math.max(0, wGw) + 1e-8);
+    const root = Math.sqrt(Math.max(0, wGw) + eps);
     const grad = new Float64Array(T);
-    for (let t = 0; t < T; t++) grad[t] = Gb[t]! + (cc * Gw[t]!) / root;
+    for (let t = 0; t < T; t++) grad[t] = Gb[t]! + (root > 0 ? (cc * Gw[t]!) / root : 0);
 
     let accepted: Float64Array | null = null;
     let fNext = f;
@@ -470,16 +480,19 @@ export function cagradCoefficients(gram: Gram, T: number, options: CagradOptions
       converged = true; // no step decreases F at rounding level: w is optimal to machine precision
       break;
     }
-    if (fNext <= f) {
-      w = accepted;
-      f = fNext;
+    if (fNext > f || change < tolerance) {
+      // A step that raises F passed the sufficient-decrease test only by rounding: w is optimal
+      // to machine precision.
+      converged = true;
+      if (fNext > f) break;
     }
-    if (change < tolerance) converged = true;
+    w = accepted;
+    f = fNext;
     step *= 2;
   }
 
   const gwNorm = Math.sqrt(Math.max(0, bilinear(G, T, w, w)));
-  const lambda = cc / (gwNorm + 1e-8);
+  const lambda = gwNorm + eps > 0 ? cc / (gwNorm + eps) : 0;
   const scale = rescale === 0 ? 1 : rescale === 1 ? 1 + calpha * calpha : 1 + calpha;
   const coefficients = new Float64Array(T);
   for (let t = 0; t < T; t++) coefficients[t] = (1 / T + lambda * w[t]!) / scale;
