@@ -48,16 +48,23 @@ export function randomNormal(n: number, seed: number, mean = 0, std = 1): Float3
   return out;
 }
 
-/** A seeded permutation of 0..n-1 (Fisher-Yates). */
-export function permutation(n: number, seed: number): Uint32Array {
-  const next = uniformGenerator(seed);
-  const p = new Uint32Array(n);
-  for (let i = 0; i < n; i++) p[i] = i;
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(next() * (i + 1));
+/**
+ * Shuffles p in place by Fisher-Yates (from the last position down, as Python's random.shuffle)
+ * with a generator of uniform floats in [0, 1).
+ */
+export function shuffleInPlace(p: { length: number; [k: number]: number }, uniform: () => number): void {
+  for (let i = p.length - 1; i > 0; i--) {
+    const j = Math.floor(uniform() * (i + 1));
     const t = p[i]!;
     p[i] = p[j]!;
     p[j] = t;
   }
+}
+
+/** A seeded permutation of 0..n-1 (Fisher-Yates). */
+export function permutation(n: number, seed: number): Uint32Array {
+  const p = new Uint32Array(n);
+  for (let i = 0; i < n; i++) p[i] = i;
+  shuffleInPlace(p, uniformGenerator(seed));
   return p;
 }

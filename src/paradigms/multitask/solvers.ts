@@ -18,6 +18,8 @@
 // all the functions nevertheless accept zero rows and columns without producing NaN, with the
 // behaviour stated at each one.
 
+import { shuffleInPlace } from '../../engine/random.js';
+
 // ---------------------------------------------------------------------------------------------
 // Shared helpers
 
@@ -351,12 +353,7 @@ export function pcgradCoefficients(gram: Gram, T: number, order: PcgradOrder, op
 function shuffler(T: number, random: () => number): (i: number) => number[] {
   return () => {
     const p = Array.from({ length: T }, (_, k) => k);
-    for (let k = T - 1; k > 0; k--) {
-      const j = Math.floor(random() * (k + 1));
-      const t = p[k]!;
-      p[k] = p[j]!;
-      p[j] = t;
-    }
+    shuffleInPlace(p, random);
     return p;
   };
 }
