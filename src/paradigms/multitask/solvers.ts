@@ -257,7 +257,9 @@ function minNormSimplex(
  * normalised gradients (G'[i][j] = G[i][j] / (n_i n_j)). T = 2 is the exact closed form; for
  * T >= 3 the reference algorithm (best pair, then projected-gradient steps with a line search).
  * Unlike LibMTL, which returns None if MAX_ITER is reached, the last iterate is returned with
- * `converged: false`.
+ * `converged: false`. With representation gradients (rep_grad) LibMTL applies alpha to the raw
+ * per-task representation gradients, so there the normalisation only changes alpha: use `alpha`
+ * rather than `coefficients` to reproduce that mode.
  *
  * Zero gradients: 0 is then in the convex hull, so MGDA puts all weight on such a task and the
  * combined gradient is 0 (the point is Pareto-stationary). That is correct MGDA but rarely what
@@ -518,7 +520,8 @@ export interface GradNormStepResult {
  * r_t = (L_t / L_t(0)) / mean_s(L_s / L_s(0)), and the detached targets const_t = Gbar r_t^alpha,
  *   L_grad = sum_t |G_t - const_t|.
  * Returns the weights (before the logits move) and dL_grad/dlogits for the caller's optimizer
- * (LibMTL steps the logits, initialised to 0, with the model's optimizer). alpha defaults to 1.5
+ * (current LibMTL makes the logits an nn.Parameter initialised to equal values, so w = 1 at the
+ * start, and steps them with the model's optimizer and its settings). alpha defaults to 1.5
  * (LibMTL's default). LibMTL takes L_t(0) as the mean training loss of the first epoch and uses
  * weights 1 (plain sum) during that epoch; the caller does that. |x| has subgradient sign(x)
  * (0 at 0), as torch.
