@@ -20,30 +20,51 @@ export function randomUniform(n: number, seed: number, low = 0, high = 1): Float
   return out;
 }
 
+/**
+ * A generator of standard normal draws from a generator of uniform floats in [0, 1), by the
+ * Box-Muller transform: each pair of uniforms gives two normals, the cosine one first.
+ */
+export function normalGenerator(uniform: () => number): () => number {
+  let spare: number | null = null;
+  return () => {
+    if (spare !== null) {
+      const s = spare;
+      spare = null;
+      return s;
+    }
+    const u1 = 1 - uniform(); // in (0, 1]: log(u1) is finite
+    const u2 = uniform();
+    const r = Math.sqrt(-2 * Math.log(u1));
+    spare = r * Math.sin(2 * Math.PI * u2);
+    return r * Math.cos(2 * Math.PI * u2);
+  };
+}
+
 /** Normal samples by the Box-Muller transform. */
 export function randomNormal(n: number, seed: number, mean = 0, std = 1): Float32Array {
-  const next = uniformGenerator(seed);
+  const next = normalGenerator(uniformGenerator(seed));
   const out = new Float32Array(n);
-  for (let i = 0; i < n; i += 2) {
-    const u1 = 1 - next(); // in (0, 1]: log(u1) is finite
-    const u2 = next();
-    const r = Math.sqrt(-2 * Math.log(u1));
-    out[i] = mean + std * r * Math.cos(2 * Math.PI * u2);
-    if (i + 1 < n) out[i + 1] = mean + std * r * Math.sin(2 * Math.PI * u2);
-  }
+  for (let i = 0; i < n; i++) out[i] = mean + std * next();
   return out;
 }
 
-/** A seeded permutation of 0..n-1 (Fisher-Yates). */
-export function permutation(n: number, seed: number): Uint32Array {
-  const next = uniformGenerator(seed);
-  const p = new Uint32Array(n);
-  for (let i = 0; i < n; i++) p[i] = i;
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(next() * (i + 1));
+/**
+ * Shuffles p in place by Fisher-Yates (from the last position down, as Python's random.shuffle)
+ * with a generator of uniform floats in [0, 1).
+ */
+export function shuffleInPlace(p: { length: number; [k: number]: number }, uniform: () => number): void {
+  for (let i = p.length - 1; i > 0; i--) {
+    const j = Math.floor(uniform() * (i + 1));
     const t = p[i]!;
     p[i] = p[j]!;
     p[j] = t;
   }
+}
+
+/** A seeded permutation of 0..n-1 (Fisher-Yates). */
+export function permutation(n: number, seed: number): Uint32Array {
+  const p = new Uint32Array(n);
+  for (let i = 0; i < n; i++) p[i] = i;
+  shuffleInPlace(p, uniformGenerator(seed));
   return p;
 }
