@@ -16,7 +16,7 @@ export { BatchNorm, Embedding, LayerNorm, type BatchNormLayerOptions, type Embed
 export { replicate, Replicas } from './engine/replicas.js';
 export { Adam, AdamW, Optimizer, SGD, type AdamOptions, type Group, type OptimizerOptions, type OptimizerParams, type ParamGroup, type SGDOptions } from './engine/optim.js';
 export { cosineDecay, stepDecay, type Schedule } from './engine/schedule.js';
-export { permutation, randomNormal, randomUniform } from './engine/random.js';
+export { normalGenerator, permutation, randomNormal, randomUniform, shuffleInPlace, uniformGenerator } from './engine/random.js';
 export type { MemoryInfo } from './engine/memory.js';
 export { formatProfile, type Profile, type ProfileMethod, type ProfileRow } from './engine/profiler.js';
 export { autotune, type TuningResult } from './engine/autotune.js';
@@ -54,3 +54,26 @@ export { classSplit, type ClassSplit } from './paradigms/data.js';
 export { dropLabels, multiFashion, multiFashionMnist, takeMultiTaskRows, taskCounts, type MultiTaskData, type TaskLabels } from './paradigms/multitask/data.js';
 export { CrossStitch, CrossStitchUnit, MMoE, type CrossStitchOptions, type MMoEOptions } from './paradigms/multitask/architectures.js';
 export { applyLoRA, LoRAConv2d, LoRADense, LoRALayer, mergeLoRA, saveAdapter, type LoRAOptions } from './paradigms/lora.js';
+export {
+  CAGrad,
+  DynamicWeightAverage,
+  EqualWeighting,
+  FAMO,
+  GradientWeighting,
+  GradNorm,
+  LossWeighting,
+  makeWeighting,
+  MGDA,
+  PCGrad,
+  RandomLossWeighting,
+  TaskVector,
+  UncertaintyWeighting,
+  Weighting,
+  WEIGHTINGS,
+  type GradientSpace,
+  type LossStep,
+  type WeightingName,
+} from './paradigms/multitask/weighting.js';
+export { multiTaskDataset, taskLosses, trainMultiTask, type MultiTaskBatch, type MultiTaskOptions, type MultiTaskResult } from './paradigms/multitask/train.js';
+export { deltaM, evaluateMultiTask, type TaskScore } from './paradigms/multitask/evaluate.js';
+export { cagradCoefficients, cosines, dwaWeights, gradNormStep, gramNorms, meanPairCosine, minNormCoefficients, pcgradCoefficients, rlwWeights, type MgdaNormalization } from './paradigms/multitask/solvers.js';

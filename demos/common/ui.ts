@@ -39,11 +39,16 @@ export function log(text: string): void {
   console.log(`[progress] ${text}`);
 }
 
-export async function fetchBytes(file: string): Promise<Uint8Array> {
-  const res = await fetch(`/data/fashion-mnist/${file}`);
-  if (!res.ok) throw new Error(`fetching /data/fashion-mnist/${file}: HTTP ${res.status}`);
-  return new Uint8Array(await res.arrayBuffer());
+/** A fetcher of the files the static server serves under /data/<folder>/ (scripts/serve.mjs). */
+export function dataFetcher(folder: string): (file: string) => Promise<Uint8Array> {
+  return async (file) => {
+    const res = await fetch(`/data/${folder}/${file}`);
+    if (!res.ok) throw new Error(`fetching /data/${folder}/${file}: HTTP ${res.status}`);
+    return new Uint8Array(await res.arrayBuffer());
+  };
 }
+
+export const fetchBytes = dataFetcher('fashion-mnist');
 
 /** Shows the error on the page and reports it to the headless runner (first error only). */
 export function fail(e: unknown): void {

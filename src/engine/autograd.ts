@@ -134,24 +134,33 @@ function backpropagate(loss: Tensor, wrt: readonly Tensor[] | null, seed: Tensor
 export function backward(loss: Tensor): void {
   const direct = (t: Tensor) => (t instanceof Parameter && !t.hasGradient && !t.mask ? t.gradView() : undefined);
   const grads = backpropagate(loss, null, undefined, direct);
-  const engine = loss.engine;
   noGrad(() => {
-    for (const [t, g] of grads) {
-      const p = t as unknown as Parameter;
-      const region = p.gradView();
-      if (g === region) {
-        p.markGradient();
-        continue;
-      }
-      let h = g;
-      if (p.mask) {
-        h = engine.withLabel(`mask d(${p.name})`, () => mul(g, p.mask!));
-        g.dispose();
-      }
-      if (p.hasGradient) engine.withLabel(`accumulate d(${p.name})`, () => addScaledInPlace(region, h));
-      else engine.copy(h, region);
-      h.dispose();
-      p.markGradient();
-    }
+    for (const [t, g] of grads) accumulateGradient(t as Parameter, g);
   });
+}
+
+/**
+ * Adds g to p's gradient (its region of the model's flat gradient buffer), multiplied by p's
+ * mask when it has one, and disposes g; g may already be that region (written there directly).
+ * What backward does with each gradient, for code that computes gradients itself (per-task
+ * gradients combined by a multi-task method).
+ */
+export function accumulateGradient(p: Parameter, g: Tensor): void {
+  const region = p.gradView();
+  if (g === region) {
+    p.markGradient();
+    return;
+  }
+  const engine = p.engine;
+  noGrad(() => {
+    let h = g;
+    if (p.mask) {
+      h = engine.withLabel(`mask d(${p.name})`, () => mul(g, p.mask!));
+      g.dispose();
+    }
+    if (p.hasGradient) engine.withLabel(`accumulate d(${p.name})`, () => addScaledInPlace(region, h));
+    else engine.copy(h, region);
+    h.dispose();
+  });
+  p.markGradient();
 }
