@@ -8,6 +8,7 @@ import {
   cagradCoefficients,
   CAGrad,
   Dense,
+  dropLabels,
   DynamicWeightAverage,
   Engine,
   EqualWeighting,
@@ -26,6 +27,7 @@ import {
   ReLU,
   Sequential,
   SGD,
+  taskCounts,
   trainMultiTask,
   UncertaintyWeighting,
   uniformGenerator,
@@ -367,6 +369,37 @@ describe('methods over several steps', () => {
     model.dispose();
   });
 
+  test('FAMO: after a step, its logits move by Adam along the softmax Jacobian times the decrease of log L on the same batch', async () => {
+    for (const updateBatch of ['same', 'next'] as const) {
+      const model = tinyModel(engine);
+      const before = await weightsOf(model);
+      const method = new FAMO({ updateBatch });
+      // Two steps on the same full batch: the update happens at the start of the second.
+      await trainMultiTask(engine, model, new SGD(model, { lr: 0.1 }), tinyData(11), { weighting: method, epochs: 2, batchSize: ROWS, logEvery: 1 });
+      const logits = await method.module!.value.data();
+      // The losses before and after the first step, by the float64 reference (the weights after
+      // step 1 are what SGD made of the reference's combined gradient).
+      const r0 = referenceGradients(before, tinyData(11));
+      const q = r0.map((t) => 0.5 / (t.loss + 1e-8));
+      const w = q.map((v) => v / (q[0]! + q[1]!));
+      const mid = new Map([...before].map(([n, v]) => [n, Float64Array.from(v)]));
+      const shared = combine(r0.map((t) => t.shared), w);
+      SHARED.forEach((n, k) => mid.get(n)!.forEach((_, i) => (mid.get(n)![i]! -= 0.1 * shared[k === 0 ? i : HIDDEN * IN + i]!)));
+      r0.forEach((t, k) => {
+        mid.get(`${t.task}.weight`)!.forEach((_, i) => (mid.get(`${t.task}.weight`)![i]! -= 0.1 * w[k]! * t.head.weight[i]!));
+        mid.get(`${t.task}.bias`)!.forEach((_, i) => (mid.get(`${t.task}.bias`)![i]! -= 0.1 * w[k]! * t.head.bias[i]!));
+      });
+      const r1 = referenceGradients(mid, tinyData(11));
+      const delta = r0.map((t, k) => Math.log(t.loss + 1e-8) - Math.log(r1[k]!.loss + 1e-8));
+      // d = J^T delta with J the softmax Jacobian at 0: 0.25 (delta0 - delta1) (1, -1); Adam's first step is lr sign(d).
+      const sign = Math.sign(delta[0]! - delta[1]!);
+      expect(sign, updateBatch).not.toBe(0);
+      expectClose(logits, [-0.025 * sign, 0.025 * sign], { atol: 1e-6, rtol: 1e-4 }, `FAMO (${updateBatch} batch) logits after one update`);
+      method.dispose();
+      model.dispose();
+    }
+  });
+
   test('GradNorm moves its weights toward the slower task and keeps their sum at T', async () => {
     const model = tinyModel(engine);
     const method = new GradNorm({ lr: 0.05 });
@@ -413,20 +446,41 @@ async function fetchBytes(file: string): Promise<Uint8Array> {
   return new Uint8Array(await response.arrayBuffer());
 }
 
-test('a shared model learns both items of Multi-Fashion (and the ink of the top-left one)', async () => {
-  const [trainSet, testSet] = await Promise.all([loadFashionMnist(fetchBytes, 'train'), loadFashionMnist(fetchBytes, 'test')]);
-  const train = multiFashion(trainSet, 3000, { seed: 1 });
-  const test = multiFashion(testSet, 1000, { seed: 2 });
-  const model = new MultiHead(new Sequential({ fc1: new Dense(engine, 784, 128, { seed: 1 }), relu1: ReLU(), fc2: new Dense(engine, 128, 64, { seed: 3 }), relu2: ReLU() }), {
+function fashionModel(): MultiHead {
+  return new MultiHead(new Sequential({ fc1: new Dense(engine, 784, 128, { seed: 1 }), relu1: ReLU(), fc2: new Dense(engine, 128, 64, { seed: 3 }), relu2: ReLU() }), {
     left: new Dense(engine, 64, 10, { seed: 5 }),
     right: new Dense(engine, 64, 10, { seed: 7 }),
     ink: new Dense(engine, 64, 1, { seed: 9 }),
   });
+}
+
+async function fashionComposites() {
+  const [trainSet, testSet] = await Promise.all([loadFashionMnist(fetchBytes, 'train'), loadFashionMnist(fetchBytes, 'test')]);
+  return { train: multiFashion(trainSet, 3000, { seed: 1 }), test: multiFashion(testSet, 1000, { seed: 2 }) };
+}
+
+test('a shared model learns both items of Multi-Fashion (and the ink of the top-left one)', async () => {
+  const { train, test } = await fashionComposites();
+  const model = fashionModel();
   const result = await trainMultiTask(engine, model, new Adam(model, { lr: 2e-3 }), train, { weighting: new EqualWeighting(), epochs: 4, batchSize: 50, logEvery: 20 });
   const scores = await evaluateMultiTask(engine, model, test);
   console.log(`multi-fashion subset: left ${scores['left']!.score.toFixed(3)}, right ${scores['right']!.score.toFixed(3)}, ink R² ${scores['ink']!.score.toFixed(3)}; ${result.samplesPerSecond.toFixed(0)} samples/s`);
   expect(scores['left']!.score).toBeGreaterThan(0.55); // chance 0.1
   expect(scores['right']!.score).toBeGreaterThan(0.5);
   expect(scores['ink']!.score).toBeGreaterThan(0.3); // R²: 0 is predicting the mean
+  model.dispose();
+});
+
+test('very unequal data: a task labelled on 5% of the rows still learns, from its own rows only', async () => {
+  const { train, test } = await fashionComposites();
+  const sparse = dropLabels(train, 'right', 0.05, { seed: 4 });
+  expect(taskCounts(sparse)).toEqual({ left: 3000, right: 150, ink: 3000 });
+  const model = fashionModel();
+  const result = await trainMultiTask(engine, model, new Adam(model, { lr: 2e-3 }), sparse, { weighting: new PCGrad(), epochs: 4, batchSize: 50, logEvery: 20 });
+  const scores = await evaluateMultiTask(engine, model, test);
+  console.log(`right labelled on 5%: left ${scores['left']!.score.toFixed(3)}, right ${scores['right']!.score.toFixed(3)}, ink R² ${scores['ink']!.score.toFixed(3)}`);
+  expect(scores['right']!.score).toBeGreaterThan(0.2); // chance 0.1
+  expect(scores['left']!.score).toBeGreaterThan(0.55);
+  expect(result.history.every((h) => Number.isFinite(h.losses['right']!))).toBe(true);
   model.dispose();
 });

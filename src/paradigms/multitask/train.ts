@@ -214,11 +214,11 @@ export async function trainMultiTask(engine: Engine, model: MultiHead<Tensor>, o
     const e = ctx.engine;
     const present = b.tasks.flatMap((t, i) => (t.labelled > 0 ? [i] : []));
     const presentFlags = b.tasks.map((t) => t.labelled > 0);
-    if (lossMethod?.update && previous) {
+    if (lossMethod?.update && lossMethod.updateBatch === 'same' && previous) {
       // FAMO: the previous batch's losses under the updated parameters.
       const prev = previous;
       const after = noGrad(() => stack(taskLosses(e, model.forward(input(e, prev)), prev, tasks, kinds).losses));
-      lossMethod.update(after);
+      lossMethod.update(after, prev.tasks.map((t) => t.labelled > 0));
     }
     const x = input(e, b);
     const representation = gradientMethod?.space === 'representation' && region && region.trainable.length > 0 ? model.trunk.forward(x) : null;
@@ -240,6 +240,7 @@ export async function trainMultiTask(engine: Engine, model: MultiHead<Tensor>, o
         g.dispose();
       }
       const lossVector = lossMethod instanceof EqualWeighting ? losses[0]! : stack(losses);
+      if (lossMethod.update && lossMethod.updateBatch === 'next') lossMethod.update(noGrad(() => stack(losses)), presentFlags);
       const loss = lossMethod.combine({ engine: e, losses, lossVector, present: presentFlags, step: ctx.step });
       if (lossMethod.update) previous = b;
       logWeights(ctx.step, reading);

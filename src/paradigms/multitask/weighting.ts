@@ -95,10 +95,12 @@ export abstract class LossWeighting extends Weighting {
   /** The loss to backpropagate. */
   abstract combine(s: LossStep): Tensor;
   /**
-   * FAMO's update: the previous batch's task losses ([T]) after the parameter update. The
-   * trainer computes them (one forward pass, no backward) only for methods that define it.
+   * FAMO's update, from the task losses ([T], present tasks of the previous batch) after the
+   * parameter update: of the previous batch again ('same': the trainer runs one more forward
+   * pass, no backward) or of this step's batch ('next': free, noisier).
    */
-  update?(after: Tensor): void;
+  update?(after: Tensor, present: readonly boolean[]): void;
+  readonly updateBatch: 'same' | 'next' = 'same';
 }
 
 export abstract class GradientWeighting extends Weighting {
@@ -276,7 +278,9 @@ export class RandomLossWeighting extends FixedWeights {
  * follows sum_t z_t log L_t / c with c = sum_t z_t / L_t (weights z_t / (c L_t) on the task
  * gradients); after the parameter update, the losses of the same batch are computed again (one
  * forward pass, no backward) and xi moves by Adam (lr 0.025, weight decay gamma 0.001) along
- * the softmax Jacobian applied to the decrease of log L_t. Constant in T.
+ * the softmax Jacobian applied to the decrease of log L_t. Constant in T. `updateBatch: 'next'`
+ * takes the decrease from the next step's batch instead: no extra forward pass, at the price of
+ * batch-to-batch noise in the decrease.
  */
 export class FAMO extends LossWeighting {
   readonly name = 'FAMO';
@@ -288,10 +292,13 @@ export class FAMO extends LossWeighting {
   private readonly lr: number;
   private readonly gamma: number;
 
-  constructor(options: { lr?: number; gamma?: number } = {}) {
+  override readonly updateBatch: 'same' | 'next';
+
+  constructor(options: { lr?: number; gamma?: number; updateBatch?: 'same' | 'next' } = {}) {
     super();
     this.lr = options.lr ?? 0.025;
     this.gamma = options.gamma ?? 0.001;
+    this.updateBatch = options.updateBatch ?? 'same';
   }
 
   override bind(engine: Engine, tasks: readonly string[]): void {
@@ -330,11 +337,12 @@ export class FAMO extends LossWeighting {
     this.before = { logLoss: logLoss.engine.keep(logLoss), present: [...present] };
   }
 
-  override update(after: Tensor): void {
+  override update(after: Tensor, present: readonly boolean[]): void {
     if (!this.before) return;
-    const { logLoss, present } = this.before;
+    const { logLoss } = this.before;
+    const both = this.before.present.map((p, t) => p && present[t]!);
     const e = after.engine;
-    const delta = noGrad(() => mul(sub(logLoss, this.logLoss(e, after, present)), vector(e, present.map(Number), 'FAMO.present')));
+    const delta = noGrad(() => mul(sub(logLoss, this.logLoss(e, after, present)), vector(e, both.map(Number), 'FAMO.present')));
     const T = this.tasks.length;
     const logits = this.logits!.value;
     const z = softmax(reshape(logits, [1, T]));
