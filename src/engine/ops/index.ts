@@ -5,7 +5,7 @@ export { mean, sum } from './reduce.js';
 export { mse, softmaxCrossEntropy, softmaxCrossEntropyRows } from './loss.js';
 export { distillationLoss, type DistillationOptions } from './loss.js';
 export { softmax } from './softmax.js';
-export { concat, reshape, slice } from './shape.js';
+export { concat, inContext, reshape, slice } from './shape.js';
 export { dropout } from './dropout.js';
 export { conv2d, type Conv2dOptions } from './conv.js';
 export { avgPool2d, globalAvgPool, maxPool2d, type Pool2dOptions } from './pool.js';

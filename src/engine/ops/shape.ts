@@ -1,5 +1,6 @@
 // Reshape (a view, no copy), slice and concat along any axis (copies of column blocks: the
 // pieces a shared trunk with several heads needs).
+import type { Engine } from '../engine.js';
 import { record } from '../graph.js';
 import { shapeSize, shapeString, type Shape, type Tensor } from '../tensor.js';
 import { alive, around, axisOf } from './check.js';
@@ -76,4 +77,17 @@ export function concat(tensors: Tensor[], axis: number): Tensor {
     tensors,
     tensors.map((t, i) => (dy: Tensor) => slice(dy, ax, starts[i]!, t.shape[ax]!)),
   );
+}
+
+/**
+ * x copied into a tensor of `engine`'s context (differentiable: the gradient passes through).
+ * An op's output belongs to its first input's context and a parameter's is the engine that made
+ * it, so an op of a training loop whose first input is a parameter would put its output where
+ * the loop's scopes never free it; starting from inContext(loopEngine, parameter) keeps it there.
+ */
+export function inContext(engine: Engine, x: Tensor): Tensor {
+  alive('inContext', x);
+  const out = engine.empty(x.shape, `${x.name}.inContext`);
+  engine.copy(x, out);
+  return record(out, 'inContext', [x], [(dy) => dy]);
 }

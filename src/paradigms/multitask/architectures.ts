@@ -8,7 +8,7 @@
 import type { Engine } from '../../engine/engine.js';
 import { Dense } from '../../engine/layers.js';
 import { Module, type AnyModule } from '../../engine/module.js';
-import { concat, matmul, mixture, reshape, slice, softmax } from '../../engine/ops/index.js';
+import { concat, inContext, matmul, mixture, reshape, slice, softmax } from '../../engine/ops/index.js';
 import type { Parameter } from '../../engine/parameters.js';
 import { Sequential } from '../../engine/containers.js';
 import { shapeString, type Tensor } from '../../engine/tensor.js';
@@ -62,7 +62,9 @@ export class CrossStitchUnit extends Module<Tensor[], Tensor[]> {
   forward(zs: Tensor[]): Tensor[] {
     if (zs.length !== this.tasks) throw new Error(`CrossStitchUnit: ${zs.length} activations given for ${this.tasks} tasks`);
     const shape = zs[0]!.shape;
-    const mixed = matmul(this.alpha, stackRows(zs));
+    const stacked = stackRows(zs);
+    // alpha first would put the product in the engine's context, out of reach of a training loop's scopes.
+    const mixed = matmul(inContext(stacked.engine, this.alpha), stacked);
     return zs.map((_, t) => reshape(slice(mixed, 0, t, 1), shape));
   }
 }

@@ -243,7 +243,7 @@ export async function trainMultiTask(engine: Engine, model: MultiHead<Tensor>, o
       if (lossMethod.update && lossMethod.updateBatch === 'next') lossMethod.update(noGrad(() => stack(losses)), presentFlags);
       const loss = lossMethod.combine({ engine: e, losses, lossVector, present: presentFlags, step: ctx.step });
       if (lossMethod.update) previous = b;
-      logWeights(ctx.step, reading);
+      logWeights(e, ctx.step, reading);
       return { loss, losses: named, metrics };
     }
 
@@ -296,13 +296,13 @@ export async function trainMultiTask(engine: Engine, model: MultiHead<Tensor>, o
       recordConflict(ctx.step, await readGram(g), present);
       g.dispose();
     }
-    logWeights(ctx.step, reading);
+    logWeights(e, ctx.step, reading);
     return { losses: named, metrics };
   };
 
-  const logWeights = (at: number, reading: boolean) => {
+  const logWeights = (e: Engine, at: number, reading: boolean) => {
     if (!reading) return;
-    const w = weighting.lastWeights();
+    const w = weighting.lastWeights(e);
     const named = (v: ArrayLike<number>) => ({ step: at + 1, weights: Object.fromEntries(tasks.map((t, i) => [t, v[i] ?? 0])) });
     weightLog.push(w instanceof Float64Array ? Promise.resolve(named(w)) : w.data().then(named));
   };

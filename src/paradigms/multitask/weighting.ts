@@ -13,7 +13,7 @@ import type { Engine } from '../../engine/engine.js';
 import { gradients } from '../../engine/autograd.js';
 import { noGrad } from '../../engine/graph.js';
 import { Module } from '../../engine/module.js';
-import { add, addScaledInPlace, dot, exp, log, mul, reshape, scale, scaleBy, softmax, sub, sum } from '../../engine/ops/index.js';
+import { add, addScaledInPlace, dot, exp, inContext, log, mul, reshape, scale, scaleBy, softmax, sub, sum } from '../../engine/ops/index.js';
 import { Adam, type Optimizer } from '../../engine/optim.js';
 import type { Parameter } from '../../engine/parameters.js';
 import { normalGenerator, uniformGenerator } from '../../engine/random.js';
@@ -79,13 +79,15 @@ export abstract class Weighting {
     return null;
   }
 
-  /** The last step's task weights (or combination coefficients), task order; absent tasks 0. */
-  abstract lastWeights(): Float64Array | Tensor;
+  /** The last step's task weights (or combination coefficients), task order, absent tasks 0; a tensor belongs to `engine`'s context. */
+  abstract lastWeights(engine: Engine): Float64Array | Tensor;
 
   /** After each epoch (DWA's statistics). */
   async endEpoch(): Promise<void> {}
 
+  /** Frees the method's parameters, optimizer state and statistics. */
   dispose(): void {
+    for (const o of this.optimizers()) o.dispose();
     this.module?.dispose();
   }
 }
@@ -202,15 +204,15 @@ export class UncertaintyWeighting extends LossWeighting {
   }
 
   combine(s: LossStep): Tensor {
-    const logVar = this.logVariance!.value;
+    const logVar = inContext(s.engine, this.logVariance!.value);
     const present = vector(s.engine, s.present.map(Number), 'UW.present');
     // sum_t present_t (0.5 exp(-s_t) L_t + 0.5 s_t)
     const precision = mul(scale(exp(scale(logVar, -1)), 0.5), present);
     return add(dot(precision, s.lossVector), dot(scale(logVar, 0.5), present));
   }
 
-  lastWeights(): Tensor {
-    return noGrad(() => scale(exp(scale(this.logVariance!.value, -1)), 0.5));
+  lastWeights(engine: Engine): Tensor {
+    return noGrad(() => scale(exp(scale(inContext(engine, this.logVariance!.value), -1)), 0.5));
   }
 }
 
@@ -257,6 +259,7 @@ export class DynamicWeightAverage extends FixedWeights {
   override dispose(): void {
     this.sums?.dispose();
     this.sums = null;
+    super.dispose();
   }
 }
 
@@ -321,7 +324,7 @@ export class FAMO extends LossWeighting {
     const e = s.engine;
     const weights = noGrad(() => {
       const T = this.tasks.length;
-      const z = mul(reshape(softmax(reshape(this.logits!.value, [1, T])), [T]), vector(e, s.present.map(Number), 'FAMO.present'));
+      const z = mul(reshape(softmax(reshape(inContext(e, this.logits!.value), [1, T])), [T]), vector(e, s.present.map(Number), 'FAMO.present'));
       const logLoss = this.logLoss(e, s.lossVector, s.present);
       this.keepBefore(logLoss, s.present);
       const q = mul(z, exp(scale(logLoss, -1))); // z_t / L_t
@@ -345,7 +348,7 @@ export class FAMO extends LossWeighting {
     const delta = noGrad(() => mul(sub(logLoss, this.logLoss(e, after, present)), vector(e, both.map(Number), 'FAMO.present')));
     const T = this.tasks.length;
     const logits = this.logits!.value;
-    const z = softmax(reshape(logits, [1, T]));
+    const z = softmax(reshape(inContext(e, logits), [1, T]));
     const g = gradients(z, [logits], reshape(delta, [1, T])).get(logits)!;
     e.copy(g, logits.gradView());
     logits.markGradient();
@@ -354,8 +357,9 @@ export class FAMO extends LossWeighting {
     g.dispose();
   }
 
-  lastWeights(): Tensor {
-    return this.current ?? this.engine!.zeros([this.tasks.length], 'FAMO.weights');
+  lastWeights(engine: Engine): Tensor {
+    const T = this.tasks.length;
+    return this.current ? engine.view(this.current, [T], 'FAMO.weights') : engine.zeros([T], 'FAMO.weights');
   }
 
   override dispose(): void {
@@ -363,6 +367,7 @@ export class FAMO extends LossWeighting {
     this.current?.dispose();
     this.before = null;
     this.current = null;
+    this.optimizer?.dispose();
     super.dispose();
   }
 }
