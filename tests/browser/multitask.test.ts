@@ -173,9 +173,10 @@ async function oneStep(method: Weighting, data = tinyData(11), prepare?: (m: Mul
   const before = await weightsOf(model);
   const result = await trainMultiTask(engine, model, new SGD(model, { lr: 1 }), data, { weighting: method, epochs: 1, batchSize: ROWS, logEvery: 1 });
   const after = await weightsOf(model);
+  const own = method.module ? Float64Array.from(await method.module.value.data()) : null;
   model.dispose();
   method.dispose();
-  return { before, after, result };
+  return { before, after, result, own };
 }
 
 /** The applied update -(after - before) of the shared parameters (SHARED order) and of head `task`. */
@@ -195,7 +196,7 @@ const TOL = { atol: 2e-6, rtol: 2e-4 };
 describe('one step of each method against a float64 reference', () => {
   async function check(method: Weighting, coefficients: (ref: ReturnType<typeof referenceGradients>) => ArrayLike<number>, headScale: (ref: ReturnType<typeof referenceGradients>) => number[] = () => [1, 1]) {
     const name = method.name;
-    const { before, after } = await oneStep(method);
+    const { before, after, own } = await oneStep(method);
     const r = referenceGradients(before, tinyData(11));
     const c = coefficients(r);
     expectClose(applied(before, after, SHARED), combine(r.map((t) => t.shared), c), TOL, `${name}: shared update`);
@@ -204,6 +205,7 @@ describe('one step of each method against a float64 reference', () => {
       const want = combine([Float64Array.from([...t.head.weight, ...t.head.bias])], [scales[i]!]);
       expectClose(applied(before, after, [`${t.task}.weight`, `${t.task}.bias`]), want, TOL, `${name}: head ${t.task} update`);
     });
+    return { r, own };
   }
 
   test('EW: the sum of the task gradients', () => check(new EqualWeighting(), () => [1, 1]));
@@ -285,7 +287,10 @@ describe('one step of each method against a float64 reference', () => {
 
   test('UW: gradients weighted by 1 / (2 exp(s)) at s = -0.5, and s moves by its own Adam', async () => {
     const method = new UncertaintyWeighting({ lr: 1e-3 });
-    await check(method, () => [0.5 * Math.exp(0.5), 0.5 * Math.exp(0.5)], () => [0.5 * Math.exp(0.5), 0.5 * Math.exp(0.5)]);
+    const { r, own } = await check(method, () => [0.5 * Math.exp(0.5), 0.5 * Math.exp(0.5)], () => [0.5 * Math.exp(0.5), 0.5 * Math.exp(0.5)]);
+    // d/ds_t of L_t / (2 exp(s_t)) + s_t / 2 is 0.5 - 0.5 exp(-s_t) L_t; Adam's first step moves s by lr against its sign.
+    const grad = r.map((t) => 0.5 - 0.5 * Math.exp(0.5) * t.loss);
+    expectClose(own!, grad.map((g) => -0.5 - 1e-3 * Math.sign(g)), { atol: 1e-7, rtol: 1e-5 }, 'UW: log-variances after one step');
   });
 
   test('FAMO: weights z / (c L) from the task losses at the first step', async () => {

@@ -75,7 +75,7 @@ export abstract class Weighting {
   }
 
   /** The method's own parameters (saved with the training state), or null. */
-  get module(): Module<void, Tensor> | null {
+  get module(): TaskVector | null {
     return null;
   }
 
