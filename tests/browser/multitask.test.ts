@@ -431,6 +431,24 @@ describe('methods over several steps', () => {
     }
   });
 
+  test('GradNorm: the second step\'s weights are 2 softmax of the logits after one Adam step down the float64 gradient of L_grad', async () => {
+    const model = tinyModel(engine);
+    const before = await weightsOf(model);
+    const result = await trainMultiTask(engine, model, new SGD(model, { lr: 0.1 }), tinyData(11), { weighting: new GradNorm({ lr: 0.01 }), epochs: 2, batchSize: ROWS, logEvery: 1 });
+    const r = referenceGradients(before, tinyData(11));
+    const norms = r.map((t) => Math.sqrt(ref.dot(t.shared, t.shared)));
+    // Step 1: w = (1, 1), r_t = 1, target = mean norm; dL/dw_t = sign(n_t - mean) n_t; dw/dlogits = [[.5, -.5], [-.5, .5]].
+    const mean = (norms[0]! + norms[1]!) / 2;
+    const dw = norms.map((n) => Math.sign(n - mean) * n);
+    const dlogit0 = 0.5 * (dw[0]! - dw[1]!);
+    const logit0 = -0.01 * Math.sign(dlogit0); // Adam's first step
+    const e0 = Math.exp(logit0);
+    const e1 = Math.exp(-logit0);
+    expect(result.weights[0]!.weights).toEqual({ a: 1, b: 1 });
+    expectClose([result.weights[1]!.weights['a']!, result.weights[1]!.weights['b']!], [(2 * e0) / (e0 + e1), (2 * e1) / (e0 + e1)], { atol: 1e-9, rtol: 1e-9 }, 'GradNorm weights at step 2');
+    model.dispose();
+  });
+
   test('GradNorm moves its weights toward the slower task and keeps their sum at T', async () => {
     const model = tinyModel(engine);
     const method = new GradNorm({ lr: 0.05 });

@@ -172,16 +172,19 @@ export async function trainMultiTask(engine: Engine, model: MultiHead<Tensor>, o
 
   const input = (e: Engine, b: MultiTaskBatch) => e.tensor(b.inputs, [b.rows, data.features], 'batch.inputs');
 
-  /** The k present tasks' gradients on the shared parameters as rows of a [k, P] stack; heads' gradients accumulated when `withHeads`. */
-  const parameterGradients = (e: Engine, losses: Tensor[], present: number[], withHeads: boolean): Tensor => {
-    const { start, size, trainable } = region!;
-    const stackOf = e.zeros([present.length, size], 'taskGradients');
+  /**
+   * Backpropagates each of the k present tasks' losses once: its gradients of the `shared`
+   * tensors go into row i of a [k, rowSize] stack (each at offsetOf(tensor) in the row, zeros
+   * elsewhere), and, when `withHeads`, its head's gradients into the head's parameters.
+   */
+  const stackTaskGradients = (e: Engine, losses: Tensor[], present: number[], shared: Tensor[], rowSize: number, offsetOf: (t: Tensor) => number, withHeads: boolean): Tensor => {
+    const stackOf = e.zeros([present.length, rowSize], 'taskGradients');
     present.forEach((t, i) => {
-      const grads = gradients(losses[t]!, withHeads ? [...trainable, ...heads[t]!] : trainable);
-      for (const p of trainable) {
-        const g = grads.get(p);
+      const grads = gradients(losses[t]!, withHeads ? [...shared, ...heads[t]!] : shared);
+      for (const x of shared) {
+        const g = grads.get(x);
         if (!g) continue;
-        const row = e.view(stackOf, p.shape, `taskGradients[${tasks[t]}].${p.name}`, i * size + p.flatOffset - start);
+        const row = e.view(stackOf, x.shape, `taskGradients[${tasks[t]}].${x.name}`, i * rowSize + offsetOf(x));
         e.copy(g, row);
         row.dispose();
         g.dispose();
@@ -190,6 +193,10 @@ export async function trainMultiTask(engine: Engine, model: MultiHead<Tensor>, o
     });
     return stackOf;
   };
+
+  /** The present tasks' gradients of the trainable shared parameters, as rows laid out like the trunk's region of the flat gradients. */
+  const parameterGradients = (e: Engine, losses: Tensor[], present: number[], withHeads: boolean): Tensor =>
+    stackTaskGradients(e, losses, present, region!.trainable, region!.size, (p) => (p as Parameter).flatOffset - region!.start, withHeads);
 
   const recordConflict = (step: number, gramValues: Float64Array, present: number[]) => {
     const k = present.length;
@@ -252,23 +259,9 @@ export async function trainMultiTask(engine: Engine, model: MultiHead<Tensor>, o
       return { ...(present.length ? { loss: losses.reduce((a, c) => add(a, c)) } : {}), losses: named, metrics };
     }
     const method = gradientMethod!;
-    let stackOf: Tensor;
-    if (representation) {
-      const n = representation.size;
-      const stride = aligned(n);
-      stackOf = e.zeros([present.length, stride], 'representationGradients');
-      present.forEach((t, i) => {
-        const grads = gradients(losses[t]!, [representation, ...heads[t]!]);
-        const dz = grads.get(representation);
-        if (dz) {
-          const row = e.view(stackOf, [n], `representationGradients[${tasks[t]}]`, i * stride);
-          e.copy(dz, row);
-          row.dispose();
-          dz.dispose();
-        }
-        for (const p of heads[t]!) if (grads.has(p)) accumulateGradient(p, grads.get(p)!);
-      });
-    } else stackOf = parameterGradients(e, losses, present, true);
+    const stackOf = representation
+      ? stackTaskGradients(e, losses, present, [representation], aligned(representation.size), () => 0, true)
+      : parameterGradients(e, losses, present, true);
 
     const [gramValues, lossValues] = await Promise.all([
       present.length > 1 ? readGram(stackOf) : Promise.resolve(Float64Array.of(1)),
