@@ -14,7 +14,8 @@
 // methods (all nine), seeds (3), train (composites per data set, 3000), test (2000), epochs (3),
 // batch (64), lr (0.001), hidden (256,128: the trunk's widths), experts (3, MMoE), conflictEvery
 // (10 steps), costSteps (15), costRounds (2), inkLabels (fraction of rows keeping the ink label,
-// 1), headless=1. The result goes to window.__result and a `[result] {...}` console line.
+// 1), inkScale (raw: the mean intensity in [0, 1]; standard: standardised by the training set's
+// mean and deviation, which puts its squared error on the scale of the cross-entropies), headless=1. The result goes to window.__result and a `[result] {...}` console line.
 import {
   Adam,
   CrossStitch,
@@ -215,6 +216,15 @@ function showSamples(data: MultiTaskData, tasks: readonly string[], scores: Reco
   }
 }
 
+/** The data sets with a regression task's targets standardised by the training set's mean and deviation (R² does not change). */
+function standardised(train: MultiTaskData, test: MultiTaskData, task: string): [MultiTaskData, MultiTaskData] {
+  const v = train.tasks[task]!.values;
+  const m = v.reduce((a, b) => a + b, 0) / v.length;
+  const sd = Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / v.length);
+  const apply = (d: MultiTaskData): MultiTaskData => ({ ...d, tasks: { ...d.tasks, [task]: { ...d.tasks[task]!, values: d.tasks[task]!.values.map((x) => (x - m) / sd) } } });
+  return [apply(train), apply(test)];
+}
+
 // ---- main ---------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
@@ -236,6 +246,8 @@ async function main(): Promise<void> {
   const costSteps = intParam('costSteps', 15);
   const costRounds = intParam('costRounds', 2);
   const inkLabels = numberParam('inkLabels', 1, (v) => v > 0 && v <= 1, 'in (0, 1]');
+  const inkScale = params.get('inkScale') ?? 'raw';
+  if (inkScale !== 'raw' && inkScale !== 'standard') throw new Error(`query parameter inkScale=${inkScale} must be raw or standard`);
   const form = $('controls') as HTMLFormElement;
   for (const [k, v] of Object.entries({ datasets: datasets.join(','), tasks: taskParam ?? '', archs: archs.join(','), methods: methods.join(','), seeds, train: trainCount, epochs })) {
     form.querySelector<HTMLInputElement>(`[name=${k}]`)!.value = String(v);
@@ -262,6 +274,7 @@ async function main(): Promise<void> {
     archs,
     seeds,
     train_images: trainCount,
+    ink_scale: inkScale,
     test_images: testCount,
     epochs,
     batch_size: batchSize,
@@ -289,7 +302,8 @@ async function main(): Promise<void> {
     const tasks = taskLists[di] ?? [...DATASETS[dataset].tasks];
     setText('dataset', DATASETS[dataset].label);
     let train = build(dataset, 'train', trainCount, 1);
-    const test = build(dataset, 'test', testCount, 2);
+    let test = build(dataset, 'test', testCount, 2);
+    if (inkScale === 'standard') [train, test] = standardised(train, test, 'ink');
     for (const t of tasks) if (!train.tasks[t]) throw new Error(`query parameter tasks: ${dataset} has no task "${t}" (tasks: ${Object.keys(train.tasks).join(', ')})`);
     if (inkLabels < 1 && tasks.includes('ink')) train = dropLabels(train, 'ink', inkLabels, { seed: 3 });
     const kinds = Object.fromEntries(tasks.map((t) => [t, train.tasks[t]!.kind]));

@@ -204,11 +204,12 @@ export class UncertaintyWeighting extends LossWeighting {
   }
 
   combine(s: LossStep): Tensor {
-    const logVar = inContext(s.engine, this.logVariance!.value);
-    const present = vector(s.engine, s.present.map(Number), 'UW.present');
-    // sum_t present_t (0.5 exp(-s_t) L_t + 0.5 s_t)
-    const precision = mul(scale(exp(scale(logVar, -1)), 0.5), present);
-    return add(dot(precision, s.lossVector), dot(scale(logVar, 0.5), present));
+    const logVar = this.logVariance!.value;
+    // sum_t present_t (exp(ln 0.5 - s_t) L_t + 0.5 s_t); an absent task's exp(-inf - s_t) is exactly 0.
+    // The constants come first, so the outputs belong to the step's context.
+    const offset = vector(s.engine, s.present.map((p) => (p ? Math.log(0.5) : -Infinity)), 'UW.offset');
+    const half = vector(s.engine, s.present.map((p) => (p ? 0.5 : 0)), 'UW.halfPresent');
+    return add(dot(exp(sub(offset, logVar)), s.lossVector), dot(half, logVar));
   }
 
   lastWeights(engine: Engine): Tensor {
