@@ -59,9 +59,10 @@ const DATASETS = {
 } as const;
 type DatasetName = keyof typeof DATASETS;
 
+/** A list parameter: comma-separated (`--methods EW,PCGrad`) and/or repeated (the form's checkboxes). */
 function listParam<T extends string>(name: string, fallback: readonly T[], allowed: readonly string[]): T[] {
-  const raw = params.get(name);
-  const out = raw === null || raw === '' ? [...fallback] : raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const raw = params.getAll(name).join(',');
+  const out = raw === '' ? [...fallback] : raw.split(',').map((s) => s.trim()).filter(Boolean);
   for (const v of out) if (!allowed.includes(v)) throw new Error(`query parameter ${name}: "${v}" is not one of ${allowed.join(', ')}`);
   if (out.length === 0) throw new Error(`query parameter ${name}: give at least one of ${allowed.join(', ')}`);
   return out as T[];
@@ -114,6 +115,24 @@ function buildModel(engine: Engine, arch: Arch, data: MultiTaskData, tasks: read
   );
 }
 
+// ---- controls -----------------------------------------------------------------------------
+
+/** Checkboxes named `name` (one query parameter value each) in the element `id`. */
+function checkboxes(id: string, name: string, options: readonly string[], checked: readonly string[]): void {
+  $(id).replaceChildren(
+    ...options.map((o) => {
+      const label = document.createElement('label');
+      const box = document.createElement('input');
+      box.type = 'checkbox';
+      box.name = name;
+      box.value = o;
+      box.checked = checked.includes(o);
+      label.append(box, o);
+      return label;
+    }),
+  );
+}
+
 // ---- charts and tables --------------------------------------------------------------------
 
 interface Curves {
@@ -122,13 +141,31 @@ interface Curves {
   weights: Map<string, [number, number][]>;
 }
 
+function seriesOf(m: Map<string, [number, number][]>, totalSteps: number): Series[] {
+  return [...m].map(([label, points], i) => ({ label, points: points.map(([s, v]) => [s / totalSteps, v]), color: COLORS[i % COLORS.length]! }));
+}
+
+function drawWeights(weights: Map<string, [number, number][]>, totalSteps: number): void {
+  const wMax = Math.max(1, ...[...weights.values()].flat().map(([, v]) => v));
+  drawChart($<HTMLCanvasElement>('weightChart'), { series: seriesOf(weights, totalSteps), xMax: 1, yMin: 0, yMax: Math.ceil(wMax * 1.1 * 10) / 10, xLabel: 'fraction of the run', yFormat: (v) => v.toFixed(2) });
+}
+
+/** Each finished multi-task run's task weights (the last seed's), by "data set: model", for the weights chart's menu. */
+const weightRuns = new Map<string, { weights: Map<string, [number, number][]>; totalSteps: number }>();
+
+/** Shows run `key`'s task weights (the menu's choice), or the current model's when none is chosen. */
+function showWeights(current: Curves | null, totalSteps: number): void {
+  const chosen = weightRuns.get(($('weightMethod') as HTMLSelectElement).value);
+  if (chosen) drawWeights(chosen.weights, chosen.totalSteps);
+  else if (current) drawWeights(current.weights, totalSteps);
+}
+
 function drawCurves(c: Curves, totalSteps: number): void {
-  const series = (m: Map<string, [number, number][]>): Series[] => [...m].map(([label, points], i) => ({ label, points: points.map(([s, v]) => [s / totalSteps, v]), color: COLORS[i % COLORS.length]! }));
+  const series = (m: Map<string, [number, number][]>) => seriesOf(m, totalSteps);
   const lossMax = Math.max(0.5, ...[...c.loss.values()].flat().map(([, v]) => v));
   drawChart($<HTMLCanvasElement>('lossChart'), { series: series(c.loss), xMax: 1, yMin: 0, yMax: Math.min(lossMax, 3), xLabel: 'fraction of the run', yFormat: (v) => v.toFixed(2) });
   drawChart($<HTMLCanvasElement>('accChart'), { series: series(c.acc), xMax: 1, yMin: 0, yMax: 1, xLabel: 'fraction of the run', yFormat: (v) => `${Math.round(v * 100)}%` });
-  const wMax = Math.max(1, ...[...c.weights.values()].flat().map(([, v]) => v));
-  drawChart($<HTMLCanvasElement>('weightChart'), { series: series(c.weights), xMax: 1, yMin: 0, yMax: Math.ceil(wMax * 1.1 * 10) / 10, xLabel: 'fraction of the run', yFormat: (v) => v.toFixed(2) });
+  showWeights(c, totalSteps);
 }
 
 function drawConflicts(perMethod: Map<string, [number, number][]>): void {
@@ -248,10 +285,12 @@ async function main(): Promise<void> {
   const inkLabels = numberParam('inkLabels', 1, (v) => v > 0 && v <= 1, 'in (0, 1]');
   const inkScale = params.get('inkScale') ?? 'raw';
   if (inkScale !== 'raw' && inkScale !== 'standard') throw new Error(`query parameter inkScale=${inkScale} must be raw or standard`);
+  checkboxes('datasetBoxes', 'datasets', Object.keys(DATASETS), datasets);
+  checkboxes('archBoxes', 'archs', ARCHS, archs);
+  checkboxes('methodBoxes', 'methods', Object.keys(WEIGHTINGS), methods);
   const form = $('controls') as HTMLFormElement;
-  for (const [k, v] of Object.entries({ datasets: datasets.join(','), tasks: taskParam ?? '', archs: archs.join(','), methods: methods.join(','), seeds, train: trainCount, epochs })) {
-    form.querySelector<HTMLInputElement>(`[name=${k}]`)!.value = String(v);
-  }
+  for (const [k, v] of Object.entries({ tasks: taskParam ?? '', seeds, train: trainCount, epochs })) form.querySelector<HTMLInputElement>(`[name=${k}]`)!.value = String(v);
+  $('weightMethod').addEventListener('change', () => showWeights(null, 1));
   const started = performance.now();
 
   status('Requesting a WebGPU device…');
@@ -353,6 +392,11 @@ async function main(): Promise<void> {
         },
       });
       for (const w of res.weights) for (const t of runTasks) curves.weights.get(t)!.push([w.step, w.weights[t]!]);
+      if (runTasks.length > 1) {
+        const key = `${DATASETS[dataset].label}: ${name}`;
+        if (!weightRuns.has(key)) $('weightMethod').append(new Option(key, key));
+        weightRuns.set(key, { weights: curves.weights, totalSteps });
+      }
       drawCurves(curves, totalSteps);
       const scores = await evaluateMultiTask(engine, model, test, { tasks: [...runTasks] });
       optimizer.dispose();
@@ -485,6 +529,11 @@ async function main(): Promise<void> {
     train_seconds: trainSeconds,
     seconds: round((performance.now() - started) / 1000, 1),
   });
+  // The weights chart ends on the run whose weights moved most.
+  const spread = (w: Map<string, [number, number][]>) => Math.max(0, ...[...w.values()].map((pts) => Math.max(...pts.map(([, v]) => v)) - Math.min(...pts.map(([, v]) => v))));
+  const most = [...weightRuns].sort((a, b) => spread(b[1].weights) - spread(a[1].weights))[0];
+  if (most) ($('weightMethod') as HTMLSelectElement).value = most[0];
+  showWeights(null, 1);
   $('progress').style.width = '100%';
   status(`Done in ${result['seconds']} s.`);
   finish(result);
