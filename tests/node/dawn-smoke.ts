@@ -2,7 +2,7 @@
 // and runs in a child process: the Vulkan loader must see its environment before Node starts.
 // Prints one line of JSON on stdout and exits.
 import { create } from 'webgpu';
-import { Adam, backward, Dense, Engine, matmul, ReLU, Sequential, softmaxCrossEntropy } from '../../src/index.js';
+import { Adam, backward, Dense, Engine, matmul, MultiHead, PCGrad, ReLU, Sequential, softmaxCrossEntropy, trainMultiTask } from '../../src/index.js';
 import { randomNormal } from '../../src/engine/random.js';
 import { oneHot } from '../../src/paradigms/train.js';
 
@@ -45,8 +45,21 @@ async function main(): Promise<Record<string, unknown>> {
     });
     losses.push(loss);
   }
+  // Multi-task training with PCGrad: per-task gradients, the Gram matrix read back each step (an async step).
+  const twoTasks = new MultiHead(new Sequential({ fc: new Dense(engine, 6, 16, { seed: 3 }), relu: ReLU() }), { a: new Dense(engine, 16, 3, { seed: 4 }), b: new Dense(engine, 16, 1, { seed: 5 }) });
+  const rows = 32;
+  const multiTask = await trainMultiTask(engine, twoTasks, new Adam(twoTasks, { lr: 0.02 }), {
+    count: rows,
+    features: 6,
+    inputs: randomNormal(rows * 6, 4),
+    tasks: {
+      a: { kind: 'classification', width: 3, values: Float32Array.from({ length: rows }, (_, i) => i % 3) },
+      b: { kind: 'regression', width: 1, values: randomNormal(rows, 5) },
+    },
+  }, { weighting: new PCGrad(), epochs: 20, batchSize: 16, logEvery: 2 });
+  const multiTaskLosses = multiTask.history.map((h) => h.losses['a']! + h.losses['b']!);
   await engine.sync();
-  return { ok: true, adapter: engine.adapterName, matmulMaxError, losses, dispatches: engine.dispatchCount };
+  return { ok: true, adapter: engine.adapterName, matmulMaxError, losses, multiTaskLosses, dispatches: engine.dispatchCount };
 }
 
 main().then(

@@ -21,6 +21,7 @@ interface SmokeResult {
   adapter: string;
   matmulMaxError: number;
   losses: number[];
+  multiTaskLosses: number[];
   dispatches: number;
 }
 
@@ -49,4 +50,7 @@ test.skipIf(skip)('the engine runs on Node through Dawn: matmul matches the CPU 
   expect(result.matmulMaxError).toBeLessThan(1e-4);
   expect(result.losses.every(Number.isFinite)).toBe(true);
   expect(result.losses.at(-1)!).toBeLessThan(0.8 * result.losses[0]!);
+  // Multi-task training with PCGrad (a step that awaits a readback) learns under Dawn too.
+  expect(result.multiTaskLosses.every(Number.isFinite)).toBe(true);
+  expect(result.multiTaskLosses.at(-1)!).toBeLessThan(0.8 * result.multiTaskLosses[0]!);
 }, 120_000);
