@@ -25,7 +25,7 @@ interface SmokeResult {
   dispatches: number;
 }
 
-test.skipIf(skip)('the engine runs on Node through Dawn: matmul matches the CPU and an MLP learns', async () => {
+test.skipIf(skip)('the engine runs on Node through Dawn: matmul matches the CPU, an MLP learns, and so does a two-task model with PCGrad', async () => {
   const outfile = await bundleNodeScript('dawn-smoke');
 
   const env: NodeJS.ProcessEnv = { ...process.env };
