@@ -68,3 +68,56 @@ export function permutation(n: number, seed: number): Uint32Array {
   shuffleInPlace(p, uniformGenerator(seed));
   return p;
 }
+
+/**
+ * The natural log of one Gamma(shape, 1) draw, by Marsaglia and Tsang (2000, "A simple method for
+ * generating gamma variables"): for shape >= 1, d = shape - 1/3 and c = 1/sqrt(9d), a normal x
+ * proposes d(1 + cx)^3, accepted by the squeeze 1 - 0.0331x^4 or the log test; for shape < 1, the
+ * boost Gamma(shape) = Gamma(shape + 1) * U^(1/shape), kept as a log so that tiny shapes (U^(1/shape)
+ * far below the smallest double) still give finite, comparable values.
+ */
+function logGammaDraw(shape: number, uniform: () => number, normal: () => number): number {
+  const boost = shape < 1 ? Math.log(1 - uniform()) / shape : 0; // 1 - u is in (0, 1]: its log is finite
+  const d = (shape < 1 ? shape + 1 : shape) - 1 / 3;
+  const c = 1 / Math.sqrt(9 * d);
+  for (;;) {
+    const x = normal();
+    const t = 1 + c * x;
+    if (t <= 0) continue;
+    const v = t * t * t;
+    const u = 1 - uniform();
+    const x2 = x * x;
+    if (u < 1 - 0.0331 * x2 * x2 || Math.log(u) < 0.5 * x2 + d * (1 - v + Math.log(v))) return Math.log(d * v) + boost;
+  }
+}
+
+function checkShape(op: string, shape: number): void {
+  if (!(shape > 0 && Number.isFinite(shape))) throw new Error(`${op}: shape must be a positive finite number, got ${shape}`);
+}
+
+/** A generator of Gamma(shape, 1) draws (mean and variance both `shape`) from a generator of uniform floats in [0, 1). */
+export function gammaGenerator(shape: number, uniform: () => number): () => number {
+  checkShape('gammaGenerator', shape);
+  const normal = normalGenerator(uniform);
+  return () => Math.exp(logGammaDraw(shape, uniform, normal));
+}
+
+/**
+ * A generator of Dirichlet(alpha) draws (a probability vector the length of alpha) from a generator
+ * of uniform floats in [0, 1): independent Gamma(alpha_i) draws divided by their sum, the sum taken
+ * on logs shifted by their maximum, so every draw sums to 1 even for alpha far below 1.
+ */
+export function dirichletGenerator(alpha: readonly number[], uniform: () => number): () => Float64Array {
+  if (alpha.length < 1) throw new Error('dirichletGenerator: alpha must hold at least one value');
+  for (const a of alpha) checkShape('dirichletGenerator', a);
+  const normal = normalGenerator(uniform);
+  return () => {
+    const out = Float64Array.from(alpha, (a) => logGammaDraw(a, uniform, normal));
+    let max = -Infinity;
+    for (const l of out) max = Math.max(max, l);
+    let sum = 0;
+    for (let i = 0; i < out.length; i++) sum += out[i] = Math.exp(out[i]! - max);
+    for (let i = 0; i < out.length; i++) out[i]! /= sum;
+    return out;
+  };
+}
