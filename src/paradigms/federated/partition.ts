@@ -36,17 +36,21 @@ function checkLabels(op: string, labels: ArrayLike<number>): void {
 
 const ascending = (rows: ArrayLike<number>): Uint32Array => Uint32Array.from(rows).sort();
 
-/** Row indices of each distinct label, labels ascending, rows ascending within a label. */
-function rowsByLabel(labels: ArrayLike<number>): { label: number; rows: number[] }[] {
-  const groups = new Map<number, number[]>();
-  for (let i = 0; i < labels.length; i++) {
-    const y = labels[i]!;
-    let rows = groups.get(y);
-    if (!rows) groups.set(y, (rows = []));
+/** The rows of each distinct key, keys in first-appearance order (a Map's), rows ascending. */
+function groupRows<T>(keys: ArrayLike<T>): Map<T, number[]> {
+  const groups = new Map<T, number[]>();
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
+    let rows = groups.get(key);
+    if (!rows) groups.set(key, (rows = []));
     rows.push(i);
   }
-  return [...groups].sort((a, b) => a[0] - b[0]).map(([label, rows]) => ({ label, rows }));
+  return groups;
 }
+
+/** The rows of each distinct label, labels ascending, rows ascending within a label. */
+const rowsByLabel = (labels: ArrayLike<number>): { label: number; rows: number[] }[] =>
+  [...groupRows(labels)].sort((a, b) => a[0] - b[0]).map(([label, rows]) => ({ label, rows }));
 
 /**
  * IID: a seeded permutation of rows 0..count-1 cut into `clients` consecutive parts; the first
@@ -206,13 +210,7 @@ export function dirichletPartition(labels: ArrayLike<number>, clients: number, o
  * Map does (SameValueZero).
  */
 export function naturalPartition<T>(ids: ArrayLike<T>): { ids: T[]; partition: Partition } {
-  const client = new Map<T, number[]>();
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i]!;
-    let rows = client.get(id);
-    if (!rows) client.set(id, (rows = []));
-    rows.push(i);
-  }
+  const client = groupRows(ids);
   return { ids: [...client.keys()], partition: [...client.values()].map(ascending) };
 }
 
