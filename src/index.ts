@@ -16,7 +16,7 @@ export { BatchNorm, Embedding, LayerNorm, type BatchNormLayerOptions, type Embed
 export { replicate, Replicas } from './engine/replicas.js';
 export { Adam, AdamW, Optimizer, SGD, type AdamOptions, type Group, type OptimizerOptions, type OptimizerParams, type ParamGroup, type SGDOptions } from './engine/optim.js';
 export { cosineDecay, stepDecay, type Schedule } from './engine/schedule.js';
-export { normalGenerator, permutation, randomNormal, randomUniform, shuffleInPlace, uniformGenerator } from './engine/random.js';
+export { dirichletGenerator, gammaGenerator, normalGenerator, permutation, randomNormal, randomUniform, shuffleInPlace, uniformGenerator } from './engine/random.js';
 export type { MemoryInfo } from './engine/memory.js';
 export { formatProfile, type Profile, type ProfileMethod, type ProfileRow } from './engine/profiler.js';
 export { autotune, type TuningResult } from './engine/autotune.js';
@@ -77,3 +77,5 @@ export {
 export { multiTaskDataset, taskLosses, trainMultiTask, type MultiTaskBatch, type MultiTaskOptions, type MultiTaskResult } from './paradigms/multitask/train.js';
 export { deltaM, evaluateMultiTask, type TaskScore } from './paradigms/multitask/evaluate.js';
 export { cagradCoefficients, cosines, dwaWeights, gradNormStep, gramNorms, meanPairCosine, minNormCoefficients, pcgradCoefficients, rlwWeights, type MgdaNormalization } from './paradigms/multitask/solvers.js';
+export { dirichletPartition, iidPartition, labelHistogram, naturalPartition, shardPartition, type DirichletOptions, type Partition, type ShardOptions } from './paradigms/federated/partition.js';
+export { DEFAULT_ORDERS, epsilonFromRdp, RdpAccountant, rdpSampledGaussian, type PrivacySpent, type RdpConversion } from './paradigms/federated/accountant.js';
