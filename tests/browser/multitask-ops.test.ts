@@ -56,7 +56,7 @@ describe('gram', () => {
     }
   }
 
-  test('T = 16 (the limit; 136 pairs, a smaller workgroup) on a [16, 3, 333] stack', async () => {
+  test('T = 16 (the most in one tile: 136 pairs, a smaller workgroup) on a [16, 3, 333] stack', async () => {
     const shape = [16, 3, 333];
     const x = ref.normal(shape, 77);
     const got = await engine.scope(() => ops.gram(engine.tensor(Float32Array.from(x), shape)).data());

@@ -303,7 +303,7 @@ export class Krum extends Strategy {
  * The clients Krum chooses from the K x K squared distances (row-major): the lowest score (the
  * first on ties, as numpy's argmin), or the toKeep lowest. A NaN distance counts as +inf.
  */
-export function krumSelect(distances: ArrayLike<number>, K: number, numMalicious: number, toKeep: number): number[] {
+function krumSelect(distances: ArrayLike<number>, K: number, numMalicious: number, toKeep: number): number[] {
   const closest = Math.max(1, K - numMalicious - 2);
   const finite = (v: number) => (Number.isNaN(v) ? Infinity : v);
   const scores = Array.from({ length: K }, (_, i) => {
