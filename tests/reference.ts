@@ -919,3 +919,64 @@ export function mixtureGrad(experts: Float64Array, gates: Float64Array, E: numbe
   }
   return [dExperts, dGates];
 }
+
+// ---------------------------------------------------------------- federated aggregation (stacks x [K, P])
+
+/** sum_k w_k x[k] / sum_k w_k (Flower's aggregate). */
+export function weightedAverage(x: Float64Array, K: number, w: ArrayLike<number>): Float64Array {
+  let total = 0;
+  for (let k = 0; k < K; k++) total += w[k]!;
+  return weightedSum(x, K, w).map((v) => v / total);
+}
+
+/** Column j's K values in ascending order (NaN last, as numpy's sort). */
+function sortedColumn(x: Float64Array, K: number, j: number): number[] {
+  const P = x.length / K;
+  const col = Array.from({ length: K }, (_, k) => x[k * P + j]!);
+  return col.sort((a, b) => (Number.isNaN(a) ? 1 : Number.isNaN(b) ? -1 : a - b));
+}
+
+/** numpy.median(x, axis=0). */
+export function median(x: Float64Array, K: number): Float64Array {
+  const P = x.length / K;
+  return Float64Array.from({ length: P }, (_, j) => {
+    const s = sortedColumn(x, K, j);
+    return K % 2 === 1 ? s[(K - 1) / 2]! : (s[K / 2 - 1]! + s[K / 2]!) / 2;
+  });
+}
+
+/** scipy.stats.trim_mean(x, proportiontocut, axis=0). */
+export function trimMean(x: Float64Array, K: number, proportiontocut: number): Float64Array {
+  const P = x.length / K;
+  const low = Math.trunc(proportiontocut * K);
+  return Float64Array.from({ length: P }, (_, j) => {
+    const kept = sortedColumn(x, K, j).slice(low, K - low);
+    return kept.reduce((s, v) => s + v, 0) / kept.length;
+  });
+}
+
+/** Flower's _compute_distances: D[i][j] = ||x[i] - x[j]||^2. */
+export function squaredDistances(x: Float64Array, K: number): Float64Array {
+  const P = x.length / K;
+  const d = new Float64Array(K * K);
+  for (let i = 0; i < K; i++) {
+    for (let j = 0; j < K; j++) {
+      let s = 0;
+      for (let n = 0; n < P; n++) s += (x[i * P + n]! - x[j * P + n]!) ** 2;
+      d[i * K + j] = s;
+    }
+  }
+  return d;
+}
+
+/** Flower's aggregate_krum: the indices Krum (toKeep 0: one) or Multi-Krum keeps, lowest score first. */
+export function krumChoice(x: Float64Array, K: number, numMalicious: number, toKeep: number): number[] {
+  const d = squaredDistances(x, K);
+  const closest = Math.max(1, K - numMalicious - 2);
+  const scores = Array.from({ length: K }, (_, i) => {
+    const row = Array.from(d.subarray(i * K, (i + 1) * K)).sort((a, b) => a - b);
+    return row.slice(1, closest + 1).reduce((s, v) => s + v, 0); // row[0] is the 0 to itself
+  });
+  const order = scores.map((_, i) => i).sort((a, b) => scores[a]! - scores[b]!);
+  return order.slice(0, Math.max(1, toKeep));
+}

@@ -36,11 +36,13 @@ import mixtureBackward from '../shaders/mixture_backward.wgsl';
 import pool2d from '../shaders/pool2d.wgsl';
 import pool2dBackward from '../shaders/pool2d_backward.wgsl';
 import reduce from '../shaders/reduce.wgsl';
+import serverOptimizer from '../shaders/server_optimizer.wgsl';
 import sgd from '../shaders/sgd.wgsl';
 import softmax from '../shaders/softmax.wgsl';
 import softmaxBackward from '../shaders/softmax_backward.wgsl';
 import softmaxCrossEntropy from '../shaders/softmax_cross_entropy.wgsl';
 import softmaxCrossEntropyBackward from '../shaders/softmax_cross_entropy_backward.wgsl';
+import trimmedMean from '../shaders/trimmed_mean.wgsl';
 import unary from '../shaders/unary.wgsl';
 import unaryBackward from '../shaders/unary_backward.wgsl';
 import weightedAverage from '../shaders/weighted_average.wgsl';
@@ -82,11 +84,13 @@ const SOURCES = {
   pool2d,
   pool2d_backward: pool2dBackward,
   reduce,
+  server_optimizer: serverOptimizer,
   sgd,
   softmax,
   softmax_backward: softmaxBackward,
   softmax_cross_entropy: softmaxCrossEntropy,
   softmax_cross_entropy_backward: softmaxCrossEntropyBackward,
+  trimmed_mean: trimmedMean,
   unary,
   unary_backward: unaryBackward,
   weighted_average: weightedAverage,

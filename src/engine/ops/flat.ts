@@ -1,6 +1,7 @@
 // Whole-model arithmetic on flat vectors (a model's parameters as one f32 vector, or a [K, P]
 // stack of K replicas): dot products, norms, scaling by GPU scalars, clipping, seeded noise,
-// weighted averages and sums, Gram matrices of stacks, counts of non-finite values, masked means
+// weighted averages and sums, Gram matrices and pairwise distances of stacks, coordinate-wise
+// medians and trimmed means, counts of non-finite values, masked means
 // and accuracy. Everything stays on the GPU: a scalar that one op computes (a norm, a clipping
 // factor) is read by the next kernel from its one-element tensor, never through a readback.
 //
@@ -12,7 +13,9 @@
 //                       (identity, sqrt, clipping factor, ratio)
 //   flat_axpy           out = base + c * b, c = alpha * s[0] / d[i] from GPU scalars: the forward of
 //                       the scaling ops and the backward of the reductions
-//   gram, gram_finish   the Gram matrix of a stack: pair sums per workgroup, then the symmetric matrix
+//   gram, gram_finish   the Gram matrix or the squared distances of a stack: pair sums per workgroup
+//                       and tile pair, then the symmetric matrix
+//   trimmed_mean        coordinate-wise median and trimmed mean of a stack (a sort per coordinate)
 //   clip_to_norm_backward, weighted_average(_backward) (also weightedSum), gaussian_noise (Philox4x32-10)
 import type { Engine } from '../engine.js';
 import { record } from '../graph.js';
@@ -357,36 +360,106 @@ export function weightedSum(stack: Tensor, weights: readonly number[] | Tensor, 
   return combine(op, stack, weights, weightTensor, K, cols, false, into);
 }
 
-// ---------------------------------------------------------------- Gram matrix
+// ---------------------------------------------------------------- Gram matrix, distances
 
-/** At most this many vectors in gram's stack: T (T + 1) / 2 = 136 pairs, each a sum in every invocation's registers. */
-export const MAX_GRAM_VECTORS = 16;
+/** At most this many vectors in gram's and pairwiseSquaredDistances' stack. */
+export const MAX_GRAM_VECTORS = 128;
+/** Up to this many vectors, one tile holds them all: T (T + 1) / 2 <= 136 pairs, each element read once. */
+const GRAM_ONE_TILE = 16;
+/** Rows per tile above GRAM_ONE_TILE vectors: 64 pairs per tile pair, each row read once per tile pair it is in. */
+const GRAM_TILE = 8;
 
 /**
- * The Gram matrix G[i][j] = sum_n stack[i, n] stack[j, n] of a stack [T, ...] of T flat vectors
- * (per-task gradients, for MGDA, PCGrad or CAGrad), as a [T, T] tensor. Two passes, as the flat
- * reductions: the first reads each element once and sums all T (T + 1) / 2 pairs per workgroup,
- * the second sums the partials into the symmetric matrix. T is at most MAX_GRAM_VECTORS. Not
- * differentiable.
+ * Sums over n of x[i, n] x[j, n] (or (x[i, n] - x[j, n])^2 when `distance`) for every pair of a
+ * stack [T, ...], as a symmetric [T, T] tensor: gram.wgsl's partials per workgroup and tile pair,
+ * then gram_finish.wgsl.
  */
-export function gram(stack: Tensor): Tensor {
-  const op = 'gram';
+function pairSums(op: string, stack: Tensor, distance: boolean): Tensor {
   alive(op, stack);
   if (stack.rank < 1 || stack.shape[0] === 0) throw new Error(`${op}: stack ${stack.name} has shape ${shapeString(stack.shape)}; expected [T, ...] with T >= 1 vectors`);
   const T = stack.shape[0]!;
   if (T > MAX_GRAM_VECTORS) throw new Error(`${op}: stack ${stack.name} ${shapeString(stack.shape)} holds T = ${T} vectors; at most ${MAX_GRAM_VECTORS} are supported`);
   const n = stack.size / T;
-  const pairs = (T * (T + 1)) / 2;
+  const tile = T <= GRAM_ONE_TILE ? T : GRAM_TILE;
+  const tiles = Math.ceil(T / tile);
+  const tilePairs = (tiles * (tiles + 1)) / 2;
+  const pairs = tile === T ? (T * (T + 1)) / 2 : tile * tile;
   // The workgroup's pair sums live in workgroup memory (pairs * WG floats, within 16 KiB).
   const wg = Math.min(REDUCE_WG, 2 ** Math.floor(Math.log2(4096 / pairs)));
   const engine = stack.engine;
   const groups = Math.min(MAX_PARTIALS, Math.max(1, Math.ceil(Math.ceil(n / 4) / (wg * VEC4_PER_INVOCATION))));
-  const partials = engine.empty([groups, pairs], `${op}.partials`);
-  engine.dispatch('gram', { bindings: { x: stack, partials }, uniforms: { n }, constants: { WG: wg, T }, workgroups: [groups], flops: pairs * 2 * n });
+  const partials = engine.empty([tilePairs, groups, pairs], `${op}.partials`);
+  const constants = { T, TILE: tile };
+  engine.dispatch('gram', { bindings: { x: stack, partials }, uniforms: { n }, constants: { ...constants, WG: wg, DISTANCE: distance }, workgroups: [groups, tilePairs], flops: tilePairs * pairs * (distance ? 3 : 2) * n });
   const out = engine.empty([T, T], op);
-  engine.dispatch('gram_finish', { bindings: { partials, gram: out }, uniforms: { count: groups }, constants: { T }, workgroups: [1] });
+  engine.dispatch('gram_finish', { bindings: { partials, gram: out }, uniforms: { count: groups }, constants, workgroups: [tilePairs] });
   partials.dispose();
   return out;
+}
+
+/**
+ * The Gram matrix G[i][j] = sum_n stack[i, n] stack[j, n] of a stack [T, ...] of T flat vectors
+ * (per-task gradients, for MGDA, PCGrad or CAGrad), as a [T, T] tensor. Two passes, as the flat
+ * reductions: the first sums the pairs per workgroup (all T (T + 1) / 2 of them, reading each
+ * element once, up to 16 vectors; above that, per tile pair of 8-row tiles), the second sums the
+ * partials into the symmetric matrix. T is at most MAX_GRAM_VECTORS. Not differentiable.
+ */
+export function gram(stack: Tensor): Tensor {
+  return pairSums('gram', stack, false);
+}
+
+/**
+ * The squared Euclidean distances D[i][j] = sum_n (stack[i, n] - stack[j, n])^2 between the T
+ * vectors of a stack [T, ...] (client updates, for Krum), as a [T, T] tensor with a zero
+ * diagonal, summed directly (not as G_ii + G_jj - 2 G_ij, which cancels catastrophically for
+ * close vectors far from the origin). As gram: T is at most MAX_GRAM_VECTORS. Not differentiable.
+ */
+export function pairwiseSquaredDistances(stack: Tensor): Tensor {
+  return pairSums('pairwiseSquaredDistances', stack, true);
+}
+
+// ---------------------------------------------------------------- order statistics
+
+/** At most this many vectors in coordinateMedian's and trimmedMean's stack (trimmed_mean.wgsl sorts each coordinate's values in a private array). */
+export const MAX_ORDER_STATISTIC_VECTORS = 128;
+
+/** The mean of the sorted values at ranks [low, high) of each coordinate of a stack [K, ...] (trimmed_mean.wgsl). */
+function sortedMean(op: string, stack: Tensor, low: (K: number) => number, high: (K: number) => number, detail: string): Tensor {
+  alive(op, stack);
+  if (stack.rank < 1 || stack.shape[0] === 0) throw new Error(`${op}: stack ${stack.name} has shape ${shapeString(stack.shape)}; expected [K, ...] with K >= 1 vectors${detail}`);
+  const K = stack.shape[0]!;
+  if (K > MAX_ORDER_STATISTIC_VECTORS) throw new Error(`${op}: stack ${stack.name} ${shapeString(stack.shape)} holds K = ${K} vectors; at most ${MAX_ORDER_STATISTIC_VECTORS} are supported${detail}`);
+  const cols = stack.size / K;
+  const engine = stack.engine;
+  const out = engine.empty(stack.shape.slice(1), op);
+  // Insertion sort: about K^2 / 4 compares and moves per coordinate.
+  engine.dispatch('trimmed_mean', { bindings: { x: stack, out }, uniforms: { k: K, cols, low: low(K), high: high(K) }, threads: cols, flops: cols * (K * K) / 4 });
+  return out;
+}
+
+/**
+ * The coordinate-wise median of a stack [K, ...] of K tensors (FedMedian), with the shape of one:
+ * the middle value, or the mean of the two middle values for even K (as numpy.median). NaN sorts
+ * after +inf, so a NaN shows only where it is a middle value (numpy.median gives NaN for any NaN).
+ * K is at most MAX_ORDER_STATISTIC_VECTORS. Not differentiable.
+ */
+export function coordinateMedian(stack: Tensor): Tensor {
+  return sortedMean('coordinateMedian', stack, (K) => Math.floor((K - 1) / 2), (K) => Math.floor(K / 2) + 1, '');
+}
+
+/**
+ * The coordinate-wise trimmed mean of a stack [K, ...] of K tensors (FedTrimmedAvg), with the
+ * shape of one: the floor(proportionToCut K) smallest and as many largest values of each
+ * coordinate are dropped and the rest averaged (as scipy.stats.trim_mean and Flower's
+ * aggregate_trimmed_avg). proportionToCut is in [0, 0.5); NaN sorts after +inf (as numpy's
+ * partition there). K is at most MAX_ORDER_STATISTIC_VECTORS. Not differentiable.
+ */
+export function trimmedMean(stack: Tensor, proportionToCut: number): Tensor {
+  const op = 'trimmedMean';
+  const detail = ` (proportionToCut ${proportionToCut})`;
+  if (!(proportionToCut >= 0 && proportionToCut < 0.5)) throw new Error(`${op}: proportionToCut ${proportionToCut} must be in [0, 0.5) (stack ${stack.name} ${shapeString(stack.shape)})`);
+  const cut = (K: number) => Math.floor(proportionToCut * K);
+  return sortedMean(op, stack, cut, (K) => K - cut(K), detail);
 }
 
 // ---------------------------------------------------------------- noise

@@ -11,5 +11,6 @@ export { conv2d, type Conv2dOptions } from './conv.js';
 export { avgPool2d, globalAvgPool, maxPool2d, type Pool2dOptions } from './pool.js';
 export { batchNorm, layerNorm, type BatchNormOptions } from './norm.js';
 export { checkIndices, embedding, MAX_EMBEDDING_VOCAB } from './embedding.js';
-export { accuracy, addScaledInPlace, axpy, clipToNorm, dot, gaussianNoise, gram, MAX_GRAM_VECTORS, nonFiniteCount, norm, scaleBy, sumOfSquares, weightedAverage, weightedMean, weightedSum, type GaussianNoiseOptions, type WeightedSumOptions } from './flat.js';
+export { accuracy, addScaledInPlace, axpy, clipToNorm, coordinateMedian, dot, gaussianNoise, gram, MAX_GRAM_VECTORS, MAX_ORDER_STATISTIC_VECTORS, nonFiniteCount, norm, pairwiseSquaredDistances, scaleBy, sumOfSquares, trimmedMean, weightedAverage, weightedMean, weightedSum, type GaussianNoiseOptions, type WeightedSumOptions } from './flat.js';
 export { mixture } from './mixture.js';
+export { serverOptimizerStep, type ServerOptimizerVariant, type ServerOptimizerSettings } from './server.js';
