@@ -79,3 +79,4 @@ export { deltaM, evaluateMultiTask, type TaskScore } from './paradigms/multitask
 export { cagradCoefficients, cosines, dwaWeights, gradNormStep, gramNorms, meanPairCosine, minNormCoefficients, pcgradCoefficients, rlwWeights, type MgdaNormalization } from './paradigms/multitask/solvers.js';
 export { dirichletPartition, iidPartition, labelHistogram, naturalPartition, shardPartition, type DirichletOptions, type Partition, type ShardOptions } from './paradigms/federated/partition.js';
 export { DEFAULT_ORDERS, epsilonFromRdp, RdpAccountant, rdpSampledGaussian, type PrivacySpent, type RdpConversion } from './paradigms/federated/accountant.js';
+export { FedAdagrad, FedAdam, FedAvg, FedAvgM, FedMedian, FedTrimmedAvg, FedYogi, Krum, Strategy, type FedAvgMOptions, type FedOptOptions } from './paradigms/federated/strategies.js';
