@@ -16,7 +16,6 @@
 // The count query has sensitivity 1/2 (the shifted bit b_k - 1/2), so the two Gaussian queries
 // compose to one of noise multiplier z with z^-2 = z_sum^-2 + (2 sigma_b)^-2: the accountant
 // records z, the budget the user asked for, and the sum gets the larger z_sum.
-import type { Engine } from '../../engine/engine.js';
 import { addScaledInPlace, axpy, clipToNorm, gaussianNoise, weightedSum } from '../../engine/ops/index.js';
 import type { Tensor } from '../../engine/tensor.js';
 import { DEFAULT_ORDERS, epsilonFromRdp, rdpSampledGaussian, RdpAccountant } from './accountant.js';
@@ -250,14 +249,14 @@ export interface LocalDpOptions {
  * server (and anyone who sees the report) learns about the client's data only through that
  * Gaussian mechanism; see localDpEpsilon for its guarantee. A new [P] tensor the caller owns.
  */
-export function privatizeLocally(engine: Engine, delta: Tensor, options: LocalDpOptions): Tensor {
+export function privatizeLocally(delta: Tensor, options: LocalDpOptions): Tensor {
   const op = 'privatizeLocally';
   const { clipNorm: C, noiseMultiplier: z } = options;
   if (!(C > 0) || !Number.isFinite(C)) throw new Error(`${op}: clipNorm ${C} must be a positive finite number`);
   if (!(z > 0) || !Number.isFinite(z)) throw new Error(`${op}: noiseMultiplier ${z} must be a positive finite number`);
   const seed = options.seed ?? secureSeed();
   const clipped = clipToNorm(delta, C);
-  const noise = gaussianNoise(engine, clipped.shape, { seed, std: z * C });
+  const noise = gaussianNoise(delta.engine, clipped.shape, { seed, std: z * C });
   addScaledInPlace(clipped, noise);
   noise.dispose();
   return clipped;
