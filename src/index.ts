@@ -80,3 +80,5 @@ export { cagradCoefficients, cosines, dwaWeights, gradNormStep, gramNorms, meanP
 export { dirichletPartition, iidPartition, labelHistogram, naturalPartition, shardPartition, type DirichletOptions, type Partition, type ShardOptions } from './paradigms/federated/partition.js';
 export { DEFAULT_ORDERS, epsilonFromRdp, RdpAccountant, rdpSampledGaussian, type PrivacySpent, type RdpConversion } from './paradigms/federated/accountant.js';
 export { FedAdagrad, FedAdam, FedAvg, FedAvgM, FedMedian, FedTrimmedAvg, FedYogi, Krum, Strategy, type FedAvgMOptions, type FedOptOptions } from './paradigms/federated/strategies.js';
+export { acceptedStack, checkUpdates, DEFAULT_NORM_FACTOR, type CheckOptions, type CheckResult } from './paradigms/federated/checks.js';
+export { adaptiveClipFraction, adaptiveSumNoiseMultiplier, DPFedAvg, localDpEpsilon, privatizeLocally, type AdaptiveClipOptions, type DPFedAvgOptions, type DPRoundRecord, type LocalDpOptions } from './paradigms/federated/privacy.js';
