@@ -18,6 +18,29 @@ export function sizeOf(shape: Shape): number {
 
 // ---------------------------------------------------------------- deterministic data
 
+/**
+ * Philox4x32-10 (Salmon et al., SC 2011) with BigInt products; counter [4] and key [2] as u32.
+ * Checked against Random123's known-answer vectors in flat.test.ts.
+ */
+export function philox(counter: readonly number[], key: readonly number[]): number[] {
+  const mulhilo = (a: number, b: number): [number, number] => {
+    const p = BigInt(a) * BigInt(b);
+    return [Number(p >> 32n), Number(p & 0xffffffffn)];
+  };
+  let [c0, c1, c2, c3] = counter.map((v) => v >>> 0) as [number, number, number, number];
+  let [k0, k1] = key.map((v) => v >>> 0) as [number, number];
+  for (let round = 0; round < 10; round++) {
+    if (round > 0) {
+      k0 = (k0 + 0x9e3779b9) >>> 0;
+      k1 = (k1 + 0xbb67ae85) >>> 0;
+    }
+    const [hi0, lo0] = mulhilo(0xd2511f53, c0);
+    const [hi1, lo1] = mulhilo(0xcd9e8d57, c2);
+    [c0, c1, c2, c3] = [(hi1 ^ c1 ^ k0) >>> 0, lo1, (hi0 ^ c3 ^ k1) >>> 0, lo0];
+  }
+  return [c0, c1, c2, c3];
+}
+
 /** mulberry32: uniform floats in [0, 1) from a 32-bit seed. */
 export function generator(seed: number): () => number {
   let a = seed >>> 0;

@@ -16,6 +16,7 @@ import conv2d from '../shaders/conv2d.wgsl';
 import conv2dBackwardInput from '../shaders/conv2d_backward_input.wgsl';
 import conv2dBackwardWeight from '../shaders/conv2d_backward_weight.wgsl';
 import copyBlock from '../shaders/copy_block.wgsl';
+import dequantize8 from '../shaders/dequantize8.wgsl';
 import dropout from '../shaders/dropout.wgsl';
 import embedding from '../shaders/embedding.wgsl';
 import embeddingBackward from '../shaders/embedding_backward.wgsl';
@@ -35,6 +36,7 @@ import mixture from '../shaders/mixture.wgsl';
 import mixtureBackward from '../shaders/mixture_backward.wgsl';
 import pool2d from '../shaders/pool2d.wgsl';
 import pool2dBackward from '../shaders/pool2d_backward.wgsl';
+import quantize8 from '../shaders/quantize8.wgsl';
 import reduce from '../shaders/reduce.wgsl';
 import serverOptimizer from '../shaders/server_optimizer.wgsl';
 import sgd from '../shaders/sgd.wgsl';
@@ -64,6 +66,7 @@ const SOURCES = {
   conv2d_backward_input: conv2dBackwardInput,
   conv2d_backward_weight: conv2dBackwardWeight,
   copy_block: copyBlock,
+  dequantize8,
   dropout,
   embedding,
   embedding_backward: embeddingBackward,
@@ -83,6 +86,7 @@ const SOURCES = {
   mixture_backward: mixtureBackward,
   pool2d,
   pool2d_backward: pool2dBackward,
+  quantize8,
   reduce,
   server_optimizer: serverOptimizer,
   sgd,

@@ -10,6 +10,8 @@
 // so element i depends only on (seed, i): the same for any dispatch shape or workgroup size, and a
 // longer vector starts with the shorter one. Invocations stride over the blocks.
 // RAW (for tests): out[2i], out[2i + 1] = low and high 16 bits of word i of the stream, exact in f32.
+#import "lib/philox.wgsl"
+
 override WG: u32 = 256;
 override RAW: bool = false;
 
@@ -21,31 +23,6 @@ struct Params { n: u32, key0: u32, key1: u32, mean: f32, stddev: f32 }
 const PI: f32 = 3.14159265358979;
 const LN2: f32 = 0.693147180559945;
 const SQRT_HALF: f32 = 0.707106781186548;
-
-// High 32 bits of the 64-bit product a * b, from 16-bit halves (WGSL has no 64-bit integers).
-fn mulhi(a: u32, b: u32) -> u32 {
-  let a0 = a & 0xffffu;
-  let a1 = a >> 16u;
-  let b0 = b & 0xffffu;
-  let b1 = b >> 16u;
-  let cross = a0 * b1;
-  let mid = ((a0 * b0) >> 16u) + (cross & 0xffffu) + a1 * b0; // < 2^32: no overflow
-  return a1 * b1 + (cross >> 16u) + (mid >> 16u);
-}
-
-fn philox4x32_10(counter: vec4<u32>, key0: u32, key1: u32) -> vec4<u32> {
-  const M0 = 0xD2511F53u;
-  const M1 = 0xCD9E8D57u;
-  var c = counter;
-  var k = vec2<u32>(key0, key1);
-  for (var round = 0u; round < 10u; round++) {
-    let hi0 = mulhi(M0, c.x);
-    let hi1 = mulhi(M1, c.z);
-    c = vec4<u32>(hi1 ^ c.y ^ k.x, M1 * c.z, hi0 ^ c.w ^ k.y, M0 * c.x);
-    k += vec2<u32>(0x9E3779B9u, 0xBB67AE85u); // Weyl key schedule (unused after round 10)
-  }
-  return c;
-}
 
 // -ln(u) for u in (0, 1], accurate to a few ulp: u = 2^e m with m in [sqrt(1/2), sqrt(2)), and
 // ln(m) = 2 atanh(s), s = (m - 1) / (m + 1), |s| < 0.172, by its series to s^9 (error < 4e-10).
