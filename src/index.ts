@@ -82,3 +82,4 @@ export { DEFAULT_ORDERS, epsilonFromRdp, RdpAccountant, rdpSampledGaussian, type
 export { FedAdagrad, FedAdam, FedAvg, FedAvgM, FedMedian, FedTrimmedAvg, FedYogi, Krum, Strategy, type FedAvgMOptions, type FedOptOptions } from './paradigms/federated/strategies.js';
 export { acceptedStack, checkUpdates, DEFAULT_NORM_FACTOR, type CheckOptions, type CheckResult } from './paradigms/federated/checks.js';
 export { adaptiveClipFraction, adaptiveSumNoiseMultiplier, DPFedAvg, localDpEpsilon, privatizeLocally, type AdaptiveClipOptions, type DPFedAvgOptions, type DPRoundRecord, type LocalDpOptions } from './paradigms/federated/privacy.js';
+export { UpdateCompressor, type EncodedUpdate, type UpdateCompressorOptions } from './paradigms/federated/compression.js';

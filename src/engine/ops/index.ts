@@ -14,3 +14,4 @@ export { checkIndices, embedding, MAX_EMBEDDING_VOCAB } from './embedding.js';
 export { accuracy, addScaledInPlace, axpy, clipToNorm, coordinateMedian, dot, gaussianNoise, gram, MAX_GRAM_VECTORS, MAX_ORDER_STATISTIC_VECTORS, nonFiniteCount, norm, pairwiseSquaredDistances, scaleBy, sumOfSquares, trimmedMean, weightedAverage, weightedMean, weightedSum, type GaussianNoiseOptions, type WeightedSumOptions } from './flat.js';
 export { mixture } from './mixture.js';
 export { serverOptimizerStep, type ServerOptimizerVariant, type ServerOptimizerSettings } from './server.js';
+export { DEFAULT_QUANTIZE_BLOCK, dequantize8, quantize8, quantizedBytes, type Quantized, type QuantizeOptions } from './quantize.js';
