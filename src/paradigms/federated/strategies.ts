@@ -8,8 +8,9 @@
 // distances are translation-invariant. Each strategy returns a new [P] tensor (the caller owns
 // it) and keeps any server state (momentum, moments) as engine-kept [P] tensors it owns and
 // frees on dispose(). Only Krum reads anything back: the K x K distances.
-import { add, coordinateMedian, concat, pairwiseSquaredDistances, serverOptimizerStep, slice, trimmedMean, weightedAverage, type ServerOptimizerSettings, type ServerOptimizerVariant } from '../../engine/ops/index.js';
+import { add, coordinateMedian, pairwiseSquaredDistances, serverOptimizerStep, trimmedMean, weightedAverage, type ServerOptimizerSettings, type ServerOptimizerVariant } from '../../engine/ops/index.js';
 import { shapeString, type Tensor } from '../../engine/tensor.js';
+import { acceptedStack } from './checks.js';
 
 export abstract class Strategy {
   abstract readonly name: string;
@@ -290,11 +291,9 @@ export class Krum extends Strategy {
     const d = await distances.data();
     distances.dispose();
     const chosen = krumSelect(d, K, this.numMalicious, this.toKeep);
-    const rows = chosen.map((k) => slice(updates, 0, k, 1));
-    const stack = rows.length === 1 ? rows[0]! : concat(rows, 0);
+    const stack = acceptedStack(updates, chosen);
     const out = fedAvg(global, stack, this.toKeep > 0 ? chosen.map((k) => examples[k]!) : [1]);
-    if (stack !== rows[0]) stack.dispose();
-    for (const r of rows) r.dispose();
+    stack.dispose();
     return out;
   }
 }
