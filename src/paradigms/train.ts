@@ -315,36 +315,56 @@ export async function fit(engine: Engine, model: Module, optimizer: Optimizer | 
 }
 
 /**
+ * Runs the model in inference mode over the rows of `inputs` (rows of `features` values) in
+ * batches of `batchSize`, in a context of its own: `read` gets each batch's output (in that
+ * batch's scope: it must read what it needs before its promise resolves), its first row and its
+ * number of rows. What `outputs` and the multi-task evaluation share.
+ */
+export async function inferBatches<Out>(engine: Engine, model: Module<Tensor, Out>, inputs: Float32Array, features: number, batchSize: number, read: (out: Out, start: number, rows: number) => Promise<void>): Promise<void> {
+  const count = inputs.length / features;
+  if (!Number.isInteger(count)) throw new Error(`inference: ${inputs.length} input values are not rows of ${features} features`);
+  const size = Math.max(1, Math.min(batchSize, count));
+  const ctx = engine.context();
+  const wasTraining = model.training;
+  model.eval();
+  try {
+    for (let start = 0; start < count; start += size) {
+      const rows = Math.min(size, count - start);
+      await ctx.scope(() => read(model.predict(ctx.tensor(inputs.subarray(start * features, (start + rows) * features), [rows, features], 'outputs.inputs')), start, rows));
+    }
+  } finally {
+    model.train(wasTraining);
+  }
+}
+
+/**
  * The model's outputs for every row of `inputs` (rows of `features` values), in inference mode
  * and batches of `batchSize`, read back as rows of `width` values: logits for evaluation and
  * distillation, features of a frozen base for feature caching.
  */
 export async function outputs(engine: Engine, model: Module, inputs: Float32Array, features: number, options: { batchSize?: number } = {}): Promise<{ values: Float32Array; width: number; count: number }> {
   const count = inputs.length / features;
-  if (!Number.isInteger(count)) throw new Error(`outputs: ${inputs.length} input values are not rows of ${features} features`);
-  const batchSize = Math.max(1, Math.min(options.batchSize ?? 250, count));
-  const ctx = engine.context();
-  const wasTraining = model.training;
-  model.eval();
   let values = new Float32Array(0);
   let width = 0;
-  try {
-    for (let start = 0; start < count; start += batchSize) {
-      const rows = Math.min(batchSize, count - start);
-      const out = await ctx.scope(() => {
-        const x = ctx.tensor(inputs.subarray(start * features, (start + rows) * features), [rows, features], 'outputs.inputs');
-        return model.predict(x).data();
-      });
-      if (start === 0) {
-        width = out.length / rows;
-        values = new Float32Array(count * width);
-      }
-      values.set(out, start * width);
+  await inferBatches(engine, model, inputs, features, options.batchSize ?? 250, async (y, start, rows) => {
+    const out = await y.data();
+    if (start === 0) {
+      width = out.length / rows;
+      values = new Float32Array(count * width);
     }
-  } finally {
-    model.train(wasTraining);
-  }
+    values.set(out, start * width);
+  });
   return { values, width, count };
+}
+
+/** A row of logits' predicted class (the first largest) and, given its label, the row's cross-entropy in float64 (else NaN). */
+export function scoreLogits(row: ArrayLike<number>, label?: number): { predicted: number; loss: number } {
+  let best = 0;
+  for (let c = 1; c < row.length; c++) if (row[c]! > row[best]!) best = c;
+  if (label === undefined) return { predicted: best, loss: Number.NaN };
+  let sum = 0;
+  for (let c = 0; c < row.length; c++) sum += Math.exp(row[c]! - row[best]!);
+  return { predicted: best, loss: Math.log(sum) + row[best]! - row[label]! };
 }
 
 /** Accuracy and mean cross-entropy (computed in float64 from the logits) of the model on the data, in inference mode. */
@@ -358,12 +378,9 @@ export async function evaluate(engine: Engine, model: Module, data: Classificati
     const row = logits.subarray(r * width, (r + 1) * width);
     const label = data.labels[r]!;
     if (!Number.isInteger(label) || label < 0 || label >= width) throw new Error(`evaluate: label ${label} at row ${r} is not in 0..${width - 1}`);
-    let best = 0;
-    for (let c = 1; c < width; c++) if (row[c]! > row[best]!) best = c;
-    if (best === label) correct++;
-    let sum = 0;
-    for (let c = 0; c < width; c++) sum += Math.exp(row[c]! - row[best]!);
-    lossSum += Math.log(sum) + row[best]! - row[label]!;
+    const { predicted, loss } = scoreLogits(row, label);
+    if (predicted === label) correct++;
+    lossSum += loss;
   }
   return { accuracy: correct / data.count, loss: lossSum / data.count };
 }

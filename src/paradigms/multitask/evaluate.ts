@@ -4,6 +4,7 @@
 import type { Engine } from '../../engine/engine.js';
 import type { Module } from '../../engine/module.js';
 import type { Tensor } from '../../engine/tensor.js';
+import { inferBatches, scoreLogits } from '../train.js';
 import type { MultiTaskData } from './data.js';
 
 export interface TaskScore {
@@ -22,31 +23,18 @@ export interface TaskScore {
 export async function evaluateMultiTask(engine: Engine, model: Module<Tensor, Record<string, Tensor>>, data: MultiTaskData, options: { tasks?: string[]; batchSize?: number } = {}): Promise<Record<string, TaskScore>> {
   const tasks = options.tasks ?? Object.keys(data.tasks);
   for (const t of tasks) if (!data.tasks[t]) throw new Error(`evaluateMultiTask: the data has no task "${t}" (tasks: ${Object.keys(data.tasks).join(', ')})`);
-  const batchSize = Math.max(1, Math.min(options.batchSize ?? 250, data.count));
   const outputs = Object.fromEntries(tasks.map((t) => [t, new Float32Array(data.count * data.tasks[t]!.width)]));
-  const ctx = engine.context();
-  const wasTraining = model.training;
-  model.eval();
-  try {
-    for (let start = 0; start < data.count; start += batchSize) {
-      const rows = Math.min(batchSize, data.count - start);
-      const values = await ctx.scope(async () => {
-        const x = ctx.tensor(data.inputs.subarray(start * data.features, (start + rows) * data.features), [rows, data.features], 'evaluate.inputs');
-        const out = model.predict(x);
-        return Promise.all(
-          tasks.map((t) => {
-            const y = out[t];
-            const width = data.tasks[t]!.width;
-            if (!y || y.size !== rows * width) throw new Error(`evaluateMultiTask: head ${t} gives ${y ? `[${y.shape.join(', ')}]` : 'nothing'}; task ${t} needs [${rows}, ${width}]`);
-            return y.data();
-          }),
-        );
-      });
-      tasks.forEach((t, i) => outputs[t]!.set(values[i]!, start * data.tasks[t]!.width));
-    }
-  } finally {
-    model.train(wasTraining);
-  }
+  await inferBatches(engine, model, data.inputs, data.features, options.batchSize ?? 250, async (out, start, rows) => {
+    const values = await Promise.all(
+      tasks.map((t) => {
+        const y = out[t];
+        const width = data.tasks[t]!.width;
+        if (!y || y.size !== rows * width) throw new Error(`evaluateMultiTask: head ${t} gives ${y ? `[${y.shape.join(', ')}]` : 'nothing'}; task ${t} needs [${rows}, ${width}]`);
+        return y.data();
+      }),
+    );
+    tasks.forEach((t, i) => outputs[t]!.set(values[i]!, start * data.tasks[t]!.width));
+  });
   return Object.fromEntries(tasks.map((t) => [t, score(data, t, outputs[t]!)]));
 }
 
@@ -59,17 +47,14 @@ function score(data: MultiTaskData, task: string, out: Float32Array): TaskScore 
   if (labels.kind === 'classification') {
     let correct = 0;
     for (let r = 0; r < data.count; r++) {
-      const row = out.subarray(r * width, (r + 1) * width);
-      let best = 0;
-      for (let c = 1; c < width; c++) if (row[c]! > row[best]!) best = c;
-      predictions[r] = best;
-      if (labels.mask && !labels.mask[r]) continue;
+      const isLabelled = !labels.mask || labels.mask[r] !== 0;
       const label = labels.values[r]!;
+      const { predicted, loss } = scoreLogits(out.subarray(r * width, (r + 1) * width), isLabelled ? label : undefined);
+      predictions[r] = predicted;
+      if (!isLabelled) continue;
       labelled++;
-      if (best === label) correct++;
-      let sum = 0;
-      for (let c = 0; c < width; c++) sum += Math.exp(row[c]! - row[best]!);
-      lossSum += Math.log(sum) + row[best]! - row[label]!;
+      if (predicted === label) correct++;
+      lossSum += loss;
     }
     return { kind: 'classification', labelled, score: labelled ? correct / labelled : Number.NaN, loss: labelled ? lossSum / labelled : Number.NaN, predictions };
   }
