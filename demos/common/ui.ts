@@ -75,6 +75,15 @@ export function run(main: () => Promise<void>): void {
   main().catch(fail);
 }
 
+// ---- summaries ----------------------------------------------------------------------------
+
+export const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+/** The sample standard deviation (n - 1), 0 for fewer than two values. */
+export const std = (xs: number[]) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
+export const round = (x: number, digits = 4) => Math.round(x * 10 ** digits) / 10 ** digits;
+/** The number of values in some tensors (a model's parameters). */
+export const countValues = (ts: Iterable<{ size: number }>) => [...ts].reduce((n, t) => n + t.size, 0);
+
 // ---- charts -------------------------------------------------------------------------------
 
 export interface Series {

@@ -46,7 +46,7 @@ import {
   type Tensor,
   type Weighting,
 } from '../../src/index.js';
-import { $, dataFetcher, drawChart, fetchBytes, finish, intParam, log, params, run, setText, status, type Series } from '../common/ui.js';
+import { $, countValues, dataFetcher, drawChart, fetchBytes, finish, intParam, log, mean, params, round, run, type Series, setText, status, std } from '../common/ui.js';
 
 const PIXELS = 784;
 const COLORS = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2', '#ca8a04', '#db2777', '#4b5563', '#65a30d', '#7c3aed'];
@@ -76,10 +76,6 @@ function numberParam(name: string, fallback: number, check: (v: number) => boole
   return v;
 }
 
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const std = (xs: number[]) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
-const round = (x: number, digits = 4) => Math.round(x * 10 ** digits) / 10 ** digits;
-const countParams = (m: Module<any, any>) => [...m.parameters().values()].reduce((n, p) => n + p.size, 0);
 
 // ---- models -------------------------------------------------------------------------------
 
@@ -113,6 +109,11 @@ function buildModel(engine: Engine, arch: Arch, data: MultiTaskData, tasks: read
     new MMoE(engine, { tasks: [...tasks], experts: s.experts, inputFeatures: PIXELS, expert: (e) => trunk(engine, [s.hidden[0]!, width], seed + 10 * e), seed: seed + 50 }),
     heads(engine, data, tasks, width, seed),
   );
+}
+
+/** A model name of the experiment: a method (hard sharing) or "arch/method". */
+function archAndMethod(name: string): [Arch, string] {
+  return name.includes('/') ? (name.split('/') as [Arch, string]) : ['hard', name];
 }
 
 // ---- controls -----------------------------------------------------------------------------
@@ -411,7 +412,7 @@ async function main(): Promise<void> {
       let singleSeconds = 0;
       for (const t of tasks) {
         const model = buildModel(engine, 'hard', train, [t], settings, seed * 7);
-        if (seed === 1) single.params += countParams(model);
+        if (seed === 1) single.params += countValues(model.parameters().values());
         const { res, scores } = await trainOne(`single-task ${t}`, model, 'EW', [t], seed);
         singleScores[t] = scores[t]!.score;
         singleByTask[t]!.push(scores[t]!.score);
@@ -424,10 +425,10 @@ async function main(): Promise<void> {
       render();
 
       for (const name of modelNames) {
-        const [arch, method] = name.includes('/') ? (name.split('/') as [Arch, string]) : (['hard', name] as [Arch, string]);
+        const [arch, method] = archAndMethod(name);
         const model = buildModel(engine, arch, train, tasks, settings, seed * 7);
         const r = runs.get(name)!;
-        r.params = countParams(model);
+        r.params = countValues(model.parameters().values());
         const { res, scores, totalSteps } = await trainOne(name, model, method, tasks, seed);
         r.scores.push(Object.fromEntries(tasks.map((t) => [t, scores[t]!.score])));
         r.seconds.push(res.seconds);
@@ -473,7 +474,7 @@ async function main(): Promise<void> {
     const timed: { name: string; arch: Arch; tasks: readonly string[]; weighting: () => Weighting }[] = [
       ...tasks.map((t) => ({ name: `single:${t}`, arch: 'hard' as Arch, tasks: [t], weighting: () => makeWeighting('EW') })),
       ...modelNames.map((name) => {
-        const [arch, method] = name.includes('/') ? (name.split('/') as [Arch, string]) : (['hard', name] as [Arch, string]);
+        const [arch, method] = archAndMethod(name);
         return { name, arch, tasks, weighting: () => makeWeighting(method) };
       }),
       ...(methods.includes('FAMO') ? [{ name: 'FAMO (next batch)', arch: 'hard' as Arch, tasks, weighting: () => new FAMO({ updateBatch: 'next' }) }] : []),

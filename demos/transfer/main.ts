@@ -47,7 +47,7 @@ import {
   type FitOptions,
   type TransferModel,
 } from '../../src/index.js';
-import { $, drawChart, fetchBytes, finish, intParam, log, params, run, setText, status, type Series } from '../common/ui.js';
+import { $, countValues, drawChart, fetchBytes, finish, intParam, log, mean, params, round, run, type Series, setText, status, std } from '../common/ui.js';
 
 const PIXELS = 784;
 const BATCH = 20;
@@ -94,10 +94,6 @@ function mlp(engine: Engine, classes: number, seed: number): Sequential {
   return new Sequential({ fc1: new Dense(engine, PIXELS, 32, { seed }), relu1: ReLU(), fc2: new Dense(engine, 32, classes, { seed: seed + 2 }) });
 }
 
-const count = (ps: Iterable<{ size: number }>) => [...ps].reduce((n, p) => n + p.size, 0);
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const std = (xs: number[]) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
-const round = (x: number, digits = 4) => Math.round(x * 10 ** digits) / 10 ** digits;
 
 // ---- the frozen-layer diagram ---------------------------------------------------------------
 
@@ -127,7 +123,7 @@ function drawDiagram(key: string, model: Sequential, caption: string): void {
     n.textContent = name;
     const t = document.createElement('div');
     t.className = 't';
-    t.textContent = `${layer.constructor.name}${params.length ? ` · ${count(params).toLocaleString('en-US')}` : ''}`;
+    t.textContent = `${layer.constructor.name}${params.length ? ` · ${countValues(params).toLocaleString('en-US')}` : ''}`;
     cell.append(n, t);
     layers.append(cell);
   }
@@ -333,7 +329,7 @@ async function main(): Promise<void> {
     const scratch = cnn(engine, T, 100 + seed);
     drawDiagram('scratch', scratch, 'the same CNN on the labelled target images, everything trains');
     const scratchOpt = new Adam(scratch.parameters(), { lr: LR.scratch });
-    await runMethod('scratch', scratch, count(scratch.parameters().values()), (o) => fit(engine, scratch, scratchOpt, target.data, o));
+    await runMethod('scratch', scratch, countValues(scratch.parameters().values()), (o) => fit(engine, scratch, scratchOpt, target.data, o));
     scratchOpt.dispose();
     scratch.dispose();
 
@@ -371,7 +367,7 @@ async function main(): Promise<void> {
     drawDiagram('transfer', tm.model, `base frozen up to ${cut}, new head trains on cached features`);
     const headOpt = new Adam(tm.head.parameters(), { lr: LR.head });
     let featureSeconds = 0;
-    await runMethod('transfer', tm.model, count(tm.model.trainableParameters().values()), async (o) => {
+    await runMethod('transfer', tm.model, countValues(tm.model.trainableParameters().values()), async (o) => {
       const r = await fitHead(engine, tm, headOpt, target.data, { ...o, cacheFeatures: true });
       featureSeconds = r.featureSeconds;
       return r;
@@ -383,7 +379,7 @@ async function main(): Promise<void> {
 
     // Fine-tune from the transfer model: all groups, discriminative rates, gradual unfreezing.
     const groups = layerGroups(tm.model);
-    await runMethod('fine-tune', tm.model, count(tm.model.parameters().values()), (o) =>
+    await runMethod('fine-tune', tm.model, countValues(tm.model.parameters().values()), (o) =>
       finetune(engine, tm.model, target.data, {
         ...o,
         lr: LR.finetune,
@@ -421,11 +417,11 @@ async function main(): Promise<void> {
     loadWeights(lora.model, transferWeights);
     applyLoRA(lora.model, LORA.layers, { rank: LORA.rank, alpha: LORA.alpha, seed: 300 + seed, trainable: ['fc2'] });
     drawDiagram('LoRA', lora.model, `rank ${LORA.rank} adapters on ${LORA.layers.join(', ')}, fc2 trains, the rest frozen`);
-    const loraTrainable = count(lora.model.trainableParameters().values());
+    const loraTrainable = countValues(lora.model.trainableParameters().values());
     const loraOpt = new Adam(lora.model.trainableParameters(), { lr: LR.lora });
     await runMethod('LoRA', lora.model, loraTrainable, (o) => fit(engine, lora.model, loraOpt, target.data, o));
     timings['lora_trainable_params'] = loraTrainable;
-    timings['full_trainable_params'] = count(teacher.parameters().values());
+    timings['full_trainable_params'] = countValues(teacher.parameters().values());
     if (seed === 1) {
       // What exporting costs: the adapter and head alone, or the adapter merged into the weights.
       timings['lora_adapter_bytes'] = (await saveAdapter(lora.model, { include: ['fc2'] })).length;
@@ -441,7 +437,7 @@ async function main(): Promise<void> {
     const alone = mlp(engine, T, 400 + seed);
     drawDiagram('student', alone, 'a small MLP, alone or taught by the fine-tuned CNN');
     const aloneOpt = new Adam(alone.parameters(), { lr: LR.student });
-    await runMethod('alone', alone, count(alone.parameters().values()), (o) => fit(engine, alone, aloneOpt, target.data, o));
+    await runMethod('alone', alone, countValues(alone.parameters().values()), (o) => fit(engine, alone, aloneOpt, target.data, o));
     aloneOpt.dispose();
     alone.dispose();
     // Taught on the labelled images only, then with unlabelled target images added to the
@@ -449,7 +445,7 @@ async function main(): Promise<void> {
     for (const [key, extra, runEpochs] of [['distilled (labelled only)', undefined, epochs], ['distilled', unlabelled, distillEpochs]] as const) {
       const student = mlp(engine, T, 400 + seed);
       const studentOpt = new Adam(student.parameters(), { lr: LR.student });
-      await runMethod(key, student, count(student.parameters().values()), (o) => distill(engine, teacher, student, studentOpt, target.data, { ...o, ...DISTILL, unlabelled: extra }), runEpochs);
+      await runMethod(key, student, countValues(student.parameters().values()), (o) => distill(engine, teacher, student, studentOpt, target.data, { ...o, ...DISTILL, unlabelled: extra }), runEpochs);
       studentOpt.dispose();
       student.dispose();
     }
