@@ -200,6 +200,28 @@ describe('mixture', () => {
   });
 });
 
+describe('inContext', () => {
+  test('a copy in the given context whose gradient passes through', async () => {
+    const ctx = engine.context();
+    await checkOp('inContext', {
+      inputs: [{ data: ref.normal([3, 5], 96), shape: [3, 5] }],
+      gpu: ([x]) => {
+        const y = ops.inContext(ctx, x!);
+        expect(y.engine).toBe(ctx);
+        return y;
+      },
+      forward: ([x]) => ({ data: Float64Array.from(x!), shape: [3, 5] }),
+      grad: (_, dy) => [Float64Array.from(dy)],
+    });
+  });
+
+  test('refuses a freed tensor, naming the op and the tensor', () => {
+    const t = engine.tensor([1, 2, 3], [3], 'freed');
+    t.dispose();
+    expectError(() => ops.inContext(engine, t), 'inContext', 'freed');
+  });
+});
+
 describe('peak memory', () => {
   test('peakBytes keeps the high-water mark of bytes through frees and trims, until resetPeakMemory', async () => {
     await engine.trim();

@@ -8,6 +8,7 @@ import {
   cagradCoefficients,
   CAGrad,
   CrossStitch,
+  deltaM,
   Dense,
   dropLabels,
   DynamicWeightAverage,
@@ -376,6 +377,37 @@ test('training with any method or architecture and disposing model, optimizer an
     model.dispose();
     expect(engine.memory().inUseBytes, `${arch} ${name}`).toBe(held);
   }
+});
+
+test('trainMultiTask, makeWeighting and deltaM refuse bad arguments, naming them, before training', async () => {
+  const model = tinyModel(engine);
+  const optimizer = new Adam(model, { lr: 1e-2 });
+  const before = await weightsOf(model);
+  const held = engine.memory().inUseBytes;
+  const run = (options: Partial<Parameters<typeof trainMultiTask>[4]>, data = tinyData(18)) =>
+    trainMultiTask(engine, model, optimizer, data, { weighting: new EqualWeighting(), epochs: 1, batchSize: 4, ...options });
+  await expect(run({ tasks: ['a', 'c'] })).rejects.toThrow(/no head named "c"/);
+  const { b: _, ...onlyA } = tinyData(18).tasks;
+  await expect(run({}, { ...tinyData(18), tasks: onlyA })).rejects.toThrow(/trainMultiTask: the data has no task "b"/);
+  await expect(run({ conflictEvery: -1 })).rejects.toThrow(/conflictEvery must be an integer >= 0, got -1/);
+  await expect(run({ conflictEvery: 1.5 })).rejects.toThrow(/conflictEvery must be an integer >= 0, got 1.5/);
+  const badLabels = tinyData(18);
+  badLabels.tasks['a']!.values[3] = 7;
+  await expect(run({}, badLabels)).rejects.toThrow(/task a label 7 at row 3 is not in 0..2/);
+  const nanTarget = tinyData(18);
+  nanTarget.tasks['b']!.values[0] = Number.NaN;
+  await expect(run({}, nanTarget)).rejects.toThrow(/task b target NaN at row 0 is not finite/);
+  const short = tinyData(18);
+  short.tasks['b']!.mask = Uint8Array.of(1, 1);
+  await expect(run({}, short)).rejects.toThrow(/task b has a mask of 2 rows for 8 rows/);
+  expect(engine.memory().inUseBytes, 'nothing left allocated').toBe(held);
+  const after = await weightsOf(model);
+  for (const [n, v] of before) expect([...after.get(n)!], n).toEqual([...v]);
+  expect(() => makeWeighting('Nash-MTL')).toThrow(/unknown method "Nash-MTL" \(methods: EW, UW, DWA, RLW, FAMO, GradNorm, MGDA, PCGrad, CAGrad\)/);
+  expect(() => deltaM({ a: 0.5 }, { a: 0.6, b: 0.7 })).toThrow(/no score for task b/);
+  expect(() => deltaM({ a: 0.5 }, { a: 0 })).toThrow(/baseline of task a is 0/);
+  optimizer.dispose();
+  model.dispose();
 });
 
 describe('methods over several steps', () => {

@@ -39,6 +39,14 @@ function checkTasks(op: string, data: MultiTaskData, tasks: readonly string[]): 
     if (!labels) throw new Error(`${op}: the data has no task "${t}" (tasks: ${Object.keys(data.tasks).join(', ')})`);
     if (labels.values.length !== data.count) throw new Error(`${op}: task ${t} has ${labels.values.length} labels for ${data.count} rows`);
     if (labels.mask && labels.mask.length !== data.count) throw new Error(`${op}: task ${t} has a mask of ${labels.mask.length} rows for ${data.count} rows`);
+    // Every label is checked here, before anything trains, rather than when its batch comes up.
+    for (let r = 0; r < data.count; r++) {
+      if (labels.mask && !labels.mask[r]) continue;
+      const v = labels.values[r]!;
+      if (labels.kind === 'classification' ? !Number.isInteger(v) || v < 0 || v >= labels.width : !Number.isFinite(v)) {
+        throw new Error(`${op}: task ${t} ${labels.kind === 'classification' ? `label ${v} at row ${r} is not in 0..${labels.width - 1}` : `target ${v} at row ${r} is not finite`}`);
+      }
+    }
     return labels;
   });
 }
@@ -54,7 +62,7 @@ export function multiTaskDataset(data: MultiTaskData, tasks: readonly string[]):
       return {
         rows,
         inputs: takeRows(data.inputs, data.features, indices),
-        tasks: labels.map((l, t) => {
+        tasks: labels.map((l) => {
           const width = l.kind === 'classification' ? l.width : 1;
           const targets = new Float32Array(rows * width);
           const mask = new Float32Array(rows);
@@ -63,10 +71,8 @@ export function multiTaskDataset(data: MultiTaskData, tasks: readonly string[]):
             const i = indices[r]!;
             if (l.mask && !l.mask[i]) continue;
             const v = l.values[i]!;
-            if (l.kind === 'classification') {
-              if (!Number.isInteger(v) || v < 0 || v >= width) throw new Error(`multiTaskDataset: task ${tasks[t]} label ${v} at row ${i} is not in 0..${width - 1}`);
-              targets[r * width + v] = 1;
-            } else targets[r] = v;
+            if (l.kind === 'classification') targets[r * width + v] = 1;
+            else targets[r] = v;
             mask[r] = 1;
             labelled++;
           }
