@@ -20,7 +20,7 @@ const VIEW_ALIGN = 64;
 export const DEFAULT_NORM_FACTOR = 10;
 
 export interface CheckOptions {
-  /** A row is rejected when its norm exceeds normFactor times the median norm of the finite rows (> 1; default 10). */
+  /** A row is rejected when its norm exceeds normFactor times the median norm of the finite rows (> 1; default 10; Infinity turns the rule off). */
   normFactor?: number;
   /** Where the reasons for rejections go (default console.warn); one call per rejected row. */
   log?: (message: string) => void;
@@ -79,7 +79,7 @@ export async function checkUpdates(updates: Tensor | readonly Tensor[], expected
   const normFactor = options.normFactor ?? DEFAULT_NORM_FACTOR;
   const log = options.log ?? console.warn;
   if (!Number.isInteger(expectedP) || expectedP < 1) throw new Error(`${op}: expectedP ${expectedP} must be a positive integer`);
-  if (!(normFactor > 1) || !Number.isFinite(normFactor)) throw new Error(`${op}: normFactor ${normFactor} must be a finite number > 1`);
+  if (!(normFactor > 1)) throw new Error(`${op}: normFactor ${normFactor} must be a number > 1 (Infinity: no norm rule)`);
   const list = Array.isArray(updates) ? (updates as readonly Tensor[]) : null;
   const stack = list ? null : (updates as Tensor);
   if (list) {
@@ -114,7 +114,7 @@ export async function checkUpdates(updates: Tensor | readonly Tensor[], expected
       if (stats.nonFinite[i] !== 0) reject(k, `${stats.nonFinite[i]} of ${expectedP} values are NaN or infinite`);
     });
     const typical = median(finite.map((k) => norms[k]!));
-    if (typical > 0) {
+    if (typical > 0 && Number.isFinite(normFactor)) {
       for (const k of finite) {
         // An f32 overflow of the sum of squares makes the norm infinite: rejected here too.
         if (!(norms[k]! <= normFactor * typical)) reject(k, `norm ${norms[k]} exceeds ${normFactor} x the median norm ${typical} of the ${finite.length} finite updates`);

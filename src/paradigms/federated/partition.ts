@@ -230,3 +230,18 @@ export function labelHistogram(labels: ArrayLike<number>, partition: readonly Ar
     return counts;
   });
 }
+
+/** Each client's rows of a classification data set, copied out (partition[k] lists client k's row indices). */
+export function clientData<D extends { inputs: Float32Array; labels: ArrayLike<number>; count: number; features: number; classes: number }>(data: D, partition: readonly ArrayLike<number>[]): { inputs: Float32Array; labels: Uint8Array; count: number; features: number; classes: number }[] {
+  return partition.map((rows, k) => {
+    const inputs = new Float32Array(rows.length * data.features);
+    const labels = new Uint8Array(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!;
+      if (!Number.isInteger(r) || r < 0 || r >= data.count) throw new Error(`clientData: client ${k} lists row ${r}; the data has ${data.count} rows`);
+      inputs.set(data.inputs.subarray(r * data.features, (r + 1) * data.features), i * data.features);
+      labels[i] = data.labels[r]!;
+    }
+    return { inputs, labels, count: rows.length, features: data.features, classes: data.classes };
+  });
+}

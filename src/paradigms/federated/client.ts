@@ -1,0 +1,232 @@
+// A federated client: its data never leaves it. It receives the global trainable weights and a
+// round configuration, trains locally for E epochs at batch B with an optimizer of its own (made
+// fresh each round, as Flower's clients do, so no optimizer state outlives a round), and answers
+// with the change of its trainable weights, its example count and its training loss. It also
+// evaluates a global model on its own held-out data and fine-tunes a personal head (FedPer /
+// FedRep). Simulated clients may share one model object (the device they would each run on):
+// every call first loads the weights it was sent.
+import { backward } from '../../engine/autograd.js';
+import type { Engine } from '../../engine/engine.js';
+import type { Module } from '../../engine/module.js';
+import { addScaledInPlace, softmaxCrossEntropy, sub } from '../../engine/ops/index.js';
+import { SGD, type Optimizer } from '../../engine/optim.js';
+import type { Parameter } from '../../engine/parameters.js';
+import type { Tensor } from '../../engine/tensor.js';
+import { evaluate, fit, oneHot, takeRows, train, type ClassificationData, type Dataset } from '../train.js';
+import { poisonDelta, type Attack } from './attacks.js';
+import { UpdateCompressor } from './compression.js';
+import { privatizeLocally, type LocalDpOptions } from './privacy.js';
+import { checkLayout, f32Bytes, gatherWeights, scatterWeights, trainableLayout, type ClientEvaluation, type ClientUpdate, type GlobalModel, type PayloadLayout, type RoundConfig } from './protocol.js';
+
+export interface ClientOptions {
+  id: string;
+  /** The model trained on (simulated clients may share one: each call loads the weights it is sent). */
+  model: Module;
+  /** The client's training data. */
+  data: ClassificationData;
+  /** Its held-out data, for federated evaluation and personalisation. */
+  test?: ClassificationData;
+  /** Mixed into every round's shuffle seed and compression seed (default: a hash of id). */
+  seed?: number;
+  /** The local optimizer, made each round over the model (default SGD at the round's learning rate, as McMahan et al.). */
+  optimizer?: (model: Module, config: RoundConfig) => Optimizer;
+  /** Local differential privacy: the delta is clipped and noised before it leaves the client. */
+  localDp?: LocalDpOptions;
+  /** A poisoned client (experiments and tests): sends this attack's delta instead of its own. */
+  attack?: Attack;
+}
+
+/** FNV-1a of a string: a stable default seed per client id. */
+function hashSeed(id: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) {
+    h ^= id.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
+/** The seed of a client's local shuffles in one round (epoch e shuffles with it + e, as train() does). */
+export function localSeed(config: RoundConfig, clientSeed: number): number {
+  return (Math.imul(config.seed >>> 0, 0x9e3779b1) ^ clientSeed) >>> 1;
+}
+
+/** Throws unless the round configuration is usable, naming the setting. */
+export function checkRoundConfig(op: string, config: RoundConfig): void {
+  const positive = (what: string, v: number) => {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`${op}: ${what} ${v} must be a positive integer`);
+  };
+  positive('epochs', config.epochs);
+  positive('batchSize', config.batchSize);
+  if (!(config.learningRate > 0) || !Number.isFinite(config.learningRate)) throw new Error(`${op}: learningRate ${config.learningRate} must be a positive finite number`);
+  if (!(config.proximalMu >= 0) || !Number.isFinite(config.proximalMu)) throw new Error(`${op}: proximalMu ${config.proximalMu} must be a finite number >= 0`);
+  if (!Number.isSafeInteger(config.seed) || config.seed < 0) throw new Error(`${op}: seed ${config.seed} must be an integer >= 0`);
+}
+
+/** Adds FedProx's proximal gradient mu (w - w_global) to each parameter's gradient (w_global: views of the global weights). */
+export function addProximalGradient(params: readonly Parameter[], global: readonly Tensor[], mu: number): void {
+  params.forEach((p, i) => {
+    if (!p.hasGradient) return;
+    const grad = p.gradView();
+    addScaledInPlace(grad, p, mu);
+    addScaledInPlace(grad, global[i]!, -mu);
+  });
+}
+
+export class FederatedClient {
+  readonly id: string;
+  readonly model: Module;
+  readonly data: ClassificationData;
+  readonly test: ClassificationData | null;
+  readonly seed: number;
+  readonly attack: Attack | null;
+  private readonly options: ClientOptions;
+  private compressor: UpdateCompressor | null = null;
+
+  constructor(options: ClientOptions) {
+    if (!options.id) throw new Error('FederatedClient: id must be a non-empty string');
+    if (options.data.count < 1) throw new Error(`FederatedClient ${options.id}: it has no training data`);
+    this.id = options.id;
+    this.model = options.model;
+    this.data = options.data;
+    this.test = options.test ?? null;
+    this.seed = options.seed ?? hashSeed(options.id);
+    this.attack = options.attack ?? null;
+    this.options = options;
+  }
+
+  /** Whether the client trains with an optimizer of its own rather than the default SGD. */
+  get ownOptimizer(): boolean {
+    return this.options.optimizer !== undefined;
+  }
+
+  /** Training examples this client holds. */
+  get examples(): number {
+    return this.data.count;
+  }
+
+  /** Local steps a round of `config` takes: full batches only, as train() (at least one batch of data needed). */
+  steps(config: RoundConfig): number {
+    return config.epochs * Math.floor(this.data.count / config.batchSize);
+  }
+
+  /**
+   * One round of local training from the global weights in `message`. The update's tensors belong
+   * to whoever receives it (the server frees them after aggregating).
+   */
+  async fit(engine: Engine, message: GlobalModel): Promise<ClientUpdate> {
+    const op = `FederatedClient ${this.id}: fit`;
+    const { config, layout } = message;
+    checkRoundConfig(op, config);
+    if (this.data.count < config.batchSize) throw new Error(`${op}: batch size ${config.batchSize} is larger than its ${this.data.count} examples`);
+    this.load(engine, op, message);
+    const optimizer = this.options.optimizer?.(this.model, config) ?? new SGD(this.model, { lr: config.learningRate });
+    const params = layout.entries.map((e) => this.model.parameters().get(e.name)!);
+    const global = layout.entries.map((e) => engine.view(message.weights, e.shape, `global.${e.name}`, e.offset));
+    const lossSum = engine.keep(engine.zeros([], `client ${this.id}.lossSum`));
+    try {
+      const x = new Float32Array(config.batchSize * this.data.features);
+      const targets = new Float32Array(config.batchSize * this.data.classes);
+      const rows: Dataset<Uint32Array> = { count: this.data.count, batch: (indices) => indices };
+      await train(engine, this.model, optimizer, rows, {
+        epochs: config.epochs,
+        batchSize: config.batchSize,
+        seed: localSeed(config, this.seed),
+        logEvery: this.steps(config),
+        step: (indices, { engine: e }) => {
+          takeRows(this.data.inputs, this.data.features, indices, x);
+          oneHot(Array.from(indices, (i) => this.data.labels[i]!), this.data.classes, targets);
+          const loss = softmaxCrossEntropy(this.model.forward(e.tensor(x, [indices.length, this.data.features], 'client.inputs')), e.tensor(targets, [indices.length, this.data.classes], 'client.targets'));
+          addScaledInPlace(lossSum, loss);
+          backward(loss);
+          if (config.proximalMu > 0) addProximalGradient(params, global, config.proximalMu);
+          return {};
+        },
+      });
+      const loss = (await lossSum.item()) / this.steps(config);
+      return this.answer(engine, message, gatherWeights(engine, this.model, layout, `client ${this.id}.weights`), loss);
+    } finally {
+      optimizer.dispose();
+      for (const g of global) g.dispose();
+      lossSum.dispose();
+    }
+  }
+
+  /**
+   * The update from the trainable weights after local training (`local`, laid out as the message;
+   * freed here): delta = local - global, then the attack (a poisoned client), local DP and
+   * compression, in that order.
+   */
+  answer(engine: Engine, message: GlobalModel, local: Tensor, loss: number): ClientUpdate {
+    const { config, layout } = message;
+    let delta = sub(local, message.weights);
+    local.dispose();
+    const replace = (next: Tensor) => {
+      delta.dispose();
+      delta = next;
+    };
+    if (this.attack) replace(poisonDelta(delta, this.attack, localSeed(config, this.seed) + 1));
+    if (this.options.localDp) replace(privatizeLocally(delta, { ...this.options.localDp, seed: this.options.localDp.seed ?? localSeed(config, this.seed) + 2 }));
+    const base = { clientId: this.id, round: config.round, examples: this.data.count, metrics: { loss } };
+    if (!config.compression) return { ...base, delta: engine.keep(delta), encoded: null, bytes: f32Bytes(layout.values) };
+    this.compressor ??= new UpdateCompressor({ seed: this.seed, errorFeedback: config.compression.errorFeedback });
+    const encoded = this.compressor.encode(delta);
+    delta.dispose();
+    engine.keep(encoded.codes);
+    engine.keep(encoded.scales);
+    return { ...base, delta: null, encoded, bytes: encoded.bytes };
+  }
+
+  /** Accuracy and loss of the global model in `message` on this client's held-out data. */
+  async evaluate(engine: Engine, message: GlobalModel): Promise<ClientEvaluation> {
+    const op = `FederatedClient ${this.id}: evaluate`;
+    if (!this.test) throw new Error(`${op}: the client has no test data`);
+    this.load(engine, op, message);
+    const r = await evaluate(engine, this.model, this.test);
+    return { clientId: this.id, examples: this.test.count, ...r };
+  }
+
+  /**
+   * Personalisation (FedPer / FedRep): from the global model, trains only the parameters whose
+   * names start with one of `head` on the client's own data (the rest frozen for the while), and
+   * reports the global and the personalised accuracy on its held-out data. The model's frozen flags
+   * are restored afterwards; its weights are left personalised.
+   */
+  async personalise(engine: Engine, message: GlobalModel, options: { head: readonly string[]; epochs: number; batchSize: number; learningRate: number }): Promise<{ clientId: string; global: number; personalised: number }> {
+    const op = `FederatedClient ${this.id}: personalise`;
+    if (!this.test) throw new Error(`${op}: the client has no test data`);
+    const global = await this.evaluate(engine, message);
+    const named = this.model.parameters();
+    const inHead = (name: string) => options.head.some((h) => name === h || name.startsWith(`${h}.`));
+    const head = [...named].filter(([name]) => inHead(name));
+    if (head.length === 0) throw new Error(`${op}: no parameter is in the head ${options.head.join(', ')} (parameters: ${[...named.keys()].join(', ')})`);
+    const wasFrozen = new Map([...named.values()].map((p) => [p, p.frozen] as const));
+    for (const [name, p] of named) {
+      if (inHead(name)) p.unfreeze();
+      else p.freeze();
+    }
+    const optimizer = new SGD(head.map(([, p]) => p), { lr: options.learningRate });
+    try {
+      await fit(engine, this.model, optimizer, this.data, { epochs: options.epochs, batchSize: Math.min(options.batchSize, this.data.count), seed: this.seed, logEvery: 1_000_000 });
+    } finally {
+      optimizer.dispose();
+      for (const [p, frozen] of wasFrozen) if (frozen) p.freeze();
+      else p.unfreeze();
+    }
+    const after = await evaluate(engine, this.model, this.test);
+    return { clientId: this.id, global: global.accuracy, personalised: after.accuracy };
+  }
+
+  /** Loads the message's weights into the model, after checking they are the ones it trains. */
+  load(engine: Engine, op: string, message: GlobalModel): PayloadLayout {
+    checkLayout(op, trainableLayout(this.model), message.layout);
+    scatterWeights(engine, this.model, message.layout, message.weights);
+    return message.layout;
+  }
+
+  /** Frees the compressor's error-feedback residual. */
+  dispose(): void {
+    this.compressor?.dispose();
+    this.compressor = null;
+  }
+}

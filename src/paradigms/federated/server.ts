@@ -1,0 +1,194 @@
+// The federated server: owns the global model and a Strategy. Each round it samples clients
+// (a fraction C of those available, at least a minimum), sends them the global trainable weights
+// with the round's configuration, and turns what comes back into the next global model: updates
+// from the wrong round or of the wrong length, non-finite ones and norms far above the round's
+// others are rejected with a logged reason (checks.ts) and never reach the aggregate; the rest
+// are stacked [K, P] on the GPU and aggregated by the strategy. A round in which fewer than the
+// minimum report (drop-outs, rejections) leaves the model as it was.
+import type { Engine } from '../../engine/engine.js';
+import type { Module } from '../../engine/module.js';
+import { permutation } from '../../engine/random.js';
+import type { Tensor } from '../../engine/tensor.js';
+import { evaluate, type ClassificationData } from '../train.js';
+import { acceptedStack, checkUpdates, DEFAULT_NORM_FACTOR } from './checks.js';
+import { checkRoundConfig } from './client.js';
+import { dequantize8 } from '../../engine/ops/quantize.js';
+import { f32Bytes, gatherWeights, scatterWeights, trainableLayout, type ClientEvaluation, type ClientUpdate, type GlobalModel, type PayloadLayout, type RoundConfig } from './protocol.js';
+import type { Strategy } from './strategies.js';
+
+export interface ServerOptions {
+  strategy: Strategy;
+  /** C: the fraction of available clients sampled each round (default 0.1). */
+  fraction?: number;
+  /** Clients sampled at least, and reports needed for a round to count (default 2). */
+  minClients?: number;
+  /** Local training settings sent each round (the round number and seed are the server's). */
+  training: Omit<RoundConfig, 'round' | 'seed'>;
+  /** Seeds client sampling and the rounds' local shuffles (default 0). */
+  seed?: number;
+  /** Reject an update whose norm exceeds this many times the round's median (default 10; Infinity: no norm rule, shape and finiteness are still checked). */
+  normFactor?: number;
+  /** Where rejections and failed rounds are logged (default console.warn). */
+  log?: (message: string) => void;
+}
+
+/** What one round did. */
+export interface RoundReport {
+  round: number;
+  sampled: string[];
+  /** Sampled clients that did not report (dropped out). */
+  dropped: string[];
+  rejected: { clientId: string; reason: string }[];
+  /** Clients whose updates were aggregated. */
+  accepted: string[];
+  /** False when fewer than minClients updates were accepted: the global model was left as it was. */
+  aggregated: boolean;
+  /** Server to clients (the global weights to each sampled client) and clients to server. */
+  bytesDown: number;
+  bytesUp: number;
+  /** Mean training loss of the accepted clients, weighted by their examples. */
+  trainLoss: number;
+}
+
+export class FederatedServer {
+  readonly model: Module;
+  readonly strategy: Strategy;
+  readonly layout: PayloadLayout;
+  readonly fraction: number;
+  readonly minClients: number;
+  readonly seed: number;
+  readonly training: Omit<RoundConfig, 'round' | 'seed'>;
+  readonly reports: RoundReport[] = [];
+  private readonly engine: Engine;
+  private readonly normFactor: number;
+  private readonly log: (message: string) => void;
+
+  constructor(engine: Engine, model: Module, options: ServerOptions) {
+    const op = 'FederatedServer';
+    this.engine = engine;
+    this.model = model;
+    this.strategy = options.strategy;
+    this.layout = trainableLayout(model);
+    this.fraction = options.fraction ?? 0.1;
+    this.minClients = options.minClients ?? 2;
+    this.seed = options.seed ?? 0;
+    this.training = options.training;
+    this.normFactor = options.normFactor ?? DEFAULT_NORM_FACTOR;
+    this.log = options.log ?? console.warn;
+    if (!(this.fraction > 0 && this.fraction <= 1)) throw new Error(`${op}: fraction ${this.fraction} must be in (0, 1]`);
+    if (!Number.isInteger(this.minClients) || this.minClients < 1) throw new Error(`${op}: minClients ${this.minClients} must be a positive integer`);
+    if (!Number.isSafeInteger(this.seed) || this.seed < 0) throw new Error(`${op}: seed ${this.seed} must be an integer >= 0`);
+    if (!(this.normFactor > 1)) throw new Error(`${op}: normFactor ${this.normFactor} must be > 1 (Infinity: no norm rule)`);
+    checkRoundConfig(op, { ...this.training, round: 0, seed: 0 });
+  }
+
+  /** Clients to sample in a round out of `available`: max(minClients, round(C n)), at most n. */
+  sampleSize(available: number): number {
+    return Math.min(available, Math.max(this.minClients, Math.round(this.fraction * available)));
+  }
+
+  /** The round's clients, sampled without replacement (seeded by the server's seed and the round). */
+  sample(round: number, available: readonly string[]): string[] {
+    const n = this.sampleSize(available.length);
+    if (available.length < this.minClients) throw new Error(`FederatedServer.sample: ${available.length} clients available; at least minClients = ${this.minClients} are needed`);
+    const order = permutation(available.length, this.seed * 100003 + round);
+    return Array.from(order.subarray(0, n), (i) => available[i]!);
+  }
+
+  /** The message sent to each client of `round`: the global trainable weights (the server owns the tensor; free it with release()). */
+  globalModel(round: number): GlobalModel {
+    const config: RoundConfig = { ...this.training, round, seed: (this.seed * 7919 + round) % 2 ** 31 };
+    const weights = this.engine.keep(gatherWeights(this.engine, this.model, this.layout, `global.round${round}`));
+    return { config, layout: this.layout, weights, bytes: f32Bytes(this.layout.values) };
+  }
+
+  /** Frees a message's weights. */
+  release(message: GlobalModel): void {
+    message.weights.dispose();
+  }
+
+  /**
+   * Aggregates one round's updates into the global model and frees them. `sampled` are the
+   * clients the round was sent to; those without an update dropped out.
+   */
+  async aggregate(message: GlobalModel, sampled: readonly string[], updates: readonly ClientUpdate[]): Promise<RoundReport> {
+    const round = message.config.round;
+    const reported = new Set(updates.map((u) => u.clientId));
+    const report: RoundReport = {
+      round,
+      sampled: [...sampled],
+      dropped: sampled.filter((id) => !reported.has(id)),
+      rejected: [],
+      accepted: [],
+      aggregated: false,
+      bytesDown: sampled.length * message.bytes,
+      bytesUp: updates.reduce((s, u) => s + u.bytes, 0),
+      trainLoss: NaN,
+    };
+    const reject = (clientId: string, reason: string) => {
+      report.rejected.push({ clientId, reason });
+      this.log(`round ${round}: client ${clientId} rejected: ${reason}`);
+    };
+    const decoded: { update: ClientUpdate; delta: Tensor }[] = [];
+    try {
+      const seen = new Set<string>();
+      for (const u of updates) {
+        const twice = seen.has(u.clientId);
+        seen.add(u.clientId);
+        if (twice) reject(u.clientId, 'it sent a second update this round');
+        else if (u.round !== round) reject(u.clientId, `its update is for round ${u.round}`);
+        else if (!sampled.includes(u.clientId)) reject(u.clientId, 'it was not sampled this round');
+        else if (!(u.examples > 0) || !Number.isFinite(u.examples)) reject(u.clientId, `example count ${u.examples} is not a positive number`);
+        else if (u.encoded && u.encoded.n !== this.layout.length) reject(u.clientId, `${u.encoded.n} encoded values; expected ${this.layout.length}`);
+        else if (!u.delta && !u.encoded) reject(u.clientId, 'the update carries no delta');
+        else decoded.push({ update: u, delta: u.delta ?? this.engine.keep(dequantize8(u.encoded!.codes, u.encoded!.scales, u.encoded!.n, u.encoded!.blockSize)) });
+      }
+      if (decoded.length > 0) {
+        const check = await checkUpdates(decoded.map((d) => d.delta), this.layout.length, { normFactor: this.normFactor, log: () => {} });
+        for (const r of check.rejected) reject(decoded[r.index]!.update.clientId, r.reason);
+        const accepted = check.accepted.map((k) => decoded[k]!.update);
+        report.accepted = accepted.map((u) => u.clientId);
+        const examples = accepted.map((u) => u.examples);
+        const total = examples.reduce((s, n) => s + n, 0);
+        report.trainLoss = accepted.reduce((s, u) => s + u.metrics.loss * u.examples, 0) / total;
+        if (accepted.length >= this.minClients) {
+          const stack = acceptedStack(decoded.map((d) => d.delta), check.accepted);
+          try {
+            const next = await this.strategy.aggregate(message.weights, stack, examples);
+            scatterWeights(this.engine, this.model, this.layout, next);
+            next.dispose();
+            report.aggregated = true;
+          } finally {
+            stack.dispose();
+          }
+        }
+      }
+      if (!report.aggregated) this.log(`round ${round}: ${report.accepted.length} of ${sampled.length} sampled clients' updates accepted, fewer than minClients = ${this.minClients}; the global model is unchanged`);
+    } finally {
+      for (const d of decoded) if (d.delta !== d.update.delta) d.delta.dispose();
+      for (const u of updates) {
+        u.delta?.dispose();
+        u.encoded?.codes.dispose();
+        u.encoded?.scales.dispose();
+      }
+    }
+    this.reports.push(report);
+    return report;
+  }
+
+  /** Accuracy and loss of the global model on held-out data (central evaluation). */
+  evaluate(data: ClassificationData): Promise<{ accuracy: number; loss: number }> {
+    return evaluate(this.engine, this.model, data);
+  }
+
+  /** The clients' evaluations combined, weighted by their test examples (federated evaluation). */
+  static combineEvaluations(results: readonly ClientEvaluation[]): { accuracy: number; loss: number; examples: number } {
+    const examples = results.reduce((s, r) => s + r.examples, 0);
+    if (examples === 0) return { accuracy: NaN, loss: NaN, examples };
+    return {
+      accuracy: results.reduce((s, r) => s + r.accuracy * r.examples, 0) / examples,
+      loss: results.reduce((s, r) => s + r.loss * r.examples, 0) / examples,
+      examples,
+    };
+  }
+}
