@@ -19,6 +19,9 @@ import {
   ReLU,
   Sequential,
   simulate,
+  SGD,
+  LayerNorm,
+  trainBatched,
   trainableLayout,
   type ClassificationData,
   type ClientUpdate,
@@ -109,8 +112,8 @@ describe('client', () => {
       expect(update.bytes).toBe(4 * (F * C + C));
       const delta = await update.delta!.data();
       // Layout: weight at 0, bias at the next multiple of 64.
-      expectClose(delta.subarray(0, F * C), Float64Array.from(want.w, (v, j) => v - w0[j]!), { atol: 2e-6, rtol: 1e-4 });
-      expectClose(delta.subarray(64, 64 + C), Float64Array.from(want.b, (v, j) => v - b0[j]!), { atol: 2e-6, rtol: 1e-4 });
+      expectClose(delta.subarray(0, F * C), Float64Array.from(want.w, (v, j) => v - w0[j]!), { atol: 2e-6, rtol: 1e-4 }, 'weight delta');
+      expectClose(delta.subarray(64, 64 + C), Float64Array.from(want.b, (v, j) => v - b0[j]!), { atol: 2e-6, rtol: 1e-4 }, 'bias delta');
       expect(update.metrics.loss).toBeCloseTo(want.loss, 4);
       update.delta!.dispose();
       m.weights.dispose();
@@ -205,7 +208,7 @@ describe('server', () => {
     const accepted = [good[0]!, good[1]!, row(6)];
     const weights = [10, 30, 5];
     const want = Float64Array.from(g, (v, j) => v + accepted.reduce((s, u, k) => s + (weights[k]! * u[j]!) / 45, 0));
-    expectClose(await values(gatherWeights(engine, model, server.layout)), want, { atol: 1e-6, rtol: 1e-5 });
+    expectClose(await values(gatherWeights(engine, model, server.layout)), want, { atol: 1e-6, rtol: 1e-5 }, 'FedAvg weights');
     expect(report.bytesDown).toBe(8 * 4 * server.layout.values);
     expect(report.bytesUp).toBe(9 * 4 * server.layout.values);
     for (const u of updates) expect(u.delta!.disposed).toBe(true);
@@ -231,6 +234,46 @@ describe('server', () => {
 });
 
 describe('simulation', () => {
+  for (const mu of [0, 0.2]) {
+    test(`clients trained together over replicas send the updates they send alone (unequal data, ${mu ? `FedProx mu = ${mu}` : 'FedAvg'}, a poisoned client)`, async () => {
+      const model = new Sequential({ fc1: new Dense(engine, F, 16, { seed: 1 }), relu: ReLU(), fc2: new Dense(engine, 16, C, { seed: 2 }) });
+      const sizes = [12, 20, 9];
+      const clients = sizes.map((n, k) => new FederatedClient({ id: `c${k}`, model, data: smallData(n, k + 1), ...(k === 2 ? { attack: { kind: 'sign-flip' as const } } : {}) }));
+      const m = message(model, { epochs: 2, batchSize: 4, learningRate: 0.3, proximalMu: mu });
+      const alone: Float32Array[] = [];
+      const lossesAlone: number[] = [];
+      for (const c of clients) {
+        const u = await c.fit(engine, m);
+        alone.push(await u.delta!.data());
+        lossesAlone.push(u.metrics.loss);
+        u.delta!.dispose();
+      }
+      const together = await trainBatched(engine, clients, m);
+      expect(together.map((u) => u.clientId)).toEqual(['c0', 'c1', 'c2']);
+      for (const [k, u] of together.entries()) {
+        expectClose(await u.delta!.data(), alone[k]!, { atol: 2e-6, rtol: 1e-4 }, `client ${k} delta`);
+        expect(u.metrics.loss).toBeCloseTo(lossesAlone[k]!, 4);
+        expect(u.examples).toBe(sizes[k]);
+        u.delta!.dispose();
+      }
+      m.weights.dispose();
+      model.dispose();
+    });
+  }
+
+  test('batched training refuses models it cannot batch and clients with their own optimizer, naming them', async () => {
+    const model = new Sequential({ fc: new Dense(engine, F, C, { seed: 1 }), norm: new LayerNorm(engine, C) });
+    const m = message(model);
+    await expect(trainBatched(engine, [new FederatedClient({ id: 'a', model, data: smallData(8, 1) })], m)).rejects.toThrow('layer norm is a LayerNorm; batched forward supports only');
+    const plain = softmaxModel();
+    const m2 = message(plain);
+    const own = new FederatedClient({ id: 'own', model: plain, data: smallData(8, 1), optimizer: (mm, config) => new SGD(mm, { lr: config.learningRate }) });
+    await expect(trainBatched(engine, [own], m2)).rejects.toThrow('client own has an optimizer of its own');
+    for (const t of [m, m2]) t.weights.dispose();
+    model.dispose();
+    plain.dispose();
+  });
+
   test('only the head travels when the base is frozen; the base stays bit-identical over rounds', async () => {
     const model = new Sequential({ base: new Dense(engine, F, 8, { seed: 1 }), relu: ReLU(), head: new Dense(engine, 8, C, { seed: 2 }) });
     model.freeze('base');
@@ -266,7 +309,7 @@ describe('simulation', () => {
     const plain = await run(null);
     const packed = await run({ bits: 8, errorFeedback: true });
     expect(packed.bytes / plain.bytes).toBeLessThan(0.3);
-    expectClose(packed.w, plain.w, { atol: 2e-3, rtol: 0 });
+    expectClose(packed.w, plain.w, { atol: 2e-3, rtol: 0 }, '8-bit against f32 weights');
   });
 
   test('dropped-out clients are left out and reported; the rest are aggregated', async () => {
