@@ -109,8 +109,8 @@ describe('client', () => {
       expect(update.bytes).toBe(4 * (F * C + C));
       const delta = await update.delta!.data();
       // Layout: weight at 0, bias at the next multiple of 64.
-      expectClose(delta.subarray(0, F * C), Float64Array.from(want.w, (v, j) => v - w0[j]!), { atol: 2e-6, rtol: 1e-4 });
-      expectClose(delta.subarray(64, 64 + C), Float64Array.from(want.b, (v, j) => v - b0[j]!), { atol: 2e-6, rtol: 1e-4 });
+      expectClose(delta.subarray(0, F * C), Float64Array.from(want.w, (v, j) => v - w0[j]!), { atol: 2e-6, rtol: 1e-4 }, 'weight delta');
+      expectClose(delta.subarray(64, 64 + C), Float64Array.from(want.b, (v, j) => v - b0[j]!), { atol: 2e-6, rtol: 1e-4 }, 'bias delta');
       expect(update.metrics.loss).toBeCloseTo(want.loss, 4);
       update.delta!.dispose();
       m.weights.dispose();
@@ -205,7 +205,7 @@ describe('server', () => {
     const accepted = [good[0]!, good[1]!, row(6)];
     const weights = [10, 30, 5];
     const want = Float64Array.from(g, (v, j) => v + accepted.reduce((s, u, k) => s + (weights[k]! * u[j]!) / 45, 0));
-    expectClose(await values(gatherWeights(engine, model, server.layout)), want, { atol: 1e-6, rtol: 1e-5 });
+    expectClose(await values(gatherWeights(engine, model, server.layout)), want, { atol: 1e-6, rtol: 1e-5 }, 'global weights after FedAvg');
     expect(report.bytesDown).toBe(8 * 4 * server.layout.values);
     expect(report.bytesUp).toBe(9 * 4 * server.layout.values);
     for (const u of updates) expect(u.delta!.disposed).toBe(true);
@@ -266,7 +266,7 @@ describe('simulation', () => {
     const plain = await run(null);
     const packed = await run({ bits: 8, errorFeedback: true });
     expect(packed.bytes / plain.bytes).toBeLessThan(0.3);
-    expectClose(packed.w, plain.w, { atol: 2e-3, rtol: 0 });
+    expectClose(packed.w, plain.w, { atol: 2e-3, rtol: 0 }, '8-bit vs f32 global weights');
   });
 
   test('dropped-out clients are left out and reported; the rest are aggregated', async () => {
