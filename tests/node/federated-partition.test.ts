@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { dirichletGenerator, gammaGenerator, permutation, uniformGenerator } from '../../src/engine/random.js';
-import { dirichletPartition, iidPartition, labelHistogram, naturalPartition, shardPartition, type Partition } from '../../src/paradigms/federated/partition.js';
+import { clientData, dirichletPartition, iidPartition, labelHistogram, naturalPartition, shardPartition, type Partition } from '../../src/paradigms/federated/partition.js';
 
 /** MNIST's training-set class counts (sum 60,000): unequal, none a multiple of 300. */
 const MNIST_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949];
@@ -232,5 +232,49 @@ describe('labelHistogram', () => {
     const h = labelHistogram([0, 2, 2, 1, 0], [Uint32Array.of(0, 1, 2), Uint32Array.of(3), new Uint32Array(0)], 3);
     expect(h.map((c) => [...c])).toEqual([[1, 0, 2], [0, 1, 0], [0, 0, 0]]);
     expect(() => labelHistogram([0, 3], [Uint32Array.of(1)], 3)).toThrow(/client 0's row 1 has label 3/);
+  });
+});
+
+describe('clientData', () => {
+  /** count rows of `features` inputs, row r holding r * 1000 + f, and labels r % classes. */
+  function indexed(count: number, features: number, classes: number) {
+    const inputs = Float32Array.from({ length: count * features }, (_, i) => Math.floor(i / features) * 1000 + (i % features));
+    const labels = Uint32Array.from({ length: count }, (_, r) => r % classes);
+    return { inputs, labels, count, features, classes };
+  }
+
+  it('copies each client\'s listed rows, inputs and labels, in the listed order', () => {
+    const data = indexed(10, 3, 4);
+    const partition = [Uint32Array.of(7, 0, 3), new Uint32Array(0), [9, 9, 2]];
+    const parts = clientData(data, partition);
+    expect(parts).toHaveLength(3);
+    parts.forEach((part, k) => {
+      const rows = [...partition[k]!];
+      expect(part.count).toBe(rows.length);
+      expect(part.features).toBe(3);
+      expect(part.classes).toBe(4);
+      expect([...part.inputs]).toEqual(rows.flatMap((r) => [r * 1000, r * 1000 + 1, r * 1000 + 2]));
+      expect([...part.labels]).toEqual(rows.map((r) => r % 4));
+    });
+    // Copies: writing a client's rows leaves the data set as it was.
+    parts[0]!.inputs[0] = -1;
+    parts[0]!.labels[0] = 3;
+    expect(data.inputs[7 * 3]).toBe(7000);
+    expect(data.labels[7]).toBe(3);
+  });
+
+  it('keeps labels of data sets with more than 256 classes', () => {
+    const data = indexed(600, 2, 600);
+    const [part] = clientData(data, [[599, 300, 256, 255, 1]]);
+    expect([...part!.labels]).toEqual([599, 300, 256, 255, 1]);
+    expect([...part!.inputs]).toEqual([599000, 599001, 300000, 300001, 256000, 256001, 255000, 255001, 1000, 1001]);
+  });
+
+  it('refuses a row that is not in the data, naming the client and the row', () => {
+    const data = indexed(5, 2, 3);
+    expect(() => clientData(data, [[0, 1], [2, 5]])).toThrow('clientData: client 1 lists row 5; the data has 5 rows');
+    expect(() => clientData(data, [[-1]])).toThrow('clientData: client 0 lists row -1; the data has 5 rows');
+    expect(() => clientData(data, [[0], [1], [1.5]])).toThrow('clientData: client 2 lists row 1.5; the data has 5 rows');
+    expect(() => clientData(data, [[NaN]])).toThrow('clientData: client 0 lists row NaN; the data has 5 rows');
   });
 });

@@ -231,11 +231,11 @@ export function labelHistogram(labels: ArrayLike<number>, partition: readonly Ar
   });
 }
 
-/** Each client's rows of a classification data set, copied out (partition[k] lists client k's row indices). */
-export function clientData<D extends { inputs: Float32Array; labels: ArrayLike<number>; count: number; features: number; classes: number }>(data: D, partition: readonly ArrayLike<number>[]): { inputs: Float32Array; labels: Uint8Array; count: number; features: number; classes: number }[] {
+/** Each client's rows of a classification data set, copied out (partition[k] lists client k's row indices); labels as 32-bit integers, whatever the number of classes. */
+export function clientData<D extends { inputs: Float32Array; labels: ArrayLike<number>; count: number; features: number; classes: number }>(data: D, partition: readonly ArrayLike<number>[]): { inputs: Float32Array; labels: Uint32Array; count: number; features: number; classes: number }[] {
   return partition.map((rows, k) => {
     const inputs = new Float32Array(rows.length * data.features);
-    const labels = new Uint8Array(rows.length);
+    const labels = new Uint32Array(rows.length);
     for (let i = 0; i < rows.length; i++) {
       const r = rows[i]!;
       if (!Number.isInteger(r) || r < 0 || r >= data.count) throw new Error(`clientData: client ${k} lists row ${r}; the data has ${data.count} rows`);
