@@ -44,7 +44,7 @@ export async function tuneMatmul(engine: Engine, n = 256, repeats = 3): Promise<
       const run = () =>
         engine.dispatch('matmul', {
           bindings: { a, b, c, bias: engine.placeholder() },
-          uniforms: { M: n, N: n, K: n, alpha: 0 },
+          uniforms: { M: n, N: n, K: n, alpha: 0, a_offset: 0, a_stride: 0, b_offset: 0, b_stride: 0, c_offset: 0, c_stride: 0, bias_offset: 0, bias_stride: 0 },
           constants: { ...constants, ALIGNED: true },
           workgroups: [Math.ceil(n / (4 * wx)), Math.ceil(n / (4 * wy))],
         });

@@ -7,6 +7,11 @@
 // memory, and does 64 multiply-adds as one mat4x4 product. That needs ALIGNED (M, N, K multiples
 // of 4: every load is one whole vec4, no bounds checks); other shapes take a scalar path that
 // gathers one k at a time with checks.
+//
+// Batched: workgroup z = i computes C_i = op(A_i) . op(B_i), where operand X_i starts at element
+// X_offset + i * X_stride of its buffer (stride 0: every batch reads the same matrix). That lets B
+// be one slot of a [K, P] replica weight block (replica i's weight at i * P + slot offset) and C
+// the same slot of its gradient block. ALIGNED also needs every offset and stride a multiple of 4.
 #import "lib/activation.wgsl"
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -19,7 +24,11 @@ override WG_Y: u32 = 8;
 override HAS_BIAS: bool = false;
 override ACT: u32 = ACT_NONE;
 
-struct Dims { M: u32, N: u32, K: u32, alpha: f32 }
+struct Dims {
+  M: u32, N: u32, K: u32, alpha: f32,
+  a_offset: u32, a_stride: u32, b_offset: u32, b_stride: u32,
+  c_offset: u32, c_stride: u32, bias_offset: u32, bias_stride: u32,
+}
 
 @group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
@@ -27,9 +36,9 @@ struct Dims { M: u32, N: u32, K: u32, alpha: f32 }
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<uniform> dims: Dims;
 
-fn epilogue(v: f32, col: u32) -> f32 {
+fn epilogue(v: f32, bias_at: u32) -> f32 {
   var z = v;
-  if (HAS_BIAS) { z += bias[col]; }
+  if (HAS_BIAS) { z += bias[bias_at]; }
   return act_value(ACT, z, dims.alpha);
 }
 
@@ -38,28 +47,29 @@ fn lane(v: vec4<f32>, i: u32) -> f32 {
   return select(select(v.x, v.y, i == 1u), select(v.z, v.w, i == 3u), i >= 2u);
 }
 
-// Element (row, col) of a stored matrix with `cols` columns, 0 outside [rows, cols].
-fn a_at(row: u32, col: u32, rows: u32, cols: u32) -> f32 {
+// Element (row, col) of a stored matrix starting at element `base`, with `cols` columns, 0
+// outside [rows, cols].
+fn a_at(base: u32, row: u32, col: u32, rows: u32, cols: u32) -> f32 {
   let inside = row < rows && col < cols;
-  let f = select(0u, row * cols + col, inside);
+  let f = base + select(0u, row * cols + col, inside);
   return select(0.0, lane(a[f >> 2u], f & 3u), inside);
 }
 
-fn b_at(row: u32, col: u32, rows: u32, cols: u32) -> f32 {
+fn b_at(base: u32, row: u32, col: u32, rows: u32, cols: u32) -> f32 {
   let inside = row < rows && col < cols;
-  let f = select(0u, row * cols + col, inside);
+  let f = base + select(0u, row * cols + col, inside);
   return select(0.0, lane(b[f >> 2u], f & 3u), inside);
 }
 
 // op(A)[row, k] and op(B)[k, col] for the unaligned path.
-fn op_a(row: u32, k: u32) -> f32 {
-  if (TRANS_A) { return a_at(k, row, dims.K, dims.M); }
-  return a_at(row, k, dims.M, dims.K);
+fn op_a(base: u32, row: u32, k: u32) -> f32 {
+  if (TRANS_A) { return a_at(base, k, row, dims.K, dims.M); }
+  return a_at(base, row, k, dims.M, dims.K);
 }
 
-fn op_b(k: u32, col: u32) -> f32 {
-  if (TRANS_B) { return b_at(col, k, dims.N, dims.K); }
-  return b_at(k, col, dims.K, dims.N);
+fn op_b(base: u32, k: u32, col: u32) -> f32 {
+  if (TRANS_B) { return b_at(base, col, k, dims.N, dims.K); }
+  return b_at(base, k, col, dims.K, dims.N);
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
@@ -70,6 +80,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let r = gid.y * 4u; // first row of this block of C
   let c0 = gid.x * 4u; // first column
   if (r >= M || c0 >= N) { return; }
+  // This batch's matrices; in the aligned path, in vec4s.
+  let a0 = dims.a_offset + gid.z * dims.a_stride;
+  let b0 = dims.b_offset + gid.z * dims.b_stride;
+  let av = a0 >> 2u;
+  let bv = b0 >> 2u;
 
   // acc[i] is row r + i of the block, as a vec4 over its 4 columns.
   var acc = mat4x4<f32>();
@@ -78,16 +93,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       // a_rows[i] = op(A)[r + i, k .. k + 3]
       var a_rows: mat4x4<f32>;
       if (TRANS_A) {
-        a_rows = transpose(mat4x4<f32>(a[(k * M + r) >> 2u], a[((k + 1u) * M + r) >> 2u], a[((k + 2u) * M + r) >> 2u], a[((k + 3u) * M + r) >> 2u]));
+        a_rows = transpose(mat4x4<f32>(a[av + ((k * M + r) >> 2u)], a[av + (((k + 1u) * M + r) >> 2u)], a[av + (((k + 2u) * M + r) >> 2u)], a[av + (((k + 3u) * M + r) >> 2u)]));
       } else {
-        a_rows = mat4x4<f32>(a[(r * K + k) >> 2u], a[((r + 1u) * K + k) >> 2u], a[((r + 2u) * K + k) >> 2u], a[((r + 3u) * K + k) >> 2u]);
+        a_rows = mat4x4<f32>(a[av + ((r * K + k) >> 2u)], a[av + (((r + 1u) * K + k) >> 2u)], a[av + (((r + 2u) * K + k) >> 2u)], a[av + (((r + 3u) * K + k) >> 2u)]);
       }
       // b_rows[t] = op(B)[k + t, c0 .. c0 + 3]
       var b_rows: mat4x4<f32>;
       if (TRANS_B) {
-        b_rows = transpose(mat4x4<f32>(b[(c0 * K + k) >> 2u], b[((c0 + 1u) * K + k) >> 2u], b[((c0 + 2u) * K + k) >> 2u], b[((c0 + 3u) * K + k) >> 2u]));
+        b_rows = transpose(mat4x4<f32>(b[bv + ((c0 * K + k) >> 2u)], b[bv + (((c0 + 1u) * K + k) >> 2u)], b[bv + (((c0 + 2u) * K + k) >> 2u)], b[bv + (((c0 + 3u) * K + k) >> 2u)]));
       } else {
-        b_rows = mat4x4<f32>(b[(k * N + c0) >> 2u], b[((k + 1u) * N + c0) >> 2u], b[((k + 2u) * N + c0) >> 2u], b[((k + 3u) * N + c0) >> 2u]);
+        b_rows = mat4x4<f32>(b[bv + ((k * N + c0) >> 2u)], b[bv + (((k + 1u) * N + c0) >> 2u)], b[bv + (((k + 2u) * N + c0) >> 2u)], b[bv + (((k + 3u) * N + c0) >> 2u)]);
       }
       // acc[i] += sum_t a_rows[i][t] * b_rows[t]
       acc += b_rows * a_rows;
@@ -95,17 +110,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   } else {
     // Shapes that are not multiples of 4: one k at a time, elements gathered with bounds checks.
     for (var k = 0u; k < K; k++) {
-      let a_col = vec4(op_a(r, k), op_a(r + 1u, k), op_a(r + 2u, k), op_a(r + 3u, k));
-      let b_row = vec4(op_b(k, c0), op_b(k, c0 + 1u), op_b(k, c0 + 2u), op_b(k, c0 + 3u));
+      let a_col = vec4(op_a(a0, r, k), op_a(a0, r + 1u, k), op_a(a0, r + 2u, k), op_a(a0, r + 3u, k));
+      let b_row = vec4(op_b(b0, k, c0), op_b(b0, k, c0 + 1u), op_b(b0, k, c0 + 2u), op_b(b0, k, c0 + 3u));
       acc += mat4x4<f32>(a_col.x * b_row, a_col.y * b_row, a_col.z * b_row, a_col.w * b_row);
     }
   }
 
+  let cb = dims.c_offset + gid.z * dims.c_stride;
+  let biasb = dims.bias_offset + gid.z * dims.bias_stride;
   for (var i = 0u; i < 4u; i++) {
     let row = r + i;
     if (row < M) {
       for (var j = 0u; j < 4u; j++) {
-        if (c0 + j < N) { c[row * N + c0 + j] = epilogue(acc[i][j], c0 + j); }
+        if (c0 + j < N) { c[cb + row * N + c0 + j] = epilogue(acc[i][j], biasb + c0 + j); }
       }
     }
   }

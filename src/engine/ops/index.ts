@@ -1,6 +1,6 @@
 export { add, exp, gelu, leakyRelu, log, mul, relu, scale, sigmoid, square, sub, tanh, unary } from './elementwise.js';
 export { fusable, FUSED_ACTIVATIONS, UNARY_OP_NAMES, UNARY_OPS, type FusedActivation, type UnaryOp } from './activation.js';
-export { addBias, linear, matmul, type MatmulOptions } from './matmul.js';
+export { addBias, linear, matmul, replicaLinear, type MatmulOptions } from './matmul.js';
 export { mean, sum } from './reduce.js';
 export { mse, softmaxCrossEntropy, softmaxCrossEntropyRows } from './loss.js';
 export { distillationLoss, type DistillationOptions } from './loss.js';
