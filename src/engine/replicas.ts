@@ -2,7 +2,9 @@
 // ParameterStore of K rows), each usable as a model of its own (a structural copy of the model
 // whose parameters are views of its row, with its own buffers). An optimizer made over the
 // replicas steps all K with one kernel per group; their average, or a weighted average, is one
-// reduction kernel over the block. The source model keeps its own weights.
+// reduction kernel over the block; forward(x) runs all K on their own inputs with one kernel per
+// layer (batched.ts). The source model keeps its own weights.
+import { replicaForward } from './batched.js';
 import type { Engine } from './engine.js';
 import type { AnyModule } from './module.js';
 import { weightedAverage } from './ops/flat.js';
@@ -49,6 +51,21 @@ export class Replicas<M extends AnyModule> {
   /** Parameters of every replica for one parameter of replica 0: [replica][...]. */
   rowsOf(p: Parameter): Parameter[] {
     return this.store.members.map((members) => members[p.slot]!);
+  }
+
+  /**
+   * All replicas' forward in one kernel per layer: x [K, B, ...] (replica k's batch is x[k]) gives
+   * [K, B, out], out[k] what replica k's model gives for x[k]. For a Sequential of Dense,
+   * Activation, Flatten and Dropout layers (Dropout draws its mask per element of all K, and
+   * follows replica 0's training mode); anything else throws. Its backward writes every
+   * replica's weight gradients with one kernel per layer, into empty gradients (zeroGrad after
+   * each step).
+   */
+  forward(x: Tensor): Tensor {
+    if (x.rank < 2 || x.shape[0] !== this.count) {
+      throw new Error(`Replicas.forward: input ${x.name} has shape ${shapeString(x.shape)}; expected [${this.count}, batch, ...] (one batch per replica)`);
+    }
+    return replicaForward(this.models[0]!, x, (p) => this.rowsOf(p));
   }
 
   /** The weights of all replicas as a [K, P] tensor (a view: writing it writes the replicas). */
