@@ -1,9 +1,10 @@
 // `npm run bench`: runs demos/bench (this engine and TensorFlow.js 4.22 on WebGPU, in the same
 // page on the same adapter) in headless Chromium. SwiftShader unless WEBGPU_ADAPTER=gpu.
-//   npm run bench [-- --rounds N --mlp-steps N --cnn-steps N --matmul-reps N --mem-steps N --timeout SECONDS]
+//   npm run bench [-- --rounds N --mlp-steps N --cnn-steps N --matmul-reps N --mem-steps N --replica-steps N --timeout SECONDS]
 // Prints progress lines; the last line of stdout is one JSON object (adapter, matmul_gflops,
 // tfjs_matmul_gflops, mlp_samples_per_s, tfjs_mlp_samples_per_s, cnn_samples_per_s,
-// tfjs_cnn_samples_per_s, frozen_step_ratio, gpu_bytes_start, gpu_bytes_end, and extras).
+// tfjs_cnn_samples_per_s, frozen_step_ratio, gpu_bytes_start, gpu_bytes_end, and extras, among
+// them replica_step_ratio).
 // Saves a screenshot to reports/bench.png.
 import { parseArgs } from 'node:util';
 import { runPage } from './page-runner.mjs';
@@ -15,11 +16,12 @@ const { values } = parseArgs({
     'cnn-steps': { type: 'string' },
     'matmul-reps': { type: 'string' },
     'mem-steps': { type: 'string' },
+    'replica-steps': { type: 'string' },
     timeout: { type: 'string', default: String(20 * 60) },
   },
 });
 const query = {};
-const names = { rounds: 'rounds', 'mlp-steps': 'mlpSteps', 'cnn-steps': 'cnnSteps', 'matmul-reps': 'matmulReps', 'mem-steps': 'memSteps' };
+const names = { rounds: 'rounds', 'mlp-steps': 'mlpSteps', 'cnn-steps': 'cnnSteps', 'matmul-reps': 'matmulReps', 'mem-steps': 'memSteps', 'replica-steps': 'replicaSteps' };
 for (const [flag, param] of Object.entries(names)) if (values[flag] !== undefined) query[param] = values[flag];
 
 const { ok, outcome } = await runPage({ demo: 'bench', query, timeoutMs: Number(values.timeout) * 1000, label: 'bench' });

@@ -13,7 +13,11 @@
 //     frozen) is the extra mlp_frozen_step_ratio: there the frozen forward of fc1 alone is about
 //     half the FLOPs of a full step, so it cannot go far below 0.5 in FLOPs.
 //   - gpu_bytes_start / gpu_bytes_end: engine.memory().bytes around 300 MLP steps
-// Query parameters (all optional): rounds, mlpSteps, cnnSteps, matmulReps, memSteps.
+//   - replica_step_ratio (this engine; a federated round's local step): the 2NN (784-200-200-10,
+//     ReLU), SGD, 10 replicas on a batch of 10 each: one step of each on its own model (forward,
+//     backward and step, 10 times) / one step of all through Replicas.forward (one kernel per
+//     layer for all 10)
+// Query parameters (all optional): rounds, mlpSteps, cnnSteps, matmulReps, memSteps, replicaSteps.
 //
 // Both sides upload each batch from CPU arrays every step and synchronise only at the end of a
 // timed run (the engine with sync(), TF.js by reading back a small variable), so neither pays
@@ -31,8 +35,12 @@ import {
   matmul,
   MaxPool2d,
   ReLU,
+  replicate,
   Reshape,
+  reshape,
+  scale,
   Sequential,
+  SGD,
   softmaxCrossEntropy,
   type Module,
   type Optimizer,
@@ -73,6 +81,9 @@ const MLP_STEPS = intParam('mlpSteps', 20);
 const CNN_BATCH = 64;
 const CNN_STEPS = intParam('cnnSteps', 2);
 const MEM_STEPS = intParam('memSteps', 300);
+const REPLICAS = 10;
+const REPLICA_BATCH = 10;
+const REPLICA_STEPS = intParam('replicaSteps', 5);
 const WARMUP = 3;
 const PIXELS = 784;
 const CLASSES = 10;
@@ -277,6 +288,66 @@ async function main(): Promise<void> {
   const frozenRatio = Math.min(...frozenMs) / Math.min(...fullMs);
   show('MLP step time, fc1 frozen / full', frozenRatio.toFixed(3), '–');
 
+  // ---- federated local step: 10 replicas of the 2NN, each on its own batch ----
+  status(`2NN, ${REPLICAS} replicas x batch ${REPLICA_BATCH}: warming up…`);
+  const twoNN = new Sequential({
+    fc1: new Dense(engine, PIXELS, 200, { seed: 7 }),
+    relu1: ReLU(),
+    fc2: new Dense(engine, 200, 200, { seed: 8 }),
+    relu2: ReLU(),
+    fc3: new Dense(engine, 200, CLASSES, { seed: 9 }),
+  });
+  const clients = replicate(twoNN, REPLICAS);
+  const jointOpt = new SGD(clients, { lr: 0.01 });
+  const ownOpts = clients.models.map((m) => new SGD(m, { lr: 0.01 }));
+  const clientData = batches(2, REPLICAS * REPLICA_BATCH, 13); // replica k's batch: rows 10k .. 10k + 9
+  const replicaSteps = async (step: (b: Batch) => void) => {
+    await engine.sync();
+    const d0 = engine.dispatchCount;
+    const t0 = performance.now();
+    for (let i = 0; i < REPLICA_STEPS; i++) {
+      await engine.scope(async () => {
+        step(clientData[i % clientData.length]!);
+        await engine.flush();
+      });
+    }
+    await engine.sync();
+    return { ms: (performance.now() - t0) / REPLICA_STEPS, dispatches: (engine.dispatchCount - d0) / REPLICA_STEPS };
+  };
+  const all = REPLICAS * REPLICA_BATCH;
+  const batchedStep = (b: Batch) => {
+    const logits = clients.forward(engine.tensor(b.x, [REPLICAS, REPLICA_BATCH, PIXELS], 'x'));
+    // K x the mean over all K * B rows: each replica gets the gradient of its own mean loss.
+    backward(scale(softmaxCrossEntropy(reshape(logits, [all, CLASSES]), engine.tensor(b.y, [all, CLASSES], 'y')), REPLICAS));
+    jointOpt.step();
+    jointOpt.zeroGrad();
+  };
+  const sequentialStep = (b: Batch) =>
+    clients.models.forEach((m, k) => {
+      const x = b.x.subarray(k * REPLICA_BATCH * PIXELS, (k + 1) * REPLICA_BATCH * PIXELS);
+      const y = b.y.subarray(k * REPLICA_BATCH * CLASSES, (k + 1) * REPLICA_BATCH * CLASSES);
+      backward(softmaxCrossEntropy(m.forward(engine.tensor(x, [REPLICA_BATCH, PIXELS], 'x')), engine.tensor(y, [REPLICA_BATCH, CLASSES], 'y')));
+      ownOpts[k]!.step();
+      ownOpts[k]!.zeroGrad();
+    });
+  await replicaSteps(batchedStep);
+  await replicaSteps(sequentialStep);
+  const replicaDispatches = { batched: 0, sequential: 0 };
+  for (let r = 0; r < ROUNDS; r++) {
+    const batched = await replicaSteps(batchedStep);
+    const sequential = await replicaSteps(sequentialStep);
+    record('replica_batched_ms', batched.ms);
+    record('replica_sequential_ms', sequential.ms);
+    replicaDispatches.batched = batched.dispatches;
+    replicaDispatches.sequential = sequential.dispatches;
+    log(`replicas round ${r + 1}/${ROUNDS}: batched ${batched.ms.toFixed(2)} ms/step (${batched.dispatches} dispatches), sequential ${sequential.ms.toFixed(2)} ms/step (${sequential.dispatches} dispatches)`);
+  }
+  const replicaRatio = Math.min(...rounds.replica_sequential_ms!) / Math.min(...rounds.replica_batched_ms!);
+  show(`2NN step, ${REPLICAS} replicas: sequential / batched`, replicaRatio.toFixed(2), '–');
+  for (const o of [jointOpt, ...ownOpts]) o.dispose();
+  clients.dispose();
+  twoNN.dispose();
+
   // ---- memory over many steps ----
   status(`GPU memory over ${MEM_STEPS} MLP steps…`);
   await engineSteps(mlp, mlpOpt, mlpData, MLP_BATCH, WARMUP);
@@ -356,10 +427,12 @@ async function main(): Promise<void> {
     tfjs_version: tf.version.tfjs,
     tfjs_adapter: tfAdapter,
     mlp_frozen_step_ratio: round3(frozenRatio),
+    replica_step_ratio: round3(replicaRatio),
+    replica_dispatches_per_step: replicaDispatches,
     mlp_step_ms: { full: fullMs.map(round3), fc1_frozen: frozenMs.map(round3) },
     losses: { mlp: round3(mlpLoss), tfjs_mlp: round3(tfMlpLoss), cnn: round3(cnnLoss), tfjs_cnn: round3(tfCnnLoss) },
     rounds,
-    settings: { rounds: ROUNDS, matmul_reps: MATMUL_REPS, mlp_steps: MLP_STEPS, cnn_steps: CNN_STEPS, mem_steps: MEM_STEPS, warmup: WARMUP, statistic: 'best round' },
+    settings: { rounds: ROUNDS, matmul_reps: MATMUL_REPS, mlp_steps: MLP_STEPS, cnn_steps: CNN_STEPS, mem_steps: MEM_STEPS, replica_steps: REPLICA_STEPS, warmup: WARMUP, statistic: 'best round' },
     seconds: round1((performance.now() - pageStart) / 1000),
   };
   status(`Done in ${result.seconds} s.`);

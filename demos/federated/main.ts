@@ -328,7 +328,8 @@ function strategyFor(name: StrategyName, perRound: number, clients: number, nois
     case 'Krum':
       return new Krum(Math.max(0, Math.min(Math.floor((perRound - 3) / 2), Math.round(0.3 * perRound))), 0);
     case 'DPFedAvg':
-      return new DPFedAvg({ noiseMultiplier: noise, clientsPerRound: perRound, samplingProbability: perRound / clients, adaptive: {}, seed: 11 });
+      // The count of unclipped updates needs noise sigma_b > z / 2 (privacy.ts); TFF's default E / 20 is too little for large z at E = 10.
+      return new DPFedAvg({ noiseMultiplier: noise, clientsPerRound: perRound, samplingProbability: perRound / clients, adaptive: { countStddev: Math.max(perRound / 20, noise) }, seed: 11 });
   }
 }
 

@@ -4,14 +4,16 @@
 //
 // Each invocation computes a 4x4 block of C. Per step of 4 along K it loads a 4x4 tile of op(A)
 // and one of op(B) into registers as four vec4s each, along whichever dimension is contiguous in
-// memory, and does 64 multiply-adds as one mat4x4 product. That needs ALIGNED (M, N, K multiples
-// of 4: every load is one whole vec4, no bounds checks); other shapes take a scalar path that
-// gathers one k at a time with checks.
+// memory, and does 64 multiply-adds as one mat4x4 product. That needs ALIGNED: every load one
+// whole vec4, so the stored rows of A and B (K, or M with TRANS_A; N, or K with TRANS_B) and their
+// offsets and strides are multiples of 4. Rows of a block past M or N (a batch of 10) load the
+// last row again and are not stored; with TRANS_A and without TRANS_B the last K % 4 steps take
+// the scalar path. Other shapes take that path throughout: one k at a time, with bounds checks.
 //
 // Batched: workgroup z = i computes C_i = op(A_i) . op(B_i), where operand X_i starts at element
 // X_offset + i * X_stride of its buffer (stride 0: every batch reads the same matrix). That lets B
 // be one slot of a [K, P] replica weight block (replica i's weight at i * P + slot offset) and C
-// the same slot of its gradient block. ALIGNED also needs every offset and stride a multiple of 4.
+// the same slot of its gradient block.
 #import "lib/activation.wgsl"
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -88,32 +90,36 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 
   // acc[i] is row r + i of the block, as a vec4 over its 4 columns.
   var acc = mat4x4<f32>();
+  var k_scalar = 0u; // where the scalar path starts
   if (ALIGNED) {
-    for (var k = 0u; k < K; k += 4u) {
+    // Rows of op(A) and columns of op(B) this block loads along K, clamped into the matrix.
+    let ra = min(vec4(r, r + 1u, r + 2u, r + 3u), vec4(M - 1u));
+    let cb4 = min(vec4(c0, c0 + 1u, c0 + 2u, c0 + 3u), vec4(N - 1u));
+    k_scalar = K & ~3u;
+    for (var k = 0u; k < k_scalar; k += 4u) {
       // a_rows[i] = op(A)[r + i, k .. k + 3]
       var a_rows: mat4x4<f32>;
       if (TRANS_A) {
         a_rows = transpose(mat4x4<f32>(a[av + ((k * M + r) >> 2u)], a[av + (((k + 1u) * M + r) >> 2u)], a[av + (((k + 2u) * M + r) >> 2u)], a[av + (((k + 3u) * M + r) >> 2u)]));
       } else {
-        a_rows = mat4x4<f32>(a[av + ((r * K + k) >> 2u)], a[av + (((r + 1u) * K + k) >> 2u)], a[av + (((r + 2u) * K + k) >> 2u)], a[av + (((r + 3u) * K + k) >> 2u)]);
+        a_rows = mat4x4<f32>(a[av + ((ra.x * K + k) >> 2u)], a[av + ((ra.y * K + k) >> 2u)], a[av + ((ra.z * K + k) >> 2u)], a[av + ((ra.w * K + k) >> 2u)]);
       }
       // b_rows[t] = op(B)[k + t, c0 .. c0 + 3]
       var b_rows: mat4x4<f32>;
       if (TRANS_B) {
-        b_rows = transpose(mat4x4<f32>(b[bv + ((c0 * K + k) >> 2u)], b[bv + (((c0 + 1u) * K + k) >> 2u)], b[bv + (((c0 + 2u) * K + k) >> 2u)], b[bv + (((c0 + 3u) * K + k) >> 2u)]));
+        b_rows = transpose(mat4x4<f32>(b[bv + ((cb4.x * K + k) >> 2u)], b[bv + ((cb4.y * K + k) >> 2u)], b[bv + ((cb4.z * K + k) >> 2u)], b[bv + ((cb4.w * K + k) >> 2u)]));
       } else {
         b_rows = mat4x4<f32>(b[bv + ((k * N + c0) >> 2u)], b[bv + (((k + 1u) * N + c0) >> 2u)], b[bv + (((k + 2u) * N + c0) >> 2u)], b[bv + (((k + 3u) * N + c0) >> 2u)]);
       }
       // acc[i] += sum_t a_rows[i][t] * b_rows[t]
       acc += b_rows * a_rows;
     }
-  } else {
-    // Shapes that are not multiples of 4: one k at a time, elements gathered with bounds checks.
-    for (var k = 0u; k < K; k++) {
-      let a_col = vec4(op_a(a0, r, k), op_a(a0, r + 1u, k), op_a(a0, r + 2u, k), op_a(a0, r + 3u, k));
-      let b_row = vec4(op_b(b0, k, c0), op_b(b0, k, c0 + 1u), op_b(b0, k, c0 + 2u), op_b(b0, k, c0 + 3u));
-      acc += mat4x4<f32>(a_col.x * b_row, a_col.y * b_row, a_col.z * b_row, a_col.w * b_row);
-    }
+  }
+  // One k at a time, elements gathered with bounds checks.
+  for (var k = k_scalar; k < K; k++) {
+    let a_col = vec4(op_a(a0, r, k), op_a(a0, r + 1u, k), op_a(a0, r + 2u, k), op_a(a0, r + 3u, k));
+    let b_row = vec4(op_b(b0, k, c0), op_b(b0, k, c0 + 1u), op_b(b0, k, c0 + 2u), op_b(b0, k, c0 + 3u));
+    acc += mat4x4<f32>(a_col.x * b_row, a_col.y * b_row, a_col.z * b_row, a_col.w * b_row);
   }
 
   let cb = dims.c_offset + gid.z * dims.c_stride;

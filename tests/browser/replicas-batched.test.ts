@@ -56,6 +56,9 @@ describe('batched matmul', () => {
     'unaligned shapes, offsets and strides, A transposed': { batch: 3, M: 5, N: 7, K: 3, transA: true, a: [1, 17], b: [2, 23], c: [3, 37] },
     'aligned, B shared by every batch, B transposed': { batch: 2, M: 8, N: 8, K: 8, transB: true, a: [4, 68], b: [8, 0], c: [12, 72] },
     'aligned shapes, unaligned stride of C': { batch: 2, M: 4, N: 8, K: 4, a: [0, 16], b: [0, 32], c: [0, 33] },
+    // The vec4 path with rows past M or N clamped, and with a scalar tail of K % 4 steps.
+    'M and N not multiples of 4, B transposed (a dense layer on a batch of 10)': { batch: 3, M: 10, N: 7, K: 12, transB: true, a: [4, 124], b: [8, 84], c: [1, 71] },
+    'K not a multiple of 4, A transposed (a weight gradient on a batch of 10)': { batch: 2, M: 8, N: 12, K: 10, transA: true, a: [0, 80], b: [4, 124], c: [0, 96] },
     'both transposed, bias per batch, relu': { batch: 4, M: 4, N: 8, K: 4, transA: true, transB: true, a: [64, 100], b: [0, 32], c: [64, 100], bias: [3, 9], activation: 'relu' },
   };
   for (const [name, c] of Object.entries(cases)) {

@@ -230,8 +230,8 @@ export interface BatchedGemmSpec {
 /**
  * C_i = act(op(A_i) . op(B_i) + bias_i) for i < batch, in one dispatch (batch over workgroup z),
  * with no autograd: the kernel that matmul, linear and replicaLinear record. Each operand is
- * checked to lie within its tensor. The vec4 path runs when M, N, K and every offset and stride
- * are multiples of 4.
+ * checked to lie within its tensor. The vec4 path runs where the stored rows of A and B and
+ * their offsets and strides are multiples of 4 (see matmul.wgsl).
  */
 export function batchedGemm(op: string, spec: BatchedGemmSpec): void {
   const { batch, M, N, K } = spec;
@@ -257,7 +257,11 @@ export function batchedGemm(op: string, spec: BatchedGemmSpec): void {
       );
     }
   }
-  const aligned = [M, N, K, ...present.flatMap(([role, s]) => (role === 'bias' ? [] : [s.offset ?? 0, s.stride ?? 0]))].every((v) => v % 4 === 0);
+  // The vec4 path loads A and B in whole vec4s: their stored rows, offsets and strides must be
+  // multiples of 4 (C and bias are written and read by element).
+  const rowA = transA ? M : K;
+  const rowB = transB ? K : N;
+  const aligned = [rowA, rowB, spec.a.offset ?? 0, spec.a.stride ?? 0, spec.b.offset ?? 0, spec.b.stride ?? 0].every((v) => v % 4 === 0);
   const engine = spec.a.tensor.engine;
   const shape = engine.tuning.get('matmul') ?? DEFAULT_WORKGROUP;
   engine.dispatch('matmul', {
