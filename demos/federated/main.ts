@@ -14,10 +14,12 @@
 //   speed          rounds trained one client after another against all clients batched
 // Each client keeps 20% of its rows as its own test data (federated evaluation, personalisation).
 // Query parameters: model (2nn | cnn), clients (100), perClient (120 rows, 80% train; the paper:
-// 600), fraction (0.1), epochs (1; list, the paper: 1,5), batch (10), lr (0.05), rounds (30),
+// 600), fraction (0.1), epochs (1; list, the paper: 1,5), batch (10), lr (0.1), rounds (40),
+// evalEvery (2 rounds: central evaluation, and federated on the non-IID runs),
 // robustRounds (15), centralEpochs (5), mu (0.1), poisons (0,0.1,0.3), attack (sign-flip),
 // noises (0.01,0.1,1), headRounds (10), personalEpochs (5), speedRounds (2), target (0.8),
-// test (2000), dropout (0), mode (batched | sequential; cnn is always sequential), only (custom:
+// test (2000), dropout (0), mode (batched | sequential; cnn is always sequential), only (main:
+// the centralised, IID, non-IID and FedProx runs alone, for long runs; custom:
 // one run with partition, alpha, strategy, perRound, poison, attack, noise, dropout, rounds),
 // headless=1. The result goes to window.__result and a `[result] {...}` console line.
 import {
@@ -94,8 +96,9 @@ const settings = {
   fraction: numberParam('fraction', 0.1, (v) => v > 0 && v <= 1, 'in (0, 1]'),
   epochs: listParam('epochs', [1], (v) => Number.isInteger(v) && v >= 1, 'positive integers'),
   batch: intParam('batch', 10),
-  lr: numberParam('lr', 0.05, positive, 'a positive number'),
-  rounds: intParam('rounds', 30),
+  lr: numberParam('lr', 0.1, positive, 'a positive number'),
+  evalEvery: intParam('evalEvery', 2),
+  rounds: intParam('rounds', 40),
   robustRounds: intParam('robustRounds', 15),
   centralEpochs: intParam('centralEpochs', 5),
   mu: numberParam('mu', 0.1, (v) => v >= 0, 'a number >= 0'),
@@ -109,7 +112,7 @@ const settings = {
   test: intParam('test', 2000),
   dropout: numberParam('dropout', 0, fraction01, 'in [0, 1)'),
   mode: choice<SimulationMode>('mode', 'batched', ['batched', 'sequential']),
-  only: choice('only', '', ['', 'custom'] as const),
+  only: choice('only', '', ['', 'custom', 'main'] as const),
   // One custom run (only=custom).
   partition: choice('partition', 'shards', ['shards', 'iid', 'dirichlet'] as const),
   alpha: numberParam('alpha', 0.5, positive, 'a positive number'),
@@ -195,25 +198,35 @@ interface RunResult {
   records: RoundRecord[];
   accuracy: number;
   roundsToTarget: number | null;
+  /** How unsteady the second half of the run is: the mean absolute change of accuracy between evaluations. */
+  fluctuation: number;
   bytesPerRound: number;
   epsilon: number | null;
   seconds: number;
   model: Sequential;
+  server: FederatedServer;
   clients: FederatedClient[];
 }
 
 const accuracyCurves = new Map<string, [number, number][]>();
 const bytesCurves = new Map<string, [number, number][]>();
 const epsilonCurves = new Map<string, [number, number][]>();
-let clientPoints: [number, number][] = [];
+/** Per evaluated round of the current run: the clients' accuracies on their own test rows (mean and deciles). */
+let clientSpread: [number, { mean: number; low: number; high: number }][] = [];
 
 function seriesOf(m: Map<string, [number, number][]>): Series[] {
   return [...m].map(([label, points], i) => ({ label, points, color: COLORS[i % COLORS.length]! }));
 }
 
 function drawAll(maxRounds: number): void {
-  drawChart($<HTMLCanvasElement>('accChart'), { series: seriesOf(accuracyCurves), xMax: maxRounds, yMin: 0, yMax: 1, xLabel: 'round', yFormat: (v) => `${Math.round(v * 100)}%` });
-  drawChart($<HTMLCanvasElement>('clientChart'), { series: [{ points: clientPoints, color: '#2563eb', dots: true }], xMax: maxRounds, yMin: 0, yMax: 1, xLabel: 'round (one dot per client)', yFormat: (v) => `${Math.round(v * 100)}%` });
+  const accMax = Math.max(maxRounds, ...[...accuracyCurves.values()].flat().map(([x]) => x));
+  drawChart($<HTMLCanvasElement>('accChart'), { series: seriesOf(accuracyCurves), xMax: accMax, yMin: 0, yMax: 1, xLabel: 'round', yFormat: (v) => `${Math.round(v * 100)}%` });
+  const clientSeries: Series[] = [
+    { label: 'best 10% of clients', points: clientSpread.map(([r, s]) => [r, s.high]), color: '#16a34a' },
+    { label: 'mean', points: clientSpread.map(([r, s]) => [r, s.mean]), color: '#2563eb', dots: true },
+    { label: 'worst 10% of clients', points: clientSpread.map(([r, s]) => [r, s.low]), color: '#dc2626' },
+  ];
+  drawChart($<HTMLCanvasElement>('clientChart'), { series: clientSeries, xMax: maxRounds, yMin: 0, yMax: 1, xLabel: 'round', yFormat: (v) => `${Math.round(v * 100)}%` });
   const kb = [...bytesCurves.values()].flat().map(([, v]) => v);
   drawChart($<HTMLCanvasElement>('bytesChart'), { series: seriesOf(bytesCurves), xMax: maxRounds, yMin: 0, yMax: Math.max(1, ...kb) * 1.1, xLabel: 'round', yFormat: (v) => v.toFixed(0) });
   const eps = [...epsilonCurves.values()].flat().map(([, v]) => v);
@@ -259,7 +272,7 @@ async function simulateRun(engine: Engine, spec: RunSpec, central: Classificatio
   setText('run', spec.key);
   accuracyCurves.set(spec.key, []);
   bytesCurves.set(spec.key, []);
-  if (spec.federatedEvaluation) clientPoints = [];
+  if (spec.federatedEvaluation) clientSpread = [];
   const ids = clients.map((c) => c.id);
   const records = await simulate(engine, server, clients, {
     rounds: spec.rounds,
@@ -277,7 +290,11 @@ async function simulateRun(engine: Engine, spec: RunSpec, central: Classificatio
         epsilonCurves.get(spec.key)!.push([r.round, r.epsilon]);
         setText('epsilon', r.epsilon.toPrecision(3));
       }
-      if (r.clientAccuracy) for (const a of Object.values(r.clientAccuracy)) clientPoints.push([r.round, a]);
+      if (r.clientAccuracy) {
+        const sorted = Object.values(r.clientAccuracy).sort((a, b) => a - b);
+        const decile = Math.floor(sorted.length / 10);
+        clientSpread.push([r.round, { mean: mean(sorted), low: mean(sorted.slice(0, decile + 1)), high: mean(sorted.slice(sorted.length - decile - 1)) }]);
+      }
       setText('round', `${r.round} / ${spec.rounds}`);
       if (r.accuracy !== undefined) setText('accuracy', `${(r.accuracy * 100).toFixed(1)}%`);
       drawGrid(ids, r, poisoned);
@@ -289,16 +306,19 @@ async function simulateRun(engine: Engine, spec: RunSpec, central: Classificatio
   const evaluated = records.filter((r) => r.accuracy !== undefined);
   const last = evaluated.at(-1)!;
   const reached = evaluated.find((r) => r.accuracy! >= settings.target);
+  const secondHalf = evaluated.slice(Math.floor(evaluated.length / 2)).map((r) => r.accuracy!);
   spec.strategy.dispose();
   return {
     key: spec.key,
     records,
     accuracy: last.accuracy!,
     roundsToTarget: reached ? reached.round : null,
+    fluctuation: secondHalf.length > 1 ? mean(secondHalf.slice(1).map((a, i) => Math.abs(a - secondHalf[i]!))) : 0,
     bytesPerRound: mean(records.map((r) => r.bytesUp + r.bytesDown)),
     epsilon: records.at(-1)!.epsilon ?? null,
     seconds: records.reduce((s, r) => s + r.seconds, 0),
     model,
+    server,
     clients,
   };
 }
@@ -374,7 +394,7 @@ run(async () => {
   log(`${settings.clients} clients x ${perClient} rows (80% train, 20% own test), central test ${testRows}, model ${settings.model}, mode ${mode}, adapter ${engine.adapterName}`);
   const perRound = Math.max(1, Math.round(settings.fraction * settings.clients));
   let phase = 0;
-  const phases = settings.only === 'custom' ? 1 : 5 + settings.epochs.length * 3 + 4 * settings.poisons.length + settings.noises.length;
+  const phases = settings.only === 'custom' ? 1 : settings.only === 'main' ? 1 + settings.epochs.length * 3 : 5 + settings.epochs.length * 3 + 4 * settings.poisons.length + settings.noises.length;
   const progress = (done: number) => ($('progress').style.width = `${(100 * (phase + done)) / phases}%`);
   const results: HTMLElement[] = [];
   const show = (caption: string, t: HTMLTableElement) => {
@@ -454,7 +474,7 @@ run(async () => {
   for (const E of settings.epochs) {
     for (const [key, clients, mu] of [[`iid E=${E}`, iid, 0], [`noniid E=${E}`, shards, 0], [`fedprox noniid E=${E}`, shards, settings.mu]] as const) {
       status(`${key}…`);
-      const r = await simulateRun(engine, { key, clients, strategy: new FedAvg(), epochs: E, mu, rounds: settings.rounds, federatedEvaluation: key.startsWith('noniid'), evaluateEvery: 1 }, central, progress);
+      const r = await simulateRun(engine, { key, clients, strategy: new FedAvg(), epochs: E, mu, rounds: settings.rounds, federatedEvaluation: key.startsWith('noniid'), evaluateEvery: settings.evalEvery }, central, progress);
       keep(r);
     }
   }
@@ -462,21 +482,38 @@ run(async () => {
   show(
     `FedAvg: ${settings.clients} clients, C = ${settings.fraction}, B = ${settings.batch}, ${settings.rounds} rounds; centralised ${settings.centralEpochs} epochs`,
     table(
-      [['centralised', centralisedAcc, null, round(centralSeconds, 1)], ...Object.values(main).map((r) => [r.key, r.accuracy, r.roundsToTarget, round(r.seconds, 1)])],
-      ['run', 'accuracy', `rounds to ${settings.target}`, 'seconds'],
+      [['centralised', centralisedAcc, null, null, round(centralSeconds, 1)], ...Object.values(main).map((r) => [r.key, r.accuracy, r.roundsToTarget, r.fluctuation, round(r.seconds, 1)])],
+      ['run', 'accuracy', `rounds to ${settings.target}`, 'fluctuation (2nd half)', 'seconds'],
     ),
   );
+  const mainResult = {
+    centralised_acc: centralisedAcc,
+    fedavg_iid_acc: main[`iid E=${E0}`]!.accuracy,
+    fedavg_noniid_acc: main[`noniid E=${E0}`]!.accuracy,
+    fedprox_noniid_acc: main[`fedprox noniid E=${E0}`]!.accuracy,
+    accuracy: Object.fromEntries(Object.values(main).map((r) => [r.key, r.accuracy])),
+    rounds_to_target: Object.fromEntries(Object.values(main).map((r) => [r.key, r.roundsToTarget])),
+    fluctuation: Object.fromEntries(Object.values(main).map((r) => [r.key, r.fluctuation])),
+    target: settings.target,
+  };
+  if (settings.only === 'main') {
+    for (const r of Object.values(main)) finishRun(r);
+    centralModel.dispose();
+    status('Done.');
+    finish({ ...mainResult, settings: { ...settings, perClient, mode }, adapter: engine.adapterName, seconds: (performance.now() - started) / 1000 });
+    return;
+  }
 
   // Personalisation: each client fine-tunes the head of the non-IID global model on its own rows.
   status('Personalisation…');
   const noniid = main[`noniid E=${E0}`]!;
-  const message = new FederatedServer(engine, noniid.model, { strategy: new FedAvg(), training: { epochs: 1, batchSize: settings.batch, learningRate: settings.lr, proximalMu: 0, compression: null } }).globalModel(0);
+  const message = noniid.server.globalModel(noniid.records.length + 1);
   const personal: { global: number; personalised: number }[] = [];
   for (const c of noniid.clients) {
     personal.push(await c.personalise(engine, message, { head: ['head'], epochs: settings.personalEpochs, batchSize: settings.batch, learningRate: settings.lr }));
     progress(personal.length / noniid.clients.length);
   }
-  message.weights.dispose();
+  noniid.server.release(message);
   const globalAcc = mean(personal.map((p) => p.global));
   const personalisedAcc = mean(personal.map((p) => p.personalised));
   log(`personalisation: clients' own test accuracy ${globalAcc.toFixed(4)} (global) -> ${personalisedAcc.toFixed(4)} (personalised head)`);
@@ -507,7 +544,7 @@ run(async () => {
   for (const z of settings.noises) {
     const key = `DP-FedAvg z=${z}`;
     status(`${key}…`);
-    const r = await simulateRun(engine, { key, clients: iid, strategy: strategyFor('DPFedAvg', perRound, settings.clients, z), epochs: E0, mu: 0, rounds: settings.rounds, evaluateEvery: 5 }, central, progress);
+    const r = await simulateRun(engine, { key, clients: iid, strategy: strategyFor('DPFedAvg', perRound, settings.clients, z), epochs: E0, mu: 0, rounds: settings.rounds, evaluateEvery: 10 }, central, progress);
     dpAcc.push(r.accuracy);
     dpEpsilon.push(r.epsilon!);
     finishRun(r);
@@ -517,7 +554,7 @@ run(async () => {
 
   // Bytes: 8-bit updates with error feedback; a frozen base with only the head federated.
   status('8-bit updates…');
-  const int8 = await simulateRun(engine, { key: `iid E=${E0} 8-bit`, clients: iid, strategy: new FedAvg(), epochs: E0, mu: 0, rounds: settings.rounds, compression: { bits: 8, errorFeedback: true }, evaluateEvery: 5 }, central, progress);
+  const int8 = await simulateRun(engine, { key: `iid E=${E0} 8-bit`, clients: iid, strategy: new FedAvg(), epochs: E0, mu: 0, rounds: settings.rounds, compression: { bits: 8, errorFeedback: true }, evaluateEvery: 10 }, central, progress);
   phase++;
   status('Frozen base, federated head…');
   const head = await simulateRun(engine, { key: `noniid head only`, clients: shards, strategy: new FedAvg(), epochs: E0, mu: 0, rounds: settings.headRounds, frozenBaseFrom: centralModel, evaluateEvery: 5 }, central, progress);
@@ -541,6 +578,7 @@ run(async () => {
 
   // Speed: one client after another against all of a round's clients batched over replicas.
   let speedup: number | null = null;
+  let dispatches: { sequential: number; batched: number } | null = null;
   if (settings.model === '2nn') {
     status('Timing rounds: sequential against batched…');
     const time = async (m: SimulationMode) => {
@@ -549,27 +587,25 @@ run(async () => {
       bytesCurves.delete(r.key);
       finishRun(r);
       // The first round builds the pipelines: not timed.
-      return mean(r.records.slice(1).map((x) => x.seconds));
+      const timed = r.records.slice(1);
+      return { seconds: mean(timed.map((x) => x.seconds)), dispatches: mean(timed.map((x) => x.dispatches)) };
     };
     const sequential = await time('sequential');
     const batched = await time('batched');
-    speedup = sequential / batched;
-    log(`round time at K = ${perRound}: sequential ${(sequential * 1000).toFixed(0)} ms, batched ${(batched * 1000).toFixed(0)} ms: ${speedup.toFixed(2)}x`);
-    show(`Round time with ${perRound} clients (mean of ${settings.speedRounds} rounds)`, table([['one after another', round(sequential * 1000, 0)], ['batched over replicas', round(batched * 1000, 0)], ['speed-up', speedup]], ['clients trained', 'ms per round']));
+    speedup = sequential.seconds / batched.seconds;
+    dispatches = { sequential: sequential.dispatches, batched: batched.dispatches };
+    log(`round time at K = ${perRound}: sequential ${(sequential.seconds * 1000).toFixed(0)} ms, batched ${(batched.seconds * 1000).toFixed(0)} ms: ${speedup.toFixed(2)}x; dispatches ${sequential.dispatches} against ${batched.dispatches}`);
+    show(
+      `Round time with ${perRound} clients (mean of ${settings.speedRounds} rounds)`,
+      table([['one after another', round(sequential.seconds * 1000, 0), sequential.dispatches], ['batched over replicas', round(batched.seconds * 1000, 0), batched.dispatches], ['ratio', speedup, sequential.dispatches / batched.dispatches]], ['clients trained', 'ms per round', 'kernels per round']),
+    );
   }
   phase++;
   for (const r of Object.values(main)) finishRun(r);
-  const rtt = Object.fromEntries(Object.values(main).map((r) => [r.key, r.roundsToTarget]));
   $('notes').textContent = `Adapter ${engine.adapterName}; ${((performance.now() - started) / 60000).toFixed(1)} minutes.`;
   status('Done.');
   finish({
-    centralised_acc: centralisedAcc,
-    fedavg_iid_acc: main[`iid E=${E0}`]!.accuracy,
-    fedavg_noniid_acc: main[`noniid E=${E0}`]!.accuracy,
-    fedprox_noniid_acc: main[`fedprox noniid E=${E0}`]!.accuracy,
-    accuracy: Object.fromEntries(Object.values(main).map((r) => [r.key, r.accuracy])),
-    rounds_to_target: rtt,
-    target: settings.target,
+    ...mainResult,
     robust_acc: robust,
     dp_noise: settings.noises,
     dp_epsilon: dpEpsilon,
@@ -578,6 +614,7 @@ run(async () => {
     personalised_acc: personalisedAcc,
     global_acc: globalAcc,
     batched_round_speedup: speedup,
+    dispatches_per_round: dispatches,
     settings: { ...settings, perClient, mode },
     adapter: engine.adapterName,
     seconds: (performance.now() - started) / 1000,

@@ -5,6 +5,7 @@
 // personalisation; a short IID FedAvg run that learns the committed Fashion-MNIST subset.
 import { beforeAll, describe, expect, test } from 'vitest';
 import {
+  Adam,
   clientData,
   Dense,
   Engine,
@@ -26,6 +27,7 @@ import {
   type ClassificationData,
   type ClientUpdate,
   type GlobalModel,
+  type Module,
   type RoundConfig,
 } from '../../src/index.js';
 import { localSeed } from '../../src/paradigms/federated/client.js';
@@ -310,6 +312,65 @@ describe('simulation', () => {
     const packed = await run({ bits: 8, errorFeedback: true });
     expect(packed.bytes / plain.bytes).toBeLessThan(0.3);
     expectClose(packed.w, plain.w, { atol: 2e-3, rtol: 0 }, '8-bit against f32 weights');
+  });
+
+  for (const mode of ['sequential', 'batched'] as const) {
+    test(`${mode}: 60 clients (${mode === 'sequential' ? 'Adam' : 'SGD over replicas'}) hold no optimizer state between rounds, and a simulation leaves nothing behind`, async () => {
+      const model = new Sequential({ fc1: new Dense(engine, 64, 256, { seed: 1 }), relu: ReLU(), fc2: new Dense(engine, 256, C, { seed: 2 }) });
+      const P = trainableLayout(model).length;
+      const data = (k: number): ClassificationData => ({ inputs: Float32Array.from(ref.normal([12, 64], k)), labels: Uint8Array.from({ length: 12 }, (_, i) => (i + k) % C), count: 12, features: 64, classes: C });
+      const adam = mode === 'sequential' ? { optimizer: (m: Module, config: RoundConfig) => new Adam(m, { lr: config.learningRate }) } : {};
+      const clients = Array.from({ length: 60 }, (_, k) => new FederatedClient({ id: `c${k}`, model, data: data(k), ...adam }));
+      const server = new FederatedServer(engine, model, { strategy: new FedAvg(), fraction: 0.1, minClients: 2, training: { epochs: 1, batchSize: 4, learningRate: 0.01, proximalMu: 0, compression: null } });
+      // A first round makes what the engine keeps for good (pipelines' scratch buffers); the next three must add nothing.
+      await simulate(engine, server, clients, { rounds: 1, mode });
+      await engine.sync();
+      const before = engine.memory();
+      engine.resetPeakMemory();
+      await simulate(engine, server, clients, { rounds: 3, mode });
+      await engine.sync();
+      const after = engine.memory();
+      // Nothing kept: the same tensors are in use as before the simulation.
+      expect(after.inUseBuffers).toBe(before.inUseBuffers);
+      expect(after.inUseBytes).toBe(before.inUseBytes);
+      // At its peak the simulation held a few models' worth per sampled client (weights, gradients,
+      // Adam's two moments, the update), far below one optimizer state per client (60 x 2 x P floats).
+      const peakExtra = after.peakBytes - before.bytes;
+      expect(peakExtra).toBeLessThan(6 * 8 * P * 4);
+      expect(peakExtra).toBeLessThan((60 * 2 * P * 4) / 2);
+      model.dispose();
+    });
+  }
+
+  test('federated evaluation: each client scores the global model on its own rows, combined by their examples; bad settings are refused', async () => {
+    const model = softmaxModel(4);
+    const clients = [6, 10, 14].map((n, k) => new FederatedClient({ id: `c${k}`, model, data: smallData(12, k), test: smallData(n, 20 + k) }));
+    const server = new FederatedServer(engine, model, { strategy: new FedAvg(), fraction: 1, minClients: 1, training: { epochs: 1, batchSize: 4, learningRate: 0.1, proximalMu: 0, compression: null } });
+    const [record] = await simulate(engine, server, clients, { rounds: 1, federatedEvaluation: true, central: smallData(30, 9) });
+    // Independently: the final model's logits on each client's rows, scored on the CPU.
+    const w = await values((model.get('fc') as Dense).weight);
+    const b = await values((model.get('fc') as Dense).bias!);
+    let correct = 0;
+    let rows = 0;
+    for (const [k, c] of clients.entries()) {
+      let mine = 0;
+      for (let r = 0; r < c.test!.count; r++) {
+        const x = c.test!.inputs.subarray(r * F, (r + 1) * F);
+        const z = Array.from({ length: C }, (_, j) => b[j]! + x.reduce((acc, v, f) => acc + v * w[j * F + f]!, 0));
+        if (z.indexOf(Math.max(...z)) === c.test!.labels[r]) mine++;
+      }
+      expect(record!.clientAccuracy![`c${k}`]).toBeCloseTo(mine / c.test!.count, 6);
+      correct += mine;
+      rows += c.test!.count;
+    }
+    expect(record!.federatedAccuracy).toBeCloseTo(correct / rows, 6);
+    expect(record!.accuracy).toBeGreaterThanOrEqual(0);
+    await expect(simulate(engine, server, clients, { rounds: 0 })).rejects.toThrow('rounds 0 must be a positive integer');
+    await expect(simulate(engine, server, clients, { rounds: 1, dropoutRate: 1 })).rejects.toThrow('dropoutRate 1 must be in [0, 1)');
+    await expect(simulate(engine, server, [...clients, clients[0]!], { rounds: 1 })).rejects.toThrow('client ids must be unique');
+    const untested = new FederatedClient({ id: 'u', model, data: smallData(8, 1) });
+    await expect(simulate(engine, server, [untested], { rounds: 1, federatedEvaluation: true })).rejects.toThrow('federatedEvaluation needs test data on every client');
+    model.dispose();
   });
 
   test('dropped-out clients are left out and reported; the rest are aggregated', async () => {

@@ -47,6 +47,8 @@ export interface RoundRecord extends RoundReport {
   epsilon?: number;
   /** Wall time of the round's training and aggregation. */
   seconds: number;
+  /** Kernels dispatched by the round's training and aggregation. */
+  dispatches: number;
 }
 
 export async function simulate(engine: Engine, server: FederatedServer, clients: readonly FederatedClient[], options: SimulationOptions): Promise<RoundRecord[]> {
@@ -65,6 +67,7 @@ export async function simulate(engine: Engine, server: FederatedServer, clients:
   const start = server.reports.length;
   for (let r = start + 1; r <= start + options.rounds; r++) {
     const began = performance.now();
+    const dispatched = engine.dispatchCount;
     const sampled = server.sample(r, ids);
     const reporting = sampled.filter(() => drops() >= dropoutRate).map((id) => byId.get(id)!);
     const message = server.globalModel(r);
@@ -87,7 +90,7 @@ export async function simulate(engine: Engine, server: FederatedServer, clients:
       server.release(message);
     }
     await engine.sync();
-    const record: RoundRecord = { ...report, seconds: (performance.now() - began) / 1000 };
+    const record: RoundRecord = { ...report, seconds: (performance.now() - began) / 1000, dispatches: engine.dispatchCount - dispatched };
     if (server.strategy instanceof DPFedAvg) record.epsilon = server.strategy.epsilon(options.dpDelta ?? 1e-5);
     if (r % every === 0 || r === start + options.rounds) {
       if (options.central) Object.assign(record, await server.evaluate(options.central));
