@@ -6,6 +6,7 @@
 import { beforeAll, describe, expect, test } from 'vitest';
 import {
   Adam,
+  applyLoRA,
   clientData,
   Dense,
   Engine,
@@ -294,6 +295,22 @@ describe('simulation', () => {
     expect(Array.from(await values((model.get('base') as Dense).weight))).toEqual(Array.from(base));
     expect(Array.from(await values((model.get('base') as Dense).bias!))).toEqual(Array.from(baseBias));
     expect(Array.from(await values((model.get('head') as Dense).weight))).not.toEqual(Array.from(head));
+    model.dispose();
+  });
+
+  test('with LoRA only the adapters travel, and a round moves only them', async () => {
+    const model = new Sequential({ fc1: new Dense(engine, F, 16, { seed: 1 }), relu: ReLU(), fc2: new Dense(engine, 16, C, { seed: 2 }) });
+    applyLoRA(model, ['fc1', 'fc2'], { rank: 2, seed: 3 });
+    const layout = trainableLayout(model);
+    expect(layout.entries.every((e) => /lora/i.test(e.name))).toBe(true);
+    expect(layout.values).toBe(2 * (F + 16) + 2 * (16 + C));
+    const frozen = [...model.parameters()].filter(([, p]) => p.frozen);
+    const before = await Promise.all(frozen.map(([, p]) => values(p)));
+    const server = new FederatedServer(engine, model, { strategy: new FedAvg(), fraction: 1, minClients: 2, training: { epochs: 1, batchSize: 4, learningRate: 0.2, proximalMu: 0, compression: null } });
+    const clients = [0, 1].map((k) => new FederatedClient({ id: `c${k}`, model, data: smallData(12, k) }));
+    const [record] = await simulate(engine, server, clients, { rounds: 1 });
+    expect(record!.bytesUp).toBe(2 * 4 * layout.values);
+    for (const [i, [name, p]] of frozen.entries()) expect(Array.from(await values(p)), name).toEqual(Array.from(before[i]!));
     model.dispose();
   });
 
