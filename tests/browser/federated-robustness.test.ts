@@ -281,12 +281,15 @@ describe('differential privacy', () => {
     model.dispose();
   });
 
-  test('local DP: the update is the clipped delta plus N(0, (zC)^2) per element: ||u||^2 = C^2 + P (zC)^2 within 5 sigma, residual mean ~0, std ~zC', async () => {
-    // A wider model for more elements: P = 4096 + 256 + 1024 + 64 (each parameter at a multiple of 64).
+  test('local DP: the update is the clipped delta plus N(0, (zC)^2) per sent value, zero in the gaps: ||u||^2 = C^2 + P (zC)^2 within 5 sigma, residual mean ~0, std ~zC', async () => {
+    // A wider model for more elements: 4096 + 256 + 1024 + 4 values, each parameter at a multiple of 64 (the last one's gap is 60 zeros).
     const model = mlp(256);
     const layout = trainableLayout(model);
-    const P = layout.length;
-    expect(P).toBe(5440);
+    expect(layout.length).toBe(5440);
+    const P = layout.values;
+    expect(P).toBe(5380);
+    const sent = new Uint8Array(layout.length);
+    for (const e of layout.entries) sent.fill(1, e.offset, e.offset + e.size);
     const weights = engine.keep(gatherWeights(engine, model, layout));
     const message: GlobalModel = { config: { ...training, round: 1, seed: 3 }, layout, weights, bytes: 4 * layout.values };
     const data = blobs(40, 9);
@@ -311,11 +314,13 @@ describe('differential privacy', () => {
     const got = u.reduce((acc, v) => acc + v * v, 0);
     console.log(`local DP: ||u||^2 ${got} vs ${want} (sigma ${sigma}); ||delta|| ${l2(d)}, C ${C}`);
     expect(Math.abs(got - want)).toBeLessThan(5 * sigma);
-    const residual = Float64Array.from(u, (v, i) => v - clipped[i]!);
+    expect(u.every((v, i) => sent[i] === 1 || v === 0)).toBe(true);
+    const residual = Float64Array.from(u, (v, i) => v - clipped[i]!).filter((_, i) => sent[i] === 1);
     expect(Math.abs(mean(residual))).toBeLessThan((5 * s) / Math.sqrt(P));
     expect(Math.abs(std(residual) / s - 1)).toBeLessThan(5 / Math.sqrt(2 * P));
     // The noise is not a multiple of the delta (nearly orthogonal to it).
-    expect(Math.abs(residual.reduce((acc, v, i) => acc + v * d[i]!, 0)) / (l2(residual) * l2(d))).toBeLessThan(5 / Math.sqrt(P));
+    const dSent = d.filter((_, i) => sent[i] === 1);
+    expect(Math.abs(residual.reduce((acc, v, i) => acc + v * dSent[i]!, 0)) / (l2(residual) * l2(dSent))).toBeLessThan(5 / Math.sqrt(P));
     weights.dispose();
     model.dispose();
   });

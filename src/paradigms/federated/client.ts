@@ -16,7 +16,7 @@ import { evaluate, fit, oneHot, takeRows, train, type ClassificationData, type D
 import { poisonDelta, type Attack } from './attacks.js';
 import { UpdateCompressor } from './compression.js';
 import { privatizeLocally, type LocalDpOptions } from './privacy.js';
-import { checkLayout, f32Bytes, gatherWeights, scatterWeights, trainableLayout, type ClientEvaluation, type ClientUpdate, type GlobalModel, type PayloadLayout, type RoundConfig } from './protocol.js';
+import { checkLayout, f32Bytes, gatherWeights, scatterWeights, trainableLayout, withoutGaps, type ClientEvaluation, type ClientUpdate, type GlobalModel, type PayloadLayout, type RoundConfig } from './protocol.js';
 
 export interface ClientOptions {
   id: string;
@@ -167,6 +167,8 @@ export class FederatedClient {
     };
     if (this.attack) replace(poisonDelta(delta, this.attack, localSeed(config, this.seed) + 1));
     if (this.options.localDp) replace(privatizeLocally(delta, { ...this.options.localDp, seed: this.options.localDp.seed ?? localSeed(config, this.seed) + 2 }));
+    // Noise (local DP, the noise attack) covers the whole vector: the gaps between parameters must stay zero, so that norms count only what is sent.
+    if (this.options.localDp || this.attack?.kind === 'noise') replace(withoutGaps(engine, layout, delta));
     const base = { clientId: this.id, round: config.round, examples: this.data.count, metrics: { loss } };
     if (!config.compression) return { ...base, delta: engine.keep(delta), encoded: null, bytes: f32Bytes(layout.values) };
     this.compressor ??= new UpdateCompressor({ seed: this.seed, errorFeedback: config.compression.errorFeedback });

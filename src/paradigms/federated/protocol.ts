@@ -144,6 +144,22 @@ export function gatherWeights(engine: Engine, model: AnyModule, layout: PayloadL
   return flat;
 }
 
+/** A copy of a flat [layout.length] vector with zeros in the gaps between its parameters (noise added to the whole vector also fell there). */
+export function withoutGaps(engine: Engine, layout: PayloadLayout, flat: Tensor): Tensor {
+  const op = 'withoutGaps';
+  flat.assertAlive(op);
+  if (flat.size !== layout.length) throw new Error(`${op}: ${flat.name} has ${flat.size} elements; the layout has ${layout.length}`);
+  const out = engine.zeros([layout.length], flat.name);
+  for (const e of layout.entries) {
+    const from = engine.view(flat, [e.size], `${flat.name}.${e.name}`, e.offset);
+    const to = engine.view(out, [e.size], `${out.name}.${e.name}`, e.offset);
+    engine.copy(from, to);
+    from.dispose();
+    to.dispose();
+  }
+  return out;
+}
+
 /** Writes a flat [layout.length] vector into the parameters `layout` names. */
 export function scatterWeights(engine: Engine, model: AnyModule, layout: PayloadLayout, flat: Tensor): void {
   const op = 'scatterWeights';
