@@ -138,6 +138,20 @@ describe('client', () => {
     model.dispose();
   });
 
+  test('a client whose update cannot be made throws naming why and leaves nothing behind', async () => {
+    const model = softmaxModel();
+    const m = message(model);
+    const client = new FederatedClient({ id: 'bad', model, data: smallData(8, 1), attack: { kind: 'scale', factor: -1 } });
+    await expect(client.fit(engine, m)).rejects.toThrow('poisonDelta: scale factor -1 must be a positive finite number');
+    await engine.sync();
+    const before = engine.memory().inUseBuffers;
+    await expect(client.fit(engine, m)).rejects.toThrow('scale factor -1');
+    await engine.sync();
+    expect(engine.memory().inUseBuffers).toBe(before);
+    m.weights.dispose();
+    model.dispose();
+  });
+
   test('bad round settings and a message for another model are refused, naming them', async () => {
     const model = softmaxModel();
     const client = new FederatedClient({ id: 'x', model, data: smallData(8, 1) });

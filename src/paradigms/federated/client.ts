@@ -14,7 +14,7 @@ import type { Parameter } from '../../engine/parameters.js';
 import type { Tensor } from '../../engine/tensor.js';
 import { evaluate, fit, oneHot, takeRows, train, type ClassificationData, type Dataset } from '../train.js';
 import { poisonDelta, type Attack } from './attacks.js';
-import { UpdateCompressor } from './compression.js';
+import { UpdateCompressor, type EncodedUpdate } from './compression.js';
 import { privatizeLocally, type LocalDpOptions } from './privacy.js';
 import { checkLayout, f32Bytes, gatherWeights, scatterWeights, trainableLayout, withoutGaps, type ClientEvaluation, type ClientUpdate, type GlobalModel, type PayloadLayout, type RoundConfig } from './protocol.js';
 
@@ -161,19 +161,30 @@ export class FederatedClient {
     const { config, layout } = message;
     let delta = sub(local, message.weights);
     local.dispose();
-    const replace = (next: Tensor) => {
+    const replace = (next: () => Tensor) => {
+      let made: Tensor;
+      try {
+        made = next();
+      } catch (e) {
+        delta.dispose();
+        throw e;
+      }
       delta.dispose();
-      delta = next;
+      delta = made;
     };
-    if (this.attack) replace(poisonDelta(delta, this.attack, localSeed(config, this.seed) + 1));
-    if (this.options.localDp) replace(privatizeLocally(delta, { ...this.options.localDp, seed: this.options.localDp.seed ?? localSeed(config, this.seed) + 2 }));
+    if (this.attack) replace(() => poisonDelta(delta, this.attack!, localSeed(config, this.seed) + 1));
+    if (this.options.localDp) replace(() => privatizeLocally(delta, { ...this.options.localDp!, seed: this.options.localDp!.seed ?? localSeed(config, this.seed) + 2 }));
     // Noise (local DP, the noise attack) covers the whole vector: the gaps between parameters must stay zero, so that norms count only what is sent.
-    if (this.options.localDp || this.attack?.kind === 'noise') replace(withoutGaps(engine, layout, delta));
+    if (this.options.localDp || this.attack?.kind === 'noise') replace(() => withoutGaps(engine, layout, delta));
     const base = { clientId: this.id, round: config.round, examples: this.data.count, metrics: { loss } };
     if (!config.compression) return { ...base, delta: engine.keep(delta), encoded: null, bytes: f32Bytes(layout.values) };
     this.compressor ??= new UpdateCompressor({ seed: this.seed, errorFeedback: config.compression.errorFeedback });
-    const encoded = this.compressor.encode(delta);
-    delta.dispose();
+    let encoded: EncodedUpdate;
+    try {
+      encoded = this.compressor.encode(delta);
+    } finally {
+      delta.dispose();
+    }
     engine.keep(encoded.codes);
     engine.keep(encoded.scales);
     return { ...base, delta: null, encoded, bytes: encoded.bytes };
