@@ -233,6 +233,27 @@ describe('server', () => {
     model.dispose();
   });
 
+  test('an encoded update that cannot be decoded is rejected with the reason; the round goes on', async () => {
+    const model = softmaxModel(2);
+    const logs: string[] = [];
+    const server = new FederatedServer(engine, model, { strategy: new FedAvg(), minClients: 1, training, log: (s) => logs.push(s) });
+    const m = server.globalModel(1);
+    const P = server.layout.length;
+    const good: ClientUpdate = { clientId: 'a', round: 1, examples: 4, delta: engine.keep(engine.full([P], 0.01)), encoded: null, metrics: { loss: 1 }, bytes: 0 };
+    // Codes for half the values only.
+    const codes = engine.keep(engine.zeros([Math.ceil(P / 8)]));
+    const scales = engine.keep(engine.zeros([2]));
+    const broken: ClientUpdate = { clientId: 'b', round: 1, examples: 4, delta: null, encoded: { codes, scales, n: P, blockSize: 1024, bytes: 10 }, metrics: { loss: 1 }, bytes: 10 };
+    const report = await server.aggregate(m, ['a', 'b'], [good, broken]);
+    expect(report.accepted).toEqual(['a']);
+    expect(report.rejected[0]!.clientId).toBe('b');
+    expect(report.rejected[0]!.reason).toContain(`its encoded update cannot be decoded: dequantize8: expected ${Math.ceil(P / 4)} code words`);
+    expect(report.aggregated).toBe(true);
+    expect(codes.disposed && scales.disposed).toBe(true);
+    server.release(m);
+    model.dispose();
+  });
+
   test('a round with fewer accepted updates than minClients leaves the model as it was', async () => {
     const model = softmaxModel(2);
     const logs: string[] = [];

@@ -141,7 +141,15 @@ export class FederatedServer {
         else if (!(u.examples > 0) || !Number.isFinite(u.examples)) reject(u.clientId, `example count ${u.examples} is not a positive number`);
         else if (u.encoded && u.encoded.n !== this.layout.length) reject(u.clientId, `${u.encoded.n} encoded values; expected ${this.layout.length}`);
         else if (!u.delta && !u.encoded) reject(u.clientId, 'the update carries no delta');
-        else decoded.push({ update: u, delta: u.delta ?? this.engine.keep(dequantize8(u.encoded!.codes, u.encoded!.scales, u.encoded!.n, u.encoded!.blockSize)) });
+        else if (u.delta) decoded.push({ update: u, delta: u.delta });
+        else {
+          // A malformed encoding (codes or scales that do not fit n and the block size) is that client's fault, not the round's.
+          try {
+            decoded.push({ update: u, delta: this.engine.keep(dequantize8(u.encoded!.codes, u.encoded!.scales, u.encoded!.n, u.encoded!.blockSize)) });
+          } catch (e) {
+            reject(u.clientId, `its encoded update cannot be decoded: ${e instanceof Error ? e.message : String(e)}`);
+          }
+        }
       }
       if (decoded.length > 0) {
         const check = await checkUpdates(decoded.map((d) => d.delta), this.layout.length, { normFactor: this.normFactor, log: () => {} });
