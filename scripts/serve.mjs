@@ -3,7 +3,9 @@
 // dataset-fashion-mnist installs when it is there, else from the committed subset in
 // tests/data/fashion-mnist (FASHION_MNIST_DIR overrides both). /data/mnist/<file> comes from the
 // digits that scripts/make-mnist.mjs writes into data/mnist (npm run setup) when they are there,
-// else from the committed subset in tests/data/mnist (MNIST_DIR overrides both).
+// else from the committed subset in tests/data/mnist (MNIST_DIR overrides both). /data/sotu/<file>
+// likewise: the addresses scripts/make-sotu.mjs writes into data/sotu, else the committed subset in
+// tests/data/sotu (SOTU_DIR overrides both).
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { dirname, extname, join, normalize, resolve, sep } from 'node:path';
@@ -43,6 +45,14 @@ export function mnistDir() {
   return join(repo, 'tests/data/mnist');
 }
 
+/** Where /data/sotu/ is served from. */
+export function sotuDir() {
+  if (process.env.SOTU_DIR) return resolve(process.env.SOTU_DIR);
+  const generated = join(repo, 'data/sotu');
+  if (existsSync(join(generated, 'index.json'))) return generated;
+  return join(repo, 'tests/data/sotu');
+}
+
 /** Resolves `rel` under `base`, or null when it would escape it. */
 function inside(base, rel) {
   const p = normalize(join(base, rel));
@@ -54,10 +64,12 @@ export function startServer({ port = 8080, root = join(repo, 'demos-dist') } = {
   const base = resolve(root);
   const dataDir = fashionMnistDir();
   const digitsDir = mnistDir();
+  const speechesDir = sotuDir();
   // URL prefix -> folder, for the data sets; everything else comes from `root`.
   const dataRoutes = [
     ['/data/fashion-mnist/', dataDir],
     ['/data/mnist/', digitsDir],
+    ['/data/sotu/', speechesDir],
   ];
   const server = createServer((req, res) => {
     let path;
@@ -101,6 +113,7 @@ export function startServer({ port = 8080, root = join(repo, 'demos-dist') } = {
         port: actual,
         dataDir,
         mnistDir: digitsDir,
+        sotuDir: speechesDir,
         close: () =>
           new Promise((done) => {
             server.closeAllConnections?.();
@@ -112,9 +125,9 @@ export function startServer({ port = 8080, root = join(repo, 'demos-dist') } = {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const { url, dataDir, mnistDir: digitsDir } = await startServer({ port: Number(process.env.PORT ?? 8080), root: process.argv[2] ?? join(repo, 'demos-dist') }).catch((e) => {
+  const { url, dataDir, mnistDir: digitsDir, sotuDir: speechesDir } = await startServer({ port: Number(process.env.PORT ?? 8080), root: process.argv[2] ?? join(repo, 'demos-dist') }).catch((e) => {
     console.error(`serve: ${e.message}`);
     process.exit(1);
   });
-  console.log(`serving at ${url} (fashion-mnist from ${dataDir}, mnist from ${digitsDir})`);
+  console.log(`serving at ${url} (fashion-mnist from ${dataDir}, mnist from ${digitsDir}, sotu from ${speechesDir})`);
 }

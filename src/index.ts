@@ -89,3 +89,7 @@ export { FederatedServer, type RoundReport, type ServerOptions } from './paradig
 export { trainBatched } from './paradigms/federated/batched.js';
 export { simulate, type RoundRecord, type SimulationMode, type SimulationOptions } from './paradigms/federated/simulation.js';
 export { ATTACKS, poisonDelta, type Attack } from './paradigms/federated/attacks.js';
+export { BOS, CharTokenizer, EOS, keyboardWords, normaliseChars, NUM, scanWords, tokenizerFromJSON, UNK, WordTokenizer, type EncodeOptions, type ScannedToken, type Tokenizer, type TokenizerJSON, type VocabularyOptions } from './paradigms/keyboard/tokenizer.js';
+export { FALLBACK_DISCOUNTS, KneserNeyTrigram, modifiedDiscounts, type Discounts, type KneserNeyOptions, type OrderDiscounts } from './paradigms/keyboard/ngram.js';
+export { nextWordReport, NextWordTally, topKIds, type NextWordMetrics, type Scorer } from './paradigms/keyboard/metrics.js';
+export { loadSotu, SOTU_INDEX, SOTU_TRAIN_FRACTION, splitUserText, type SotuAddress, type SotuUser } from './paradigms/keyboard/data.js';
