@@ -300,7 +300,7 @@ async function simulateRun(engine: Engine, spec: RunSpec, central: Classificatio
       drawGrid(ids, r, poisoned);
       drawAll(Math.max(settings.rounds, spec.rounds));
       progress(r.round / spec.rounds);
-      if (r.accuracy !== undefined) log(`${spec.key}: round ${r.round}: accuracy ${r.accuracy.toFixed(4)}, ${r.accepted.length} aggregated, ${r.dropped.length} dropped, ${r.rejected.length} rejected, ${(r.seconds * 1000).toFixed(0)} ms`);
+      if (r.accuracy !== undefined) log(`${spec.key}: round ${r.round}: accuracy ${r.accuracy.toFixed(4)}, ${r.accepted.length} accepted${r.aggregated ? '' : ' (too few: model unchanged)'}, ${r.dropped.length} dropped, ${r.rejected.length} rejected, ${(r.seconds * 1000).toFixed(0)} ms`);
     },
   });
   const evaluated = records.filter((r) => r.accuracy !== undefined);

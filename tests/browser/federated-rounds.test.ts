@@ -15,6 +15,7 @@ import {
   FederatedServer,
   FedMedian,
   gatherWeights,
+  Krum,
   iidPartition,
   loadFashionMnist,
   permutation,
@@ -229,6 +230,23 @@ describe('server', () => {
     expect(report.bytesDown).toBe(8 * 4 * server.layout.values);
     expect(report.bytesUp).toBe(9 * 4 * server.layout.values);
     for (const u of updates) expect(u.delta!.disposed).toBe(true);
+    server.release(m);
+    model.dispose();
+  });
+
+  test('a round with fewer updates than Krum needs (2f + 3) leaves the model as it was instead of failing', async () => {
+    const model = softmaxModel(2);
+    const logs: string[] = [];
+    const server = new FederatedServer(engine, model, { strategy: new Krum(2), minClients: 2, training, log: (s) => logs.push(s) });
+    expect(server.required).toBe(7);
+    const m = server.globalModel(1);
+    const before = await values(m.weights);
+    const ids = ['a', 'b', 'c', 'd', 'e', 'f'];
+    const updates = ids.map((clientId, k): ClientUpdate => ({ clientId, round: 1, examples: 3, delta: engine.keep(engine.full([server.layout.length], 0.01 * (k + 1))), encoded: null, metrics: { loss: 1 }, bytes: 0 }));
+    const report = await server.aggregate(m, ids, updates);
+    expect(report.aggregated).toBe(false);
+    expect(logs.at(-1)).toContain('6 of 6 sampled clients\' updates accepted, fewer than the 7 that Krum needs');
+    expect(Array.from(await values(gatherWeights(engine, model, server.layout)))).toEqual(Array.from(before));
     server.release(m);
     model.dispose();
   });

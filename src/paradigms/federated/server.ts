@@ -4,7 +4,8 @@
 // from the wrong round or of the wrong length, non-finite ones and norms far above the round's
 // others are rejected with a logged reason (checks.ts) and never reach the aggregate; the rest
 // are stacked [K, P] on the GPU and aggregated by the strategy. A round in which fewer than the
-// minimum report (drop-outs, rejections) leaves the model as it was.
+// minimum are accepted (drop-outs, rejections; minClients, or what the strategy needs, as Krum's
+// 2f + 3) leaves the model as it was.
 import type { Engine } from '../../engine/engine.js';
 import type { Module } from '../../engine/module.js';
 import { permutation } from '../../engine/random.js';
@@ -80,6 +81,11 @@ export class FederatedServer {
     if (!Number.isSafeInteger(this.seed) || this.seed < 0) throw new Error(`${op}: seed ${this.seed} must be an integer >= 0`);
     if (!(this.normFactor > 1)) throw new Error(`${op}: normFactor ${this.normFactor} must be > 1 (Infinity: no norm rule)`);
     checkRoundConfig(op, { ...this.training, round: 0, seed: 0 });
+  }
+
+  /** Accepted updates a round needs: minClients, or more where the strategy needs more (Krum: 2f + 3). */
+  get required(): number {
+    return Math.max(this.minClients, this.strategy.minimumUpdates);
   }
 
   /** Clients to sample in a round out of `available`: max(minClients, round(C n)), at most n. */
@@ -159,7 +165,7 @@ export class FederatedServer {
         const examples = accepted.map((u) => u.examples);
         const total = examples.reduce((s, n) => s + n, 0);
         report.trainLoss = accepted.reduce((s, u) => s + u.metrics.loss * u.examples, 0) / total;
-        if (accepted.length >= this.minClients) {
+        if (accepted.length >= this.required) {
           const stack = acceptedStack(decoded.map((d) => d.delta), check.accepted);
           try {
             const next = await this.strategy.aggregate(message.weights, stack, examples);
@@ -171,7 +177,10 @@ export class FederatedServer {
           }
         }
       }
-      if (!report.aggregated) this.log(`round ${round}: ${report.accepted.length} of ${sampled.length} sampled clients' updates accepted, fewer than minClients = ${this.minClients}; the global model is unchanged`);
+      if (!report.aggregated) {
+        const rule = this.required > this.minClients ? `the ${this.required} that ${this.strategy.name} needs` : `minClients = ${this.minClients}`;
+        this.log(`round ${round}: ${report.accepted.length} of ${sampled.length} sampled clients' updates accepted, fewer than ${rule}; the global model is unchanged`);
+      }
     } finally {
       for (const d of decoded) if (d.delta !== d.update.delta) d.delta.dispose();
       for (const u of updates) {

@@ -25,6 +25,11 @@ export abstract class Strategy {
     return this.combine(global, updates, examples);
   }
 
+  /** The fewest updates a round needs for this strategy to aggregate (a server leaves the model unchanged below it). */
+  get minimumUpdates(): number {
+    return 1;
+  }
+
   /** Frees the strategy's state; it cannot aggregate afterwards. */
   dispose(): void {
     this.disposed = true;
@@ -275,6 +280,11 @@ export class Krum extends Strategy {
     this.name = toKeep > 0 ? 'MultiKrum' : 'Krum';
     if (!Number.isInteger(numMalicious) || numMalicious < 0) throw new Error(`Krum: numMalicious ${numMalicious} must be an integer >= 0`);
     if (!Number.isInteger(toKeep) || toKeep < 0) throw new Error(`Krum: toKeep ${toKeep} must be an integer >= 0 (0: plain Krum)`);
+  }
+
+  /** Blanchard et al.'s condition K > 2f + 2. */
+  override get minimumUpdates(): number {
+    return 2 * this.numMalicious + 3;
   }
 
   protected override check(global: Tensor, updates: Tensor, examples: readonly number[]): void {
