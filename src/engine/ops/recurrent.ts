@@ -1,0 +1,130 @@
+// The recurrence of an LSTM (or its CIFG variant) or GRU layer over a whole sequence, given the
+// input side of the gates for every step (x W_ih^T + b_ih: one matmul before the loop). Forward:
+// one recurrent.wgsl dispatch per step, which computes h_{t-1} W_hh^T + b_hh, the gates and the
+// new state together, reading h_{t-1} from the previous step's row of the output (no copies) and
+// keeping every step's gate activations and cell state for the backward. Backward: one
+// recurrent_backward.wgsl dispatch per step, t = T-1 down to 0 (the gate gradients, with the
+// recurrent path through W_hh of step t+1 folded in), then d(W_hh), d(b_hh) and the initial
+// state's gradient for all steps at once as matmuls over the kept states.
+//
+// The recurrent product is inside the cell kernel rather than a separate matmul per step: the
+// per-step product is small (B x H by H x G*H), so one dispatch per step with no intermediate
+// gates tensor and no copy of h_{t-1} into a contiguous matrix costs less than two dispatches.
+import { noGrad, record } from '../graph.js';
+import { shapeString, type Tensor } from '../tensor.js';
+import { alive } from './check.js';
+import { add } from './elementwise.js';
+import { matmul } from './matmul.js';
+import { sum } from './reduce.js';
+import { concat, reshape, slice } from './shape.js';
+
+export const RECURRENT_CELLS = ['lstm', 'cifg', 'gru'] as const;
+
+/** lstm: gates i, f, g, o; cifg: f, g, o with i = 1 - f (Hard et al. 2018); gru: r, z, n (PyTorch's equations). */
+export type RecurrentCell = (typeof RECURRENT_CELLS)[number];
+
+const CELL_NUMBER: Record<RecurrentCell, number> = { lstm: 0, cifg: 1, gru: 2 };
+
+/** Gate blocks of the cell: the G of weight_ih [G*H, in] and weight_hh [G*H, H]. */
+export function gateCount(cell: RecurrentCell): number {
+  return cell === 'lstm' ? 4 : 3;
+}
+
+export interface RecurrentResult {
+  /** h_t for every step, [B, T, H]; differentiable. */
+  output: Tensor;
+  /** The final hidden state [B, H], detached (not recorded): for carrying into the next batch. */
+  h: Tensor;
+  /** The final cell state [B, H] (LSTM, CIFG; null for GRU), detached. */
+  c: Tensor | null;
+}
+
+/**
+ * Runs the cell over T steps. gatesX [B, T, G*H] is x_t W_ih^T + b_ih for every step, h0 [B, H]
+ * the initial hidden state, c0 [B, H] the initial cell state (LSTM, CIFG; null for GRU),
+ * weightHH [G*H, H] and biasHH [G*H] (or null) the recurrent weights, gate blocks in PyTorch's
+ * order. Differentiable in gatesX, h0, c0, weightHH and biasHH.
+ */
+export function recurrent(cell: RecurrentCell, gatesX: Tensor, h0: Tensor, c0: Tensor | null, weightHH: Tensor, biasHH: Tensor | null): RecurrentResult {
+  const op = cell;
+  const G = gateCount(cell);
+  const lstm = cell !== 'gru';
+  alive(op, gatesX, h0, weightHH, ...(c0 ? [c0] : []), ...(biasHH ? [biasHH] : []));
+  const H = weightHH.shape[1] ?? 0;
+  const [B, T] = gatesX.shape as [number, number];
+  const shapes = () =>
+    `gatesX ${shapeString(gatesX.shape)}, h0 ${shapeString(h0.shape)}, c0 ${c0 ? shapeString(c0.shape) : 'none'}, weightHH ${shapeString(weightHH.shape)}, biasHH ${biasHH ? shapeString(biasHH.shape) : 'none'}`;
+  const expected = `expected gatesX [B, T, ${G}*H], h0 [B, H],${lstm ? ' c0 [B, H],' : ''} weightHH [${G}*H, H], biasHH [${G}*H]`;
+  const is = (t: Tensor | null, shape: number[]) => !t || (t.rank === shape.length && t.shape.every((d, i) => d === shape[i]));
+  if (
+    gatesX.rank !== 3 ||
+    weightHH.rank !== 2 ||
+    H === 0 ||
+    T === 0 ||
+    !is(weightHH, [G * H, H]) ||
+    !is(gatesX, [B, T, G * H]) ||
+    !is(h0, [B, H]) ||
+    (lstm && (!c0 || !is(c0, [B, H]))) ||
+    (!lstm && c0) ||
+    !is(biasHH, [G * H])
+  ) {
+    throw new Error(`${op}: ${shapes()}; ${expected}`);
+  }
+  const engine = gatesX.engine;
+  const constants = { CELL: CELL_NUMBER[cell] };
+  const uniformsAt = (step: number) => ({ batch: B, steps: T, hidden: H, step });
+  const c0Bound = c0 ?? engine.placeholder();
+  const output = engine.empty([B, T, H], op);
+  // LSTM, CIFG: c per step; GRU: W_hn h + b_hn per step.
+  const cells = engine.empty([B, T, H], `${op}.cells`);
+  const saved = engine.empty([B, T, G * H], `${op}.gates`);
+  for (let t = 0; t < T; t++) {
+    engine.dispatch('recurrent', {
+      bindings: { gates_x: gatesX, h0, c0: c0Bound, weight: weightHH, bias: biasHH ?? engine.placeholder(), out: output, cells, saved },
+      uniforms: uniformsAt(t),
+      constants: { ...constants, BIAS: biasHH !== null },
+      threads: B * H,
+      flops: 2 * B * G * H * H,
+    });
+  }
+  const last = (t: Tensor) => noGrad(() => reshape(slice(t, 1, T - 1, 1), [B, H]));
+  const final = { h: last(output), c: lstm ? last(cells) : null };
+
+  // The backward runs once per dy; each input's gradient function takes its part.
+  let doneFor: Tensor | null = null;
+  let parts: Map<Tensor, () => Tensor> = new Map();
+  const backwardFor = (dy: Tensor): Map<Tensor, () => Tensor> => {
+    if (doneFor === dy) return parts;
+    const K = cell === 'gru' ? 4 : G;
+    const dgates = engine.zeros([B * T, K * H], `d(${op}.gates)`);
+    const carry = engine.zeros([B, H], `${op}.carry`);
+    for (let t = T - 1; t >= 0; t--) {
+      engine.dispatch('recurrent_backward', {
+        bindings: { saved, cells, h0, c0: c0Bound, out: output, weight: weightHH, dy, dgates, carry },
+        uniforms: uniformsAt(t),
+        constants,
+        threads: B * H,
+        flops: 2 * B * G * H * H,
+      });
+    }
+    // The recurrent side's gate gradients [B*T, G*H] (GRU: r, z and n times r; n of the input side is the fourth block).
+    const dHH = K === G ? dgates : slice(dgates, 1, 0, G * H);
+    const hPrev = () => {
+      const first = reshape(h0, [B, 1, H]);
+      return reshape(T > 1 ? concat([first, slice(output, 1, 0, T - 1)], 1) : first, [B * T, H]);
+    };
+    const firstStep = () => reshape(slice(reshape(dHH, [B, T, G * H]), 1, 0, 1), [B, G * H]);
+    parts = new Map<Tensor, () => Tensor>([
+      [gatesX, () => reshape(K === G ? dgates : concat([slice(dgates, 1, 0, 2 * H), slice(dgates, 1, 3 * H, H)], 1), gatesX.shape)],
+      [weightHH, () => matmul(dHH, hPrev(), { transA: true })],
+      [h0, () => (lstm ? matmul(firstStep(), weightHH) : add(matmul(firstStep(), weightHH), carry))],
+    ]);
+    if (c0) parts.set(c0, () => carry);
+    if (biasHH) parts.set(biasHH, () => sum(dHH, 0));
+    doneFor = dy;
+    return parts;
+  };
+  const inputs = [gatesX, h0, ...(c0 ? [c0] : []), weightHH, ...(biasHH ? [biasHH] : [])];
+  record(output, op, inputs, inputs.map((input) => (dy: Tensor) => backwardFor(dy).get(input)!()), [cells, saved]);
+  return { output, ...final };
+}
