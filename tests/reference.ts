@@ -1137,3 +1137,58 @@ export function recurrentGrad(r: RecurrentInputs, dy: Float64Array) {
   dc0.set(dcNext);
   return { gatesX: dGx, h0: dh0, c0: r.cell === 'gru' ? null : dc0, weight: dW, bias: r.bias ? dB : null };
 }
+
+/** One layer's weights of a stacked LSTM or GRU, as PyTorch lays them out. */
+export interface RecurrentLayerWeights {
+  weightIH: Float64Array;
+  weightHH: Float64Array;
+  biasIH: Float64Array | null;
+  biasHH: Float64Array | null;
+}
+
+/**
+ * A stack of recurrent layers over x [B, T, in] (batch first) from the initial states (zeros
+ * when null): the last layer's output, each layer's final h and c, and `grad(dy)`, the
+ * gradients of sum(output * dy) for every layer's weights.
+ */
+export function recurrentStack(cell: RecurrentCellName, x: Float64Array, B: number, T: number, H: number, layers: RecurrentLayerWeights[], h0: Float64Array[] | null, c0: Float64Array[] | null) {
+  const G = cell === 'lstm' ? 4 : 3;
+  const steps: { input: Float64Array; inFeatures: number; cellInputs: RecurrentInputs }[] = [];
+  const h: Float64Array[] = [];
+  const c: Float64Array[] = [];
+  let input = x;
+  layers.forEach((w, l) => {
+    const inFeatures = w.weightIH.length / (G * H);
+    const gatesX = matmul(input, [B * T, inFeatures], w.weightIH, [G * H, inFeatures], false, true).data;
+    if (w.biasIH) for (let r = 0; r < B * T; r++) for (let u = 0; u < G * H; u++) gatesX[r * G * H + u]! += w.biasIH[u]!;
+    const cellInputs: RecurrentInputs = {
+      cell,
+      B,
+      T,
+      H,
+      gatesX,
+      h0: h0?.[l] ?? new Float64Array(B * H),
+      c0: cell === 'gru' ? null : (c0?.[l] ?? new Float64Array(B * H)),
+      weight: w.weightHH,
+      bias: w.biasHH,
+    };
+    const result = recurrent(cellInputs);
+    steps.push({ input, inFeatures, cellInputs });
+    h.push(slice(result.output.data, [B, T, H], 1, T - 1, 1).data);
+    if (result.c) c.push(result.c);
+    input = result.output.data;
+  });
+  const grad = (dy: Float64Array): RecurrentLayerWeights[] => {
+    const grads: RecurrentLayerWeights[] = [];
+    let d = dy;
+    for (let l = layers.length - 1; l >= 0; l--) {
+      const { input: layerInput, inFeatures, cellInputs } = steps[l]!;
+      const g = recurrentGrad(cellInputs, d);
+      const biasIH = layers[l]!.biasIH ? reduce(g.gatesX, [B * T, G * H], 0, false).data : null;
+      grads[l] = { weightIH: matmul(g.gatesX, [B * T, G * H], layerInput, [B * T, inFeatures], true).data, weightHH: g.weight, biasIH, biasHH: g.bias };
+      d = matmul(g.gatesX, [B * T, G * H], layers[l]!.weightIH, [G * H, inFeatures]).data;
+    }
+    return grads;
+  };
+  return { output: { data: input, shape: [B, T, H] } as Arr, h, c: cell === 'gru' ? null : c, grad };
+}
