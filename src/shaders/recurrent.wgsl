@@ -1,9 +1,9 @@
 // One time step of a recurrent layer (src/engine/ops/recurrent.ts), for every batch row at once:
-// the recurrent product h_{t-1} W_hh^T + b_hh, the gates and the state update in one dispatch,
-// an invocation per (b, j) of the hidden state. gates_x [B, T, G*H] holds x W_ih^T + b_ih for
-// every step (one matmul before the loop); h_{t-1} is read from the previous step's row of out
-// [B, T, H] (h0 at step 0), so nothing is copied between steps. CELL picks the cell, gate blocks
-// in PyTorch's order:
+// the gates and the state update in one dispatch, an invocation per (b, j) of the hidden state.
+// gates_x [B, T, G*H] holds x W_ih^T + b_ih for every step (one matmul before the loop), gates_h
+// [B, G*H] this step's h_{t-1} W_hh^T + b_hh (a matmul just before, reading h_{t-1} from
+// `hidden`, the time-major copy of the hidden states this kernel writes next to out [B, T, H]).
+// CELL picks the cell, gate blocks in PyTorch's order:
 //   LSTM (G = 4: i, f, g, o)  c = f c_prev + i g, h = o tanh(c)
 //   CIFG (G = 3: f, g, o)     the same with i = 1 - f (coupled input and forget gate)
 //   GRU  (G = 3: r, z, n)     n = tanh(x_n + r (W_hn h + b_hn)), h = (1 - z) n + z h_prev
@@ -12,14 +12,13 @@
 #import "lib/recurrent_cell.wgsl"
 
 override WG: u32 = 256;
-override BIAS: bool = true;
 
 @group(0) @binding(0) var<storage, read> gates_x: array<f32>;
-@group(0) @binding(1) var<storage, read> h0: array<f32>;
-@group(0) @binding(2) var<storage, read> c0: array<f32>;
-@group(0) @binding(3) var<storage, read> weight: array<f32>;
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> gates_h: array<f32>;
+@group(0) @binding(2) var<storage, read> h0: array<f32>;
+@group(0) @binding(3) var<storage, read> c0: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> hidden: array<f32>;
 @group(0) @binding(6) var<storage, read_write> cells: array<f32>;
 @group(0) @binding(7) var<storage, read_write> saved: array<f32>;
 @group(0) @binding(8) var<uniform> p: Params;
@@ -46,23 +45,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let b = i / H;
   let j = i % H;
   let G = gate_count();
-  // a[g] = (h_{t-1} W_hh^T + b_hh)[b, g H + j]
-  var a = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
-  for (var k = 0u; k < H; k++) {
-    let h = previous_h(b, k);
-    for (var g = 0u; g < G; g++) { a[g] += h * weight[(g * H + j) * H + k]; }
-  }
-  if (BIAS) {
-    for (var g = 0u; g < G; g++) { a[g] += bias[g * H + j]; }
-  }
   let row = b * p.steps + p.step;
   let x = row * G * H + j;
+  let hh = b * G * H + j;
   if (CELL == CELL_GRU) {
-    let r = sigmoid(gates_x[x] + a[0]);
-    let z = sigmoid(gates_x[x + H] + a[1]);
-    let n = tanh_(gates_x[x + 2u * H] + r * a[2]);
-    out[row * H + j] = (1.0 - z) * n + z * previous_h(b, j);
-    cells[row * H + j] = a[2];
+    let r = sigmoid(gates_x[x] + gates_h[hh]);
+    let z = sigmoid(gates_x[x + H] + gates_h[hh + H]);
+    let n = tanh_(gates_x[x + 2u * H] + r * gates_h[hh + 2u * H]);
+    let h = (1.0 - z) * n + z * previous_h(b, j);
+    out[row * H + j] = h;
+    hidden[(p.step * p.batch + b) * H + j] = h;
+    cells[row * H + j] = gates_h[hh + 2u * H];
     saved[x] = r;
     saved[x + H] = z;
     saved[x + 2u * H] = n;
@@ -70,13 +63,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   }
   // LSTM and CIFG: the blocks after the input gate's (if any).
   let first = forget_block();
-  let f = sigmoid(gates_x[x + first * H] + a[first]);
-  let gg = tanh_(gates_x[x + (first + 1u) * H] + a[first + 1u]);
-  let o = sigmoid(gates_x[x + (first + 2u) * H] + a[first + 2u]);
-  let in_gate = select(1.0 - f, sigmoid(gates_x[x] + a[0]), CELL == CELL_LSTM);
+  let f = sigmoid(gates_x[x + first * H] + gates_h[hh + first * H]);
+  let gg = tanh_(gates_x[x + (first + 1u) * H] + gates_h[hh + (first + 1u) * H]);
+  let o = sigmoid(gates_x[x + (first + 2u) * H] + gates_h[hh + (first + 2u) * H]);
+  let in_gate = select(1.0 - f, sigmoid(gates_x[x] + gates_h[hh]), CELL == CELL_LSTM);
   let c = f * previous_c(b, j) + in_gate * gg;
   cells[row * H + j] = c;
-  out[row * H + j] = o * tanh_(c);
+  let h = o * tanh_(c);
+  out[row * H + j] = h;
+  hidden[(p.step * p.batch + b) * H + j] = h;
   if (CELL == CELL_LSTM) { saved[x] = in_gate; }
   saved[x + first * H] = f;
   saved[x + (first + 1u) * H] = gg;

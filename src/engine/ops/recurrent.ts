@@ -1,20 +1,23 @@
 // The recurrence of an LSTM (or its CIFG variant) or GRU layer over a whole sequence, given the
-// input side of the gates for every step (x W_ih^T + b_ih: one matmul before the loop). Forward:
-// one recurrent.wgsl dispatch per step, which computes h_{t-1} W_hh^T + b_hh, the gates and the
-// new state together, reading h_{t-1} from the previous step's row of the output (no copies) and
-// keeping every step's gate activations and cell state for the backward. Backward: one
-// recurrent_backward.wgsl dispatch per step, t = T-1 down to 0 (the gate gradients, with the
-// recurrent path through W_hh of step t+1 folded in), then d(W_hh), d(b_hh) and the initial
-// state's gradient for all steps at once as matmuls over the kept states.
+// input side of the gates for every step (x W_ih^T + b_ih: one matmul before the loop). Forward,
+// per step: the recurrent product h_{t-1} W_hh^T + b_hh as one matmul (the tuned tiled kernel,
+// reading h_{t-1} in place from a time-major copy of the hidden states), then one recurrent.wgsl
+// dispatch for the gates and the new state, which keeps every step's gate activations and cell
+// state for the backward. Backward: one recurrent_backward.wgsl dispatch per step, t = T-1 down
+// to 0 (the gate gradients, with the recurrent path through W_hh of step t+1 folded in), then
+// d(W_hh), d(b_hh) and the initial state's gradient for all steps at once as matmuls over the
+// kept states.
 //
-// The recurrent product is inside the cell kernel rather than a separate matmul per step: the
-// per-step product is small (B x H by H x G*H), so one dispatch per step with no intermediate
-// gates tensor and no copy of h_{t-1} into a contiguous matrix costs less than two dispatches.
+// Why the recurrent product is a matmul of its own rather than a loop inside the cell kernel: an
+// invocation per (b, j) would read row j of W_hh, H apart from its neighbours' (W_hh is stored
+// [G*H, H] as PyTorch's), which measured 10x slower than the tiled matmul on SwiftShader
+// (B 32, H 256). The backward's loop reads W_hh by column, contiguous across invocations, so it
+// stays inside the backward kernel.
 import { noGrad, record } from '../graph.js';
 import { shapeString, type Tensor } from '../tensor.js';
 import { alive } from './check.js';
 import { add } from './elementwise.js';
-import { matmul } from './matmul.js';
+import { batchedGemm, matmul } from './matmul.js';
 import { sum } from './reduce.js';
 import { concat, reshape, slice } from './shape.js';
 
@@ -78,15 +81,21 @@ export function recurrent(cell: RecurrentCell, gatesX: Tensor, h0: Tensor, c0: T
   // LSTM, CIFG: c per step; GRU: W_hn h + b_hn per step.
   const cells = engine.empty([B, T, H], `${op}.cells`);
   const saved = engine.empty([B, T, G * H], `${op}.gates`);
+  // h_t time-major [T, B, H], so that step t's matmul reads h_{t-1} as one [B, H] block.
+  const hidden = engine.empty([T, B, H], `${op}.hidden`);
+  const gatesH = engine.empty([B, G * H], `${op}.gatesH`);
   for (let t = 0; t < T; t++) {
+    const previous = t === 0 ? { tensor: h0 } : { tensor: hidden, offset: (t - 1) * B * H };
+    batchedGemm(op, { batch: 1, M: B, N: G * H, K: H, a: previous, b: { tensor: weightHH }, transB: true, c: { tensor: gatesH }, bias: biasHH ? { tensor: biasHH } : null });
     engine.dispatch('recurrent', {
-      bindings: { gates_x: gatesX, h0, c0: c0Bound, weight: weightHH, bias: biasHH ?? engine.placeholder(), out: output, cells, saved },
+      bindings: { gates_x: gatesX, gates_h: gatesH, h0, c0: c0Bound, out: output, hidden, cells, saved },
       uniforms: uniformsAt(t),
-      constants: { ...constants, BIAS: biasHH !== null },
+      constants,
       threads: B * H,
-      flops: 2 * B * G * H * H,
     });
   }
+  hidden.dispose();
+  gatesH.dispose();
   const last = (t: Tensor) => noGrad(() => reshape(slice(t, 1, T - 1, 1), [B, H]));
   const final = { h: last(output), c: lstm ? last(cells) : null };
 
