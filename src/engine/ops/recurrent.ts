@@ -3,16 +3,14 @@
 // per step: the recurrent product h_{t-1} W_hh^T + b_hh as one matmul (the tuned tiled kernel,
 // reading h_{t-1} in place from a time-major copy of the hidden states), then one recurrent.wgsl
 // dispatch for the gates and the new state, which keeps every step's gate activations and cell
-// state for the backward. Backward: one recurrent_backward.wgsl dispatch per step, t = T-1 down
-// to 0 (the gate gradients, with the recurrent path through W_hh of step t+1 folded in), then
-// d(W_hh), d(b_hh) and the initial state's gradient for all steps at once as matmuls over the
+// state for the backward. Backward, per step from t = T-1 down to 0: the recurrent path of dh_t,
+// (d gates_hh of step t+1) W_hh, as one matmul, then one recurrent_backward.wgsl dispatch for the
+// gate gradients; then d(W_hh) and d(b_hh) for all steps at once as a matmul and a sum over the
 // kept states.
 //
-// Why the recurrent product is a matmul of its own rather than a loop inside the cell kernel: an
-// invocation per (b, j) would read row j of W_hh, H apart from its neighbours' (W_hh is stored
-// [G*H, H] as PyTorch's), which measured 10x slower than the tiled matmul on SwiftShader
-// (B 32, H 256). The backward's loop reads W_hh by column, contiguous across invocations, so it
-// stays inside the backward kernel.
+// Why the recurrent products are matmuls of their own rather than loops inside the cell kernels:
+// the tuned tiled matmul is faster than an invocation per (b, j) running a dot product of length
+// H per gate (on SwiftShader, B 32, H 256: forward 100 ms a step in the loop, against a few ms).
 import { noGrad, record } from '../graph.js';
 import { shapeString, type Tensor } from '../tensor.js';
 import { alive } from './check.js';
@@ -105,28 +103,31 @@ export function recurrent(cell: RecurrentCell, gatesX: Tensor, h0: Tensor, c0: T
   const backwardFor = (dy: Tensor): Map<Tensor, () => Tensor> => {
     if (doneFor === dy) return parts;
     const K = cell === 'gru' ? 4 : G;
-    const dgates = engine.zeros([B * T, K * H], `d(${op}.gates)`);
-    const carry = engine.zeros([B, H], `${op}.carry`);
+    const dgates = engine.empty([B * T, K * H], `d(${op}.gates)`);
+    // Step t's recurrent-side gate gradients, the operand of the matmul that gives step t-1 its recurrent path.
+    const dgatesHH = engine.empty([B, G * H], `d(${op}.gatesHH)`);
+    // [carry; the recurrent path of dh], see recurrent_backward.wgsl.
+    const state = engine.zeros([2, B, H], `${op}.backwardState`);
     for (let t = T - 1; t >= 0; t--) {
+      if (t < T - 1) batchedGemm(op, { batch: 1, M: B, N: H, K: G * H, a: { tensor: dgatesHH }, b: { tensor: weightHH }, c: { tensor: state, offset: B * H } });
       engine.dispatch('recurrent_backward', {
-        bindings: { saved, cells, h0, c0: c0Bound, out: output, weight: weightHH, dy, dgates, carry },
+        bindings: { saved, cells, initial: c0 ?? h0, out: output, dy, dgates, dgates_hh: dgatesHH, state },
         uniforms: uniformsAt(t),
         constants,
         threads: B * H,
-        flops: 2 * B * G * H * H,
       });
     }
+    const carry = engine.view(state, [B, H], `${op}.carry`);
     // The recurrent side's gate gradients [B*T, G*H] (GRU: r, z and n times r; n of the input side is the fourth block).
     const dHH = K === G ? dgates : slice(dgates, 1, 0, G * H);
     const hPrev = () => {
       const first = reshape(h0, [B, 1, H]);
       return reshape(T > 1 ? concat([first, slice(output, 1, 0, T - 1)], 1) : first, [B * T, H]);
     };
-    const firstStep = () => reshape(slice(reshape(dHH, [B, T, G * H]), 1, 0, 1), [B, G * H]);
     parts = new Map<Tensor, () => Tensor>([
       [gatesX, () => reshape(K === G ? dgates : concat([slice(dgates, 1, 0, 2 * H), slice(dgates, 1, 3 * H, H)], 1), gatesX.shape)],
       [weightHH, () => matmul(dHH, hPrev(), { transA: true })],
-      [h0, () => (lstm ? matmul(firstStep(), weightHH) : add(matmul(firstStep(), weightHH), carry))],
+      [h0, () => (lstm ? matmul(dgatesHH, weightHH) : add(matmul(dgatesHH, weightHH), carry))],
     ]);
     if (c0) parts.set(c0, () => carry);
     if (biasHH) parts.set(biasHH, () => sum(dHH, 0));
