@@ -1003,3 +1003,192 @@ export function krumChoice(x: Float64Array, K: number, numMalicious: number, toK
   const order = scores.map((_, i) => i).sort((a, b) => scores[a]! - scores[b]!);
   return order.slice(0, Math.max(1, toKeep));
 }
+
+// ---------------------------------------------------------------- recurrent cells
+
+export type RecurrentCellName = 'lstm' | 'cifg' | 'gru';
+
+/** The inputs of the recurrent op: gatesX [B, T, G*H], h0 [B, H], c0 [B, H] (LSTM, CIFG), W_hh [G*H, H], b_hh [G*H]. */
+export interface RecurrentInputs {
+  cell: RecurrentCellName;
+  B: number;
+  T: number;
+  H: number;
+  gatesX: Float64Array;
+  h0: Float64Array;
+  c0: Float64Array | null;
+  weight: Float64Array;
+  bias: Float64Array | null;
+}
+
+const sig = (v: number) => 1 / (1 + Math.exp(-v));
+
+/** Per step and row, the activations (PyTorch's gate order) and the states, unrolled in float64. */
+function recurrentSteps(r: RecurrentInputs) {
+  const { cell, B, T, H } = r;
+  const G = cell === 'lstm' ? 4 : 3;
+  const out = new Float64Array(B * T * H);
+  const cells = new Float64Array(B * T * H);
+  const acts = new Float64Array(B * T * G * H); // lstm i f g o; cifg f g o; gru r z n
+  const hn = new Float64Array(B * T * H); // gru: W_hn h + b_hn
+  const prevH = (b: number, t: number, k: number) => (t === 0 ? r.h0[b * H + k]! : out[(b * T + t - 1) * H + k]!);
+  const prevC = (b: number, t: number, k: number) => (t === 0 ? r.c0![b * H + k]! : cells[(b * T + t - 1) * H + k]!);
+  for (let t = 0; t < T; t++) {
+    for (let b = 0; b < B; b++) {
+      const row = b * T + t;
+      for (let j = 0; j < H; j++) {
+        const a = (g: number) => {
+          let s = r.bias ? r.bias[g * H + j]! : 0;
+          for (let k = 0; k < H; k++) s += prevH(b, t, k) * r.weight[(g * H + j) * H + k]!;
+          return s;
+        };
+        const x = (g: number) => r.gatesX[row * G * H + g * H + j]!;
+        const at = row * G * H + j;
+        if (cell === 'gru') {
+          const rg = sig(x(0) + a(0));
+          const z = sig(x(1) + a(1));
+          hn[row * H + j] = a(2);
+          const n = Math.tanh(x(2) + rg * a(2));
+          out[row * H + j] = (1 - z) * n + z * prevH(b, t, j);
+          [acts[at], acts[at + H], acts[at + 2 * H]] = [rg, z, n];
+        } else {
+          const o0 = cell === 'lstm' ? 1 : 0;
+          const f = sig(x(o0) + a(o0));
+          const g = Math.tanh(x(o0 + 1) + a(o0 + 1));
+          const o = sig(x(o0 + 2) + a(o0 + 2));
+          const i = cell === 'lstm' ? sig(x(0) + a(0)) : 1 - f;
+          const c = f * prevC(b, t, j) + i * g;
+          cells[row * H + j] = c;
+          out[row * H + j] = o * Math.tanh(c);
+          if (cell === 'lstm') acts[at] = i;
+          [acts[at + o0 * H], acts[at + (o0 + 1) * H], acts[at + (o0 + 2) * H]] = [f, g, o];
+        }
+      }
+    }
+  }
+  return { out, cells, acts, hn, prevH, prevC, G };
+}
+
+/** The hidden states [B, T, H] of the recurrence, and the final cell state [B, H] (LSTM, CIFG). */
+export function recurrent(r: RecurrentInputs): { output: Arr; c: Float64Array | null } {
+  const { out, cells } = recurrentSteps(r);
+  const c = r.cell === 'gru' ? null : Float64Array.from({ length: r.B * r.H }, (_, i) => cells[(Math.floor(i / r.H) * r.T + r.T - 1) * r.H + (i % r.H)]!);
+  return { output: { data: out, shape: [r.B, r.T, r.H] }, c };
+}
+
+/** Backpropagation through time of recurrent(): gradients of sum(output * dy) for gatesX, h0, c0, W_hh, b_hh. */
+export function recurrentGrad(r: RecurrentInputs, dy: Float64Array) {
+  const { cell, B, T, H } = r;
+  const { cells, acts, hn, prevH, prevC, G } = recurrentSteps(r);
+  const dGx = new Float64Array(B * T * G * H);
+  const dW = new Float64Array(G * H * H);
+  const dB = new Float64Array(G * H);
+  const dh0 = new Float64Array(B * H);
+  const dc0 = new Float64Array(B * H);
+  const dhNext = new Float64Array(B * H); // d(h_t) from step t+1
+  const dcNext = new Float64Array(B * H);
+  for (let t = T - 1; t >= 0; t--) {
+    const dhPrev = new Float64Array(B * H);
+    const dcPrev = new Float64Array(B * H);
+    for (let b = 0; b < B; b++) {
+      const row = b * T + t;
+      for (let j = 0; j < H; j++) {
+        const dh = dy[row * H + j]! + dhNext[b * H + j]!;
+        const at = row * G * H + j;
+        const dPre = new Float64Array(G); // input side
+        const dHH = new Float64Array(G); // recurrent side
+        if (cell === 'gru') {
+          const [rg, z, n] = [acts[at]!, acts[at + H]!, acts[at + 2 * H]!];
+          const dn = dh * (1 - z) * (1 - n * n);
+          dPre[0] = dHH[0] = dn * hn[row * H + j]! * rg * (1 - rg);
+          dPre[1] = dHH[1] = dh * (prevH(b, t, j) - n) * z * (1 - z);
+          dPre[2] = dn;
+          dHH[2] = dn * rg;
+          dhPrev[b * H + j]! += dh * z;
+        } else {
+          const o0 = cell === 'lstm' ? 1 : 0;
+          const [f, g, o] = [acts[at + o0 * H]!, acts[at + (o0 + 1) * H]!, acts[at + (o0 + 2) * H]!];
+          const i = cell === 'lstm' ? acts[at]! : 1 - f;
+          const tc = Math.tanh(cells[row * H + j]!);
+          const dc = dcNext[b * H + j]! + dh * o * (1 - tc * tc);
+          const di = dc * g;
+          if (cell === 'lstm') dPre[0] = di * i * (1 - i);
+          dPre[o0] = (dc * prevC(b, t, j) - (cell === 'cifg' ? di : 0)) * f * (1 - f);
+          dPre[o0 + 1] = dc * i * (1 - g * g);
+          dPre[o0 + 2] = dh * tc * o * (1 - o);
+          dHH.set(dPre);
+          dcPrev[b * H + j] = dc * f;
+        }
+        for (let gate = 0; gate < G; gate++) {
+          const unit = gate * H + j;
+          dGx[row * G * H + unit] = dPre[gate]!;
+          dB[unit]! += dHH[gate]!;
+          for (let k = 0; k < H; k++) {
+            dW[unit * H + k]! += dHH[gate]! * prevH(b, t, k);
+            dhPrev[b * H + k]! += dHH[gate]! * r.weight[unit * H + k]!;
+          }
+        }
+      }
+    }
+    dhNext.set(dhPrev);
+    dcNext.set(dcPrev);
+  }
+  dh0.set(dhNext);
+  dc0.set(dcNext);
+  return { gatesX: dGx, h0: dh0, c0: r.cell === 'gru' ? null : dc0, weight: dW, bias: r.bias ? dB : null };
+}
+
+/** One layer's weights of a stacked LSTM or GRU, as PyTorch lays them out. */
+export interface RecurrentLayerWeights {
+  weightIH: Float64Array;
+  weightHH: Float64Array;
+  biasIH: Float64Array | null;
+  biasHH: Float64Array | null;
+}
+
+/**
+ * A stack of recurrent layers over x [B, T, in] (batch first) from the initial states (zeros
+ * when null): the last layer's output, each layer's final h and c, and `grad(dy)`, the
+ * gradients of sum(output * dy) for every layer's weights.
+ */
+export function recurrentStack(cell: RecurrentCellName, x: Float64Array, B: number, T: number, H: number, layers: RecurrentLayerWeights[], h0: Float64Array[] | null, c0: Float64Array[] | null) {
+  const G = cell === 'lstm' ? 4 : 3;
+  const steps: { input: Float64Array; inFeatures: number; cellInputs: RecurrentInputs }[] = [];
+  const h: Float64Array[] = [];
+  const c: Float64Array[] = [];
+  let input = x;
+  layers.forEach((w, l) => {
+    const inFeatures = w.weightIH.length / (G * H);
+    const gatesX = matmul(input, [B * T, inFeatures], w.weightIH, [G * H, inFeatures], false, true).data;
+    if (w.biasIH) for (let r = 0; r < B * T; r++) for (let u = 0; u < G * H; u++) gatesX[r * G * H + u]! += w.biasIH[u]!;
+    const cellInputs: RecurrentInputs = {
+      cell,
+      B,
+      T,
+      H,
+      gatesX,
+      h0: h0?.[l] ?? new Float64Array(B * H),
+      c0: cell === 'gru' ? null : (c0?.[l] ?? new Float64Array(B * H)),
+      weight: w.weightHH,
+      bias: w.biasHH,
+    };
+    const result = recurrent(cellInputs);
+    steps.push({ input, inFeatures, cellInputs });
+    h.push(slice(result.output.data, [B, T, H], 1, T - 1, 1).data);
+    if (result.c) c.push(result.c);
+    input = result.output.data;
+  });
+  const grad = (dy: Float64Array): RecurrentLayerWeights[] => {
+    const grads: RecurrentLayerWeights[] = [];
+    let d = dy;
+    for (let l = layers.length - 1; l >= 0; l--) {
+      const { input: layerInput, inFeatures, cellInputs } = steps[l]!;
+      const g = recurrentGrad(cellInputs, d);
+      const biasIH = layers[l]!.biasIH ? reduce(g.gatesX, [B * T, G * H], 0, false).data : null;
+      grads[l] = { weightIH: matmul(g.gatesX, [B * T, G * H], layerInput, [B * T, inFeatures], true).data, weightHH: g.weight, biasIH, biasHH: g.bias };
+      d = matmul(g.gatesX, [B * T, G * H], layers[l]!.weightIH, [G * H, inFeatures]).data;
+    }
+    return grads;
+  };
+  return { output: { data: input, shape: [B, T, H] } as Arr, h, c: cell === 'gru' ? null : c, grad };
+}

@@ -37,6 +37,8 @@ import mixtureBackward from '../shaders/mixture_backward.wgsl';
 import pool2d from '../shaders/pool2d.wgsl';
 import pool2dBackward from '../shaders/pool2d_backward.wgsl';
 import quantize8 from '../shaders/quantize8.wgsl';
+import recurrent from '../shaders/recurrent.wgsl';
+import recurrentBackward from '../shaders/recurrent_backward.wgsl';
 import reduce from '../shaders/reduce.wgsl';
 import serverOptimizer from '../shaders/server_optimizer.wgsl';
 import sgd from '../shaders/sgd.wgsl';
@@ -87,6 +89,8 @@ const SOURCES = {
   pool2d,
   pool2d_backward: pool2dBackward,
   quantize8,
+  recurrent,
+  recurrent_backward: recurrentBackward,
   reduce,
   server_optimizer: serverOptimizer,
   sgd,

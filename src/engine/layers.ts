@@ -348,6 +348,8 @@ export class LayerNorm extends Module {
 export interface EmbeddingOptions {
   /** Seed of the initial table; by default the engine's next seed. */
   seed?: number;
+  /** Standard deviation of the initial table (default 1, as nn.Embedding). */
+  std?: number;
 }
 
 /**
@@ -370,7 +372,7 @@ export class Embedding extends Module {
     if (!Number.isInteger(vocab) || !Number.isInteger(dim) || vocab <= 0 || dim <= 0) {
       throw new Error(`Embedding: vocab and dim must be positive integers, got vocab=${vocab} dim=${dim}`);
     }
-    this.weight = engine.parameter(randomNormal(vocab * dim, options.seed ?? engine.nextSeed()), [vocab, dim], 'weight');
+    this.weight = engine.parameter(randomNormal(vocab * dim, options.seed ?? engine.nextSeed(), 0, options.std ?? 1), [vocab, dim], 'weight');
   }
 
   override ownParameters(): [string, Parameter][] {
@@ -385,5 +387,52 @@ export class Embedding extends Module {
 
   forward(indices: Tensor): Tensor {
     return embedding(indices, this.weight);
+  }
+}
+
+export interface TiedEmbeddingOptions extends EmbeddingOptions {
+  /** The size of the hidden states logits() takes; a projection to dim when it differs (default dim). */
+  hidden?: number;
+  /** An output bias [vocab] (default true). */
+  bias?: boolean;
+}
+
+/**
+ * One table E [vocab, dim] for a language model's input and output (tied embeddings, as the
+ * keyboard models of Hard et al. 2018 use to stay small): forward(indices) = E[indices], and
+ * logits(h) = h P^T E^T + b for h [N, hidden], with a projection P [dim, hidden] (as
+ * nn.Linear(hidden, dim, bias=False), `projection`) only when hidden != dim. The table gets both
+ * uses' gradients. Its default initial std is 1/sqrt(dim), so that the first logits are O(1).
+ */
+export class TiedEmbedding extends Embedding {
+  readonly hidden: number;
+  readonly projection: Parameter | null;
+  readonly bias: Parameter | null;
+
+  constructor(engine: Engine, vocab: number, dim: number, options: TiedEmbeddingOptions = {}) {
+    const seed = options.seed ?? engine.nextSeed();
+    super(engine, vocab, dim, { seed, std: options.std ?? 1 / Math.sqrt(dim) });
+    this.hidden = options.hidden ?? dim;
+    if (!Number.isInteger(this.hidden) || this.hidden <= 0) throw new Error(`TiedEmbedding(${vocab}, ${dim}): hidden must be a positive integer, got ${this.hidden}`);
+    const bound = 1 / Math.sqrt(this.hidden);
+    this.projection = this.hidden === dim ? null : engine.parameter(randomUniform(dim * this.hidden, seed + 1, -bound, bound), [dim, this.hidden], 'projection');
+    this.bias = options.bias === false ? null : engine.parameter(new Float32Array(vocab), [vocab], 'bias');
+  }
+
+  override ownParameters(): [string, Parameter][] {
+    const named: [string, Parameter | null][] = [
+      ['weight', this.weight],
+      ['projection', this.projection],
+      ['bias', this.bias],
+    ];
+    return named.filter((e): e is [string, Parameter] => e[1] !== null);
+  }
+
+  /** Next-token logits [N, vocab] from hidden states h [N, hidden]. */
+  logits(h: Tensor): Tensor {
+    if (h.rank !== 2 || h.shape[1] !== this.hidden) {
+      throw new Error(`TiedEmbedding(${this.vocab}, ${this.dim}).logits: h ${h.name} has shape [${h.shape.join(',')}], expected [N, ${this.hidden}]`);
+    }
+    return linear(this.projection ? linear(h, this.projection, null) : h, this.weight, this.bias);
   }
 }

@@ -15,3 +15,4 @@ export { accuracy, addScaledInPlace, axpy, clipToNorm, coordinateMedian, dot, ga
 export { mixture } from './mixture.js';
 export { serverOptimizerStep, type ServerOptimizerVariant, type ServerOptimizerSettings } from './server.js';
 export { DEFAULT_QUANTIZE_BLOCK, dequantize8, quantize8, quantizedBytes, type Quantized, type QuantizeOptions } from './quantize.js';
+export { gateCount, recurrent, RECURRENT_CELLS, type RecurrentCell, type RecurrentResult } from './recurrent.js';
