@@ -15,27 +15,16 @@ override WG: u32 = 256;
 
 @group(0) @binding(0) var<storage, read> gates_x: array<f32>;
 @group(0) @binding(1) var<storage, read> gates_h: array<f32>;
-@group(0) @binding(2) var<storage, read> h0: array<f32>;
-@group(0) @binding(3) var<storage, read> c0: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> hidden: array<f32>;
-@group(0) @binding(6) var<storage, read_write> cells: array<f32>;
-@group(0) @binding(7) var<storage, read_write> saved: array<f32>;
-@group(0) @binding(8) var<uniform> p: Params;
+// The state before step 0: c0 (LSTM, CIFG) or h0 (GRU).
+@group(0) @binding(2) var<storage, read> initial: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> hidden: array<f32>;
+@group(0) @binding(5) var<storage, read_write> cells: array<f32>;
+@group(0) @binding(6) var<storage, read_write> saved: array<f32>;
+@group(0) @binding(7) var<uniform> p: Params;
 
 fn sigmoid(v: f32) -> f32 { return act_value(ACT_SIGMOID, v, 0.0); }
 fn tanh_(v: f32) -> f32 { return act_value(ACT_TANH, v, 0.0); }
-
-// h_{t-1}[b, k] and, for LSTM and CIFG, c_{t-1}[b, k].
-fn previous_h(b: u32, k: u32) -> f32 {
-  if (p.step == 0u) { return h0[b * p.hidden + k]; }
-  return out[(b * p.steps + p.step - 1u) * p.hidden + k];
-}
-
-fn previous_c(b: u32, k: u32) -> f32 {
-  if (p.step == 0u) { return c0[b * p.hidden + k]; }
-  return cells[(b * p.steps + p.step - 1u) * p.hidden + k];
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -48,11 +37,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let row = b * p.steps + p.step;
   let x = row * G * H + j;
   let hh = b * G * H + j;
+  // h_{t-1} (GRU) or c_{t-1} (LSTM, CIFG) at (b, j): the previous step's row of out or cells.
+  var previous = initial[i];
+  if (p.step > 0u) { previous = select(cells[(row - 1u) * H + j], out[(row - 1u) * H + j], CELL == CELL_GRU); }
   if (CELL == CELL_GRU) {
     let r = sigmoid(gates_x[x] + gates_h[hh]);
     let z = sigmoid(gates_x[x + H] + gates_h[hh + H]);
     let n = tanh_(gates_x[x + 2u * H] + r * gates_h[hh + 2u * H]);
-    let h = (1.0 - z) * n + z * previous_h(b, j);
+    let h = (1.0 - z) * n + z * previous;
     out[row * H + j] = h;
     hidden[(p.step * p.batch + b) * H + j] = h;
     cells[row * H + j] = gates_h[hh + 2u * H];
@@ -67,7 +59,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let gg = tanh_(gates_x[x + (first + 1u) * H] + gates_h[hh + (first + 1u) * H]);
   let o = sigmoid(gates_x[x + (first + 2u) * H] + gates_h[hh + (first + 2u) * H]);
   let in_gate = select(1.0 - f, sigmoid(gates_x[x] + gates_h[hh]), CELL == CELL_LSTM);
-  let c = f * previous_c(b, j) + in_gate * gg;
+  let c = f * previous + in_gate * gg;
   cells[row * H + j] = c;
   let h = o * tanh_(c);
   out[row * H + j] = h;

@@ -74,7 +74,10 @@ export function recurrent(cell: RecurrentCell, gatesX: Tensor, h0: Tensor, c0: T
   const engine = gatesX.engine;
   const constants = { CELL: CELL_NUMBER[cell] };
   const uniformsAt = (step: number) => ({ batch: B, steps: T, hidden: H, step });
-  const c0Bound = c0 ?? engine.placeholder();
+  // The state before step 0 that the kernels read: c0 (LSTM, CIFG; h0 goes into the first matmul) or h0 (GRU).
+  const initial = c0 ?? h0;
+  // Gate blocks of the backward's dgates: GRU's n has an input and a recurrent side.
+  const K = lstm ? G : 4;
   const output = engine.empty([B, T, H], op);
   // LSTM, CIFG: c per step; GRU: W_hn h + b_hn per step.
   const cells = engine.empty([B, T, H], `${op}.cells`);
@@ -86,7 +89,7 @@ export function recurrent(cell: RecurrentCell, gatesX: Tensor, h0: Tensor, c0: T
     const previous = t === 0 ? { tensor: h0 } : { tensor: hidden, offset: (t - 1) * B * H };
     batchedGemm(op, { batch: 1, M: B, N: G * H, K: H, a: previous, b: { tensor: weightHH }, transB: true, c: { tensor: gatesH }, bias: biasHH ? { tensor: biasHH } : null });
     engine.dispatch('recurrent', {
-      bindings: { gates_x: gatesX, gates_h: gatesH, h0, c0: c0Bound, out: output, hidden, cells, saved },
+      bindings: { gates_x: gatesX, gates_h: gatesH, initial, out: output, hidden, cells, saved },
       uniforms: uniformsAt(t),
       constants,
       threads: B * H,
@@ -97,12 +100,11 @@ export function recurrent(cell: RecurrentCell, gatesX: Tensor, h0: Tensor, c0: T
   const last = (t: Tensor) => noGrad(() => reshape(slice(t, 1, T - 1, 1), [B, H]));
   const final = { h: last(output), c: lstm ? last(cells) : null };
 
-  // The backward runs once per dy; each input's gradient function takes its part.
+  // The backward runs once per dy; each input's gradient function takes its part of it.
   let doneFor: Tensor | null = null;
-  let parts: Map<Tensor, () => Tensor> = new Map();
-  const backwardFor = (dy: Tensor): Map<Tensor, () => Tensor> => {
-    if (doneFor === dy) return parts;
-    const K = cell === 'gru' ? 4 : G;
+  let done: { dgates: Tensor; dgatesHH: Tensor; carry: Tensor; dHH: Tensor } | null = null;
+  const backwardFor = (dy: Tensor) => {
+    if (doneFor === dy && done) return done;
     const dgates = engine.empty([B * T, K * H], `d(${op}.gates)`);
     // Step t's recurrent-side gate gradients, the operand of the matmul that gives step t-1 its recurrent path.
     const dgatesHH = engine.empty([B, G * H], `d(${op}.gatesHH)`);
@@ -111,30 +113,38 @@ export function recurrent(cell: RecurrentCell, gatesX: Tensor, h0: Tensor, c0: T
     for (let t = T - 1; t >= 0; t--) {
       if (t < T - 1) batchedGemm(op, { batch: 1, M: B, N: H, K: G * H, a: { tensor: dgatesHH }, b: { tensor: weightHH }, c: { tensor: state, offset: B * H } });
       engine.dispatch('recurrent_backward', {
-        bindings: { saved, cells, initial: c0 ?? h0, out: output, dy, dgates, dgates_hh: dgatesHH, state },
+        bindings: { saved, cells, initial, out: output, dy, dgates, dgates_hh: dgatesHH, state },
         uniforms: uniformsAt(t),
         constants,
         threads: B * H,
       });
     }
-    const carry = engine.view(state, [B, H], `${op}.carry`);
     // The recurrent side's gate gradients [B*T, G*H] (GRU: r, z and n times r; n of the input side is the fourth block).
     const dHH = K === G ? dgates : slice(dgates, 1, 0, G * H);
-    const hPrev = () => {
-      const first = reshape(h0, [B, 1, H]);
-      return reshape(T > 1 ? concat([first, slice(output, 1, 0, T - 1)], 1) : first, [B * T, H]);
-    };
-    parts = new Map<Tensor, () => Tensor>([
-      [gatesX, () => reshape(K === G ? dgates : concat([slice(dgates, 1, 0, 2 * H), slice(dgates, 1, 3 * H, H)], 1), gatesX.shape)],
-      [weightHH, () => matmul(dHH, hPrev(), { transA: true })],
-      [h0, () => (lstm ? matmul(dgatesHH, weightHH) : add(matmul(dgatesHH, weightHH), carry))],
-    ]);
-    if (c0) parts.set(c0, () => carry);
-    if (biasHH) parts.set(biasHH, () => sum(dHH, 0));
+    done = { dgates, dgatesHH, carry: engine.view(state, [B, H], `${op}.carry`), dHH };
     doneFor = dy;
-    return parts;
+    return done;
   };
-  const inputs = [gatesX, h0, ...(c0 ? [c0] : []), weightHH, ...(biasHH ? [biasHH] : [])];
-  record(output, op, inputs, inputs.map((input) => (dy: Tensor) => backwardFor(dy).get(input)!()), [cells, saved]);
+  type Part = (d: NonNullable<typeof done>) => Tensor;
+  const hPrev = () => {
+    const first = reshape(h0, [B, 1, H]);
+    return reshape(T > 1 ? concat([first, slice(output, 1, 0, T - 1)], 1) : first, [B * T, H]);
+  };
+  const gradientsOf: [Tensor | null, Part][] = [
+    [gatesX, (d) => reshape(K === G ? d.dgates : concat([slice(d.dgates, 1, 0, 2 * H), slice(d.dgates, 1, 3 * H, H)], 1), gatesX.shape)],
+    // After step 0, dgatesHH holds step 0's: the recurrent path into h0.
+    [h0, (d) => (lstm ? matmul(d.dgatesHH, weightHH) : add(matmul(d.dgatesHH, weightHH), d.carry))],
+    [c0, (d) => d.carry],
+    [weightHH, (d) => matmul(d.dHH, hPrev(), { transA: true })],
+    [biasHH, (d) => sum(d.dHH, 0)],
+  ];
+  const present = gradientsOf.filter((e): e is [Tensor, Part] => e[0] !== null);
+  record(
+    output,
+    op,
+    present.map(([input]) => input),
+    present.map(([, part]) => (dy: Tensor) => part(backwardFor(dy))),
+    [cells, saved],
+  );
   return { output, ...final };
 }
