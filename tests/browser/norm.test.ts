@@ -272,6 +272,23 @@ describe('embedding', () => {
     });
   });
 
+  test('backward over rows wider than one chunk of the kernel (37 columns: 16 + 16 + 5)', async () => {
+    const vocab = 6;
+    const dim = 37;
+    const idx = [5, 1, 5, 0, 2, 5, 1, 4];
+    await checkOp('embedding', {
+      inputs: [
+        { data: Float64Array.from(idx), shape: [2, 4], diff: false },
+        { data: ref.normal([vocab, dim], 84), shape: [vocab, dim] },
+      ],
+      gpu: ([i, t]) => ops.embedding(i!, t!),
+      forward: ([, t]) => ({ data: ref.embedding(idx, t!, dim), shape: [2, 4, dim] }),
+      grad: (_, dy) => [null, ref.embeddingGrad(idx, vocab, dim, dy)],
+      tol: EXACT,
+      gradTol: { atol: 1e-6, rtol: 1e-6 },
+    });
+  });
+
   test('an index that is not an integer in [0, vocab) gives a row of NaN and no gradient', async () => {
     const vocab = 4;
     const dim = 3;

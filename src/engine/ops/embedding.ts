@@ -1,7 +1,7 @@
 // Embedding lookup: rows of a table gathered by integer indices held in an f32 tensor (the
 // engine's tensors are all f32). Kernels: embedding (gather, one invocation per output element)
-// and embedding_backward (for each table element, the sum of dy over the positions that picked
-// its row: no atomics, O(vocab * dim * positions), see the shader).
+// and embedding_backward (for each table row and chunk of 16 columns, the sum of dy over the
+// positions that picked the row: no atomics, O(vocab * dim / 16 * positions) index loads, see the shader).
 import { record } from '../graph.js';
 import { shapeString, type Tensor } from '../tensor.js';
 import { alive, output } from './check.js';
