@@ -5,8 +5,8 @@
 // fine-tuned on his own training text (all layers, or only the head: the output projection and
 // bias) and scored on his held-out text again. Both models score the same positions: each user's
 // test tokens cut into the same parallel streams.
-// Query parameters: users (10: the latest presidents), vocab (2000), trainTokens (per user, 20000),
-// testTokens (per user, 3000), embedding (64), hidden (128), batch (32), steps (20), epochs (2),
+// Query parameters: users (8: the latest presidents), vocab (2000), trainTokens (per user, 15000),
+// testTokens (per user, 3000), embedding (64), hidden (128), batch (32), steps (20), epochs (3),
 // lr (0.003), personalEpochs (1), personalLr (0.001), streams (8, evaluation), headless=1. The
 // result goes to window.__result and a `[result] {...}` console line.
 import { Adam, batchify, Engine, evaluateLanguageModel, KeyboardModel, KneserNeyTrigram, loadSotu, NextWordTally, splitUserText, trainLanguageModel, WordTokenizer, type NextWordMetrics } from '../../src/index.js';
@@ -21,15 +21,15 @@ function numberParam(name: string, fallback: number): number {
 }
 
 const settings = {
-  users: intParam('users', 10),
+  users: intParam('users', 8),
   vocab: intParam('vocab', 2000, 10),
-  trainTokens: intParam('trainTokens', 20000, 100),
+  trainTokens: intParam('trainTokens', 15000, 100),
   testTokens: intParam('testTokens', 3000, 100),
   embedding: intParam('embedding', 64),
   hidden: intParam('hidden', 128),
   batch: intParam('batch', 32),
   steps: intParam('steps', 20),
-  epochs: intParam('epochs', 2),
+  epochs: intParam('epochs', 3),
   lr: numberParam('lr', 0.003),
   personalEpochs: intParam('personalEpochs', 1),
   personalLr: numberParam('personalLr', 0.001),
