@@ -2,14 +2,14 @@
 // president (his first 80% of words to train, the rest to test). A Kneser-Ney trigram and a CIFG
 // LSTM with tied embeddings are trained on all users' training text; each is scored on every
 // user's held-out text (top-1 and top-3 recall, perplexity). Then each user's copy of the LSTM is
-// fine-tuned on his own training text (all layers, or only the head: the output projection and
-// bias) and scored on his held-out text again. Both models score the same positions: each user's
+// fine-tuned on his own training text (all layers; only the head: the output projection and bias;
+// or LoRA on the projection with the bias) and scored on his held-out text again. Both models score the same positions: each user's
 // test tokens cut into the same parallel streams.
 // Query parameters: users (8: the latest presidents), vocab (2000), trainTokens (per user, 15000),
 // testTokens (per user, 3000), embedding (64), hidden (128), batch (32), steps (20), epochs (3),
 // lr (0.003), personalEpochs (1), personalLr (0.001), streams (8, evaluation), headless=1. The
 // result goes to window.__result and a `[result] {...}` console line.
-import { Adam, batchify, Engine, evaluateLanguageModel, KeyboardModel, KneserNeyTrigram, loadSotu, NextWordTally, splitUserText, trainLanguageModel, WordTokenizer, type NextWordMetrics } from '../../src/index.js';
+import { Adam, applyLoRA, batchify, Engine, evaluateLanguageModel, KeyboardModel, KneserNeyTrigram, loadSotu, NextWordTally, splitUserText, trainLanguageModel, WordTokenizer, type NextWordMetrics } from '../../src/index.js';
 import { $, dataFetcher, drawChart, finish, intParam, log, mean, params, run, setText, status, type Series } from '../common/ui.js';
 
 function numberParam(name: string, fallback: number): number {
@@ -62,6 +62,7 @@ run(async () => {
     const field = form.querySelector<HTMLInputElement>(`[name=${k}]`);
     if (field) field.value = v;
   }
+  if (settings.hidden === settings.embedding) throw new Error(`hidden ${settings.hidden} = embedding ${settings.embedding}: the LoRA personalisation adapts the head's projection, which exists only when they differ`);
   const engine = await Engine.create();
   setText('adapter', engine.adapterName);
   const started = performance.now();
@@ -131,8 +132,8 @@ run(async () => {
   log(`LSTM: top-1 ${lstmOverall.top1.toFixed(4)}, top-3 ${lstmOverall.top3.toFixed(4)}, perplexity ${lstmOverall.perplexity.toFixed(1)}, ${Math.round(trained.tokensPerSecond)} tokens/s`);
 
   // Personalisation: each user's copy from the global weights, fine-tuned on his own training tokens.
-  const modes = ['all', 'head'] as const;
-  const personal: Record<(typeof modes)[number], NextWordMetrics[]> = { all: [], head: [] };
+  const modes = ['all', 'head', 'lora'] as const;
+  const personal: Record<(typeof modes)[number], NextWordMetrics[]> = { all: [], head: [], lora: [] };
   const globalWeights = model.flatWeights();
   for (const [i, d] of data.entries()) {
     for (const mode of modes) {
@@ -140,13 +141,15 @@ run(async () => {
       const copy = new KeyboardModel(engine, options);
       copy.setFlatWeights(globalWeights);
       if (mode === 'head') copy.freeze('rnn', 'embedding').unfreeze('embedding.projection', 'embedding.bias');
+      // LoRA on the head: a rank-4 update of the output projection and the output bias train, the rest frozen.
+      if (mode === 'lora') applyLoRA(copy, ['embedding.projection'], { rank: 4, seed: 7, trainable: ['embedding.bias'] });
       const mine = new Adam(copy, { lr: settings.personalLr, clipNorm: 1 });
       await trainLanguageModel(engine, copy, mine, d.train, { batchSize: Math.min(settings.batch, Math.floor(d.train.length / (settings.steps + 1))), steps: settings.steps, epochs: settings.personalEpochs, logEvery: 1000 });
       personal[mode].push(await evaluateLanguageModel(engine, copy, d.test, { streams: settings.streams, steps: settings.steps, exclude }));
       mine.dispose();
       copy.dispose();
     }
-    log(`${d.name}: top-1 trigram ${ngramUsers[i]!.top1.toFixed(4)}, global ${globalUsers[i]!.top1.toFixed(4)}, personalised ${personal.all[i]!.top1.toFixed(4)} (head only ${personal.head[i]!.top1.toFixed(4)})`);
+    log(`${d.name}: top-1 trigram ${ngramUsers[i]!.top1.toFixed(4)}, global ${globalUsers[i]!.top1.toFixed(4)}, personalised ${personal.all[i]!.top1.toFixed(4)} (head only ${personal.head[i]!.top1.toFixed(4)}, LoRA head ${personal.lora[i]!.top1.toFixed(4)})`);
     progress(0.5 + 0.5 * ((i + 1) / data.length));
     const series: Series[] = [
       { label: 'global', points: globalUsers.slice(0, i + 1).map((m, k) => [k + 1, m.top1]), color: '#9aa5b1', dots: true },
@@ -156,13 +159,13 @@ run(async () => {
   }
   globalWeights.dispose();
 
-  const rows = data.map((d, i) => [d.name, ngramUsers[i]!.top1, globalUsers[i]!.top1, personal.head[i]!.top1, personal.all[i]!.top1, globalUsers[i]!.top3, personal.all[i]!.top3, globalUsers[i]!.targets]);
+  const rows = data.map((d, i) => [d.name, ngramUsers[i]!.top1, globalUsers[i]!.top1, personal.head[i]!.top1, personal.lora[i]!.top1, personal.all[i]!.top1, globalUsers[i]!.top3, personal.all[i]!.top3, globalUsers[i]!.targets]);
   $('results').replaceChildren(
     table('Overall (pooled over users)', ['model', 'top-1', 'top-3', 'perplexity'], [
       ['Kneser-Ney trigram', ngramOverall.top1, ngramOverall.top3, ngramOverall.perplexity],
       [`CIFG LSTM (${params_.toLocaleString('en-US')} parameters)`, lstmOverall.top1, lstmOverall.top3, lstmOverall.perplexity],
     ]),
-    table('Per user (top-1 unless marked)', ['user', 'trigram', 'global', 'personal head', 'personal all', 'global top-3', 'personal top-3', 'targets'], rows),
+    table('Per user (top-1 unless marked)', ['user', 'trigram', 'global', 'personal head', 'personal LoRA head', 'personal all', 'global top-3', 'personal top-3', 'targets'], rows),
   );
   const minutes = (performance.now() - started) / 60000;
   $('notes').textContent = `Adapter ${engine.adapterName}; ${minutes.toFixed(1)} minutes.`;
@@ -178,9 +181,10 @@ run(async () => {
     perplexity: lstmOverall.perplexity,
     personalised_top1: mean(personal.all.map((m) => m.top1)),
     personalised_head_top1: mean(personal.head.map((m) => m.top1)),
+    personalised_lora_top1: mean(personal.lora.map((m) => m.top1)),
     global_top1_on_users: mean(globalUsers.map((m) => m.top1)),
     ngram_top1_on_users: mean(ngramUsers.map((m) => m.top1)),
-    users: Object.fromEntries(data.map((d, i) => [d.id, { ngram: ngramUsers[i]!.top1, global: globalUsers[i]!.top1, personal_head: personal.head[i]!.top1, personal_all: personal.all[i]!.top1 }])),
+    users: Object.fromEntries(data.map((d, i) => [d.id, { ngram: ngramUsers[i]!.top1, global: globalUsers[i]!.top1, personal_head: personal.head[i]!.top1, personal_lora: personal.lora[i]!.top1, personal_all: personal.all[i]!.top1 }])),
     params: params_,
     train_tokens_per_s: trained.tokensPerSecond,
     vocab: V,

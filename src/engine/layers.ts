@@ -400,13 +400,13 @@ export interface TiedEmbeddingOptions extends EmbeddingOptions {
 /**
  * One table E [vocab, dim] for a language model's input and output (tied embeddings, as the
  * keyboard models of Hard et al. 2018 use to stay small): forward(indices) = E[indices], and
- * logits(h) = h P^T E^T + b for h [N, hidden], with a projection P [dim, hidden] (as
- * nn.Linear(hidden, dim, bias=False), `projection`) only when hidden != dim. The table gets both
+ * logits(h) = h P^T E^T + b for h [N, hidden], with a projection P [dim, hidden] (a Dense layer
+ * without bias, `projection`, so that LoRA can adapt it) only when hidden != dim. The table gets both
  * uses' gradients. Its default initial std is 1/sqrt(dim), so that the first logits are O(1).
  */
 export class TiedEmbedding extends Embedding {
   readonly hidden: number;
-  readonly projection: Parameter | null;
+  readonly projection: Dense | null;
   readonly bias: Parameter | null;
 
   constructor(engine: Engine, vocab: number, dim: number, options: TiedEmbeddingOptions = {}) {
@@ -414,18 +414,16 @@ export class TiedEmbedding extends Embedding {
     super(engine, vocab, dim, { seed, std: options.std ?? 1 / Math.sqrt(dim) });
     this.hidden = options.hidden ?? dim;
     if (!Number.isInteger(this.hidden) || this.hidden <= 0) throw new Error(`TiedEmbedding(${vocab}, ${dim}): hidden must be a positive integer, got ${this.hidden}`);
-    const bound = 1 / Math.sqrt(this.hidden);
-    this.projection = this.hidden === dim ? null : engine.parameter(randomUniform(dim * this.hidden, seed + 1, -bound, bound), [dim, this.hidden], 'projection');
+    this.projection = this.hidden === dim ? null : new Dense(engine, this.hidden, dim, { bias: false, seed: seed + 1 });
     this.bias = options.bias === false ? null : engine.parameter(new Float32Array(vocab), [vocab], 'bias');
   }
 
   override ownParameters(): [string, Parameter][] {
-    const named: [string, Parameter | null][] = [
-      ['weight', this.weight],
-      ['projection', this.projection],
-      ['bias', this.bias],
-    ];
-    return named.filter((e): e is [string, Parameter] => e[1] !== null);
+    return this.bias ? [['weight', this.weight], ['bias', this.bias]] : [['weight', this.weight]];
+  }
+
+  override children(): [string, Module][] {
+    return this.projection ? [['projection', this.projection]] : [];
   }
 
   /** Next-token logits [N, vocab] from hidden states h [N, hidden]. */
@@ -433,6 +431,6 @@ export class TiedEmbedding extends Embedding {
     if (h.rank !== 2 || h.shape[1] !== this.hidden) {
       throw new Error(`TiedEmbedding(${this.vocab}, ${this.dim}).logits: h ${h.name} has shape [${h.shape.join(',')}], expected [N, ${this.hidden}]`);
     }
-    return linear(this.projection ? linear(h, this.projection, null) : h, this.weight, this.bias);
+    return linear(this.projection ? this.projection.forward(h) : h, this.weight, this.bias);
   }
 }

@@ -16,7 +16,7 @@ describe('keyboard model', () => {
   test('logits [B*T, vocab] through the embedding table; parameters: table, projection, output bias, CIFG LSTM', async () => {
     const model = new KeyboardModel(engine, { vocab: 30, embedding: 8, hidden: 12, seed: 1 });
     const names = [...model.parameters().keys()];
-    expect(names).toEqual(['embedding.weight', 'embedding.projection', 'embedding.bias', 'rnn.weight_ih_l0', 'rnn.weight_hh_l0', 'rnn.bias_ih_l0', 'rnn.bias_hh_l0']);
+    expect(names).toEqual(['embedding.weight', 'embedding.bias', 'embedding.projection.weight', 'rnn.weight_ih_l0', 'rnn.weight_hh_l0', 'rnn.bias_ih_l0', 'rnn.bias_hh_l0']);
     const count = [...model.parameters().values()].reduce((n, p) => n + p.size, 0);
     // CIFG: 3 gate blocks of 12.
     expect(count).toBe(30 * 8 + 3 * 12 * (8 + 12 + 2) + 12 * 8 + 30);

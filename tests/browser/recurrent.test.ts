@@ -259,7 +259,7 @@ describe('TiedEmbedding', () => {
     test(`dim ${dim}, hidden ${hidden}: embed and logits share the table, both gradients reach it`, async () => {
       const [V, N] = [7, 5];
       const m = new TiedEmbedding(engine, V, dim, { hidden, seed: 60 });
-      expect([...m.parameters()].map(([n, p]) => `${n} ${p.shape.join('x')}`)).toEqual([`weight ${V}x${dim}`, ...(hidden === dim ? [] : [`projection ${dim}x${hidden}`]), `bias ${V}`]);
+      expect([...m.parameters()].map(([n, p]) => `${n} ${p.shape.join('x')}`)).toEqual([`weight ${V}x${dim}`, `bias ${V}`, ...(hidden === dim ? [] : [`projection.weight ${dim}x${hidden}`])]);
       try {
         await engine.scope(async () => {
           const idx = [3, 0, 6, 3];
@@ -268,7 +268,7 @@ describe('TiedEmbedding', () => {
           const w2 = ref.normal([N, V], 63);
           engine.write(m.bias!, Float32Array.from({ length: V }, (_, i) => 0.1 * i));
           const E = await f64(m.weight);
-          const P = m.projection ? await f64(m.projection) : null;
+          const P = m.projection ? await f64(m.projection.weight) : null;
           const b = await f64(m.bias!);
           // logits = (h P^T) E^T + b
           const hp = P ? ref.matmul(h, [N, hidden], P, [dim, hidden], false, true).data : h;
@@ -285,7 +285,7 @@ describe('TiedEmbedding', () => {
             for (let d = 0; d < dim; d++) dE[row * dim + d]! += w1[k * dim + d]!;
           });
           expectClose(await m.weight.gradView().data(), dE, RECURRENT, 'd(weight)');
-          if (P) expectClose(await m.projection!.gradView().data(), ref.matmul(ref.matmul(w2, [N, V], E, [V, dim]).data, [N, dim], h, [N, hidden], true).data, RECURRENT, 'd(projection)');
+          if (P) expectClose(await m.projection!.weight.gradView().data(), ref.matmul(ref.matmul(w2, [N, V], E, [V, dim]).data, [N, dim], h, [N, hidden], true).data, RECURRENT, 'd(projection)');
           expectClose(await m.bias!.gradView().data(), ref.reduce(w2, [N, V], 0, false).data, RECURRENT, 'd(bias)');
           expect(() => m.logits(engine.zeros([N, hidden + 1]))).toThrow(`TiedEmbedding(7, ${dim}).logits: h zeros has shape [5,${hidden + 1}], expected [N, ${hidden}]`);
         });

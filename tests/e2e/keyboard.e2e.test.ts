@@ -10,7 +10,7 @@ test('keyboard demo trains the trigram and the LSTM, personalises per user and r
   const r = result as Record<string, any>;
   // The trigram is well above chance (1/500) on held-out text even from 9,000 training tokens.
   expect(r['ngram_top1'], context).toBeGreaterThan(0.05);
-  for (const k of ['lstm_top1', 'lstm_top3', 'personalised_top1', 'personalised_head_top1', 'global_top1_on_users']) {
+  for (const k of ['lstm_top1', 'lstm_top3', 'personalised_top1', 'personalised_head_top1', 'personalised_lora_top1', 'global_top1_on_users']) {
     expect(r[k], k).toBeGreaterThanOrEqual(0);
     expect(r[k], k).toBeLessThanOrEqual(1);
   }
