@@ -84,7 +84,7 @@ export { FedAdagrad, FedAdam, FedAvg, FedAvgM, FedMedian, FedTrimmedAvg, FedYogi
 export { acceptedStack, checkUpdates, DEFAULT_NORM_FACTOR, type CheckOptions, type CheckResult } from './paradigms/federated/checks.js';
 export { adaptiveClipFraction, adaptiveSumNoiseMultiplier, DPFedAvg, localDpEpsilon, privatizeLocally, type AdaptiveClipOptions, type DPFedAvgOptions, type DPRoundRecord, type LocalDpOptions } from './paradigms/federated/privacy.js';
 export { UpdateCompressor, type EncodedUpdate, type UpdateCompressorOptions } from './paradigms/federated/compression.js';
-export { checkLayout, gatherWeights, scatterWeights, trainableLayout, type ClientEvaluation, type ClientMetrics, type ClientUpdate, type GlobalModel, type PayloadEntry, type PayloadLayout, type RoundConfig } from './paradigms/federated/protocol.js';
+export { checkLayout, disposeUpdate, gatherWeights, scatterWeights, trainableLayout, type ClientEvaluation, type ClientMetrics, type ClientUpdate, type GlobalModel, type PayloadEntry, type PayloadLayout, type RoundConfig } from './paradigms/federated/protocol.js';
 export { FederatedClient, type ClientOptions } from './paradigms/federated/client.js';
 export { FederatedServer, type RoundReport, type ServerOptions } from './paradigms/federated/server.js';
 export { trainBatched } from './paradigms/federated/batched.js';

@@ -20,6 +20,15 @@ export function intParam(name: string, fallback: number, min = 1): number {
   return v;
 }
 
+/** A number query parameter that passes `check` (described by `what` in the error; default: a positive finite number), or `fallback` when absent. */
+export function numberParam(name: string, fallback: number, check: (v: number) => boolean = (v) => v > 0 && Number.isFinite(v), what = 'a positive number'): number {
+  const raw = params.get(name);
+  if (raw === null || raw === '') return fallback;
+  const v = Number(raw);
+  if (!check(v)) throw new Error(`query parameter ${name}=${raw} must be ${what}`);
+  return v;
+}
+
 export function $<T extends HTMLElement = HTMLElement>(id: string): T {
   const el = document.getElementById(id);
   if (!el) throw new Error(`missing element #${id}`);
@@ -83,6 +92,25 @@ export const std = (xs: number[]) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a
 export const round = (x: number, digits = 4) => Math.round(x * 10 ** digits) / 10 ** digits;
 /** The number of values in some tensors (a model's parameters). */
 export const countValues = (ts: Iterable<{ size: number }>) => [...ts].reduce((n, t) => n + t.size, 0);
+
+/** A results table: a caption, a header row, and rows of cells (numbers to 4 decimals unless integers; null as a dash). */
+export function resultTable(caption: string, head: string[], rows: (string | number | null)[][]): HTMLTableElement {
+  const t = document.createElement('table');
+  t.className = 'results';
+  const c = document.createElement('caption');
+  c.textContent = caption;
+  t.append(c);
+  for (const [i, cells] of [head, ...rows].entries()) {
+    const tr = document.createElement('tr');
+    for (const v of cells) {
+      const td = document.createElement(i === 0 ? 'th' : 'td');
+      td.textContent = v === null ? '–' : typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(4)) : v;
+      tr.append(td);
+    }
+    t.append(tr);
+  }
+  return t;
+}
 
 // ---- charts -------------------------------------------------------------------------------
 

@@ -58,19 +58,12 @@ import {
   type SimulationMode,
   type Strategy,
 } from '../../src/index.js';
-import { $, drawChart, fetchBytes, finish, intParam, log, mean, params, round, run, setText, status, type Series } from '../common/ui.js';
+import { $, drawChart, fetchBytes, finish, intParam, log, mean, numberParam, params, resultTable, round, run, type Series, setText, status } from '../common/ui.js';
 
 const COLORS = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2', '#ca8a04', '#db2777', '#4b5563', '#65a30d', '#7c3aed', '#0f766e'];
 const STRATEGIES = ['FedAvg', 'FedProx', 'FedAvgM', 'FedAdam', 'FedYogi', 'FedAdagrad', 'FedMedian', 'FedTrimmedAvg', 'Krum', 'DPFedAvg'] as const;
 type StrategyName = (typeof STRATEGIES)[number];
 
-function numberParam(name: string, fallback: number, check: (v: number) => boolean, what: string): number {
-  const raw = params.get(name);
-  if (raw === null || raw === '') return fallback;
-  const v = Number(raw);
-  if (!check(v)) throw new Error(`query parameter ${name}=${raw} must be ${what}`);
-  return v;
-}
 
 function listParam(name: string, fallback: number[], check: (v: number) => boolean, what: string): number[] {
   const raw = params.get(name);
@@ -355,20 +348,6 @@ function strategyFor(name: StrategyName, perRound: number, clients: number, nois
 
 // ---- results --------------------------------------------------------------------------------
 
-function table(rows: (string | number | null)[][], head: string[]): HTMLTableElement {
-  const t = document.createElement('table');
-  t.className = 'results';
-  for (const [i, cells] of [head, ...rows].entries()) {
-    const tr = document.createElement('tr');
-    for (const c of cells) {
-      const td = document.createElement(i === 0 ? 'th' : 'td');
-      td.textContent = c === null ? '–' : typeof c === 'number' ? (Number.isInteger(c) ? String(c) : c.toFixed(4)) : c;
-      tr.append(td);
-    }
-    t.append(tr);
-  }
-  return t;
-}
 
 // ---- main -----------------------------------------------------------------------------------
 
@@ -397,11 +376,8 @@ run(async () => {
   const phases = settings.only === 'custom' ? 1 : settings.only === 'main' ? 1 + settings.epochs.length * 3 : 5 + settings.epochs.length * 3 + 4 * settings.poisons.length + settings.noises.length;
   const progress = (done: number) => ($('progress').style.width = `${(100 * (phase + done)) / phases}%`);
   const results: HTMLElement[] = [];
-  const show = (caption: string, t: HTMLTableElement) => {
-    const c = document.createElement('caption');
-    c.textContent = caption;
-    t.prepend(c);
-    results.push(t);
+  const show = (caption: string, rows: (string | number | null)[][], head: string[]) => {
+    results.push(resultTable(caption, head, rows));
     $('results').replaceChildren(...results);
   };
 
@@ -420,7 +396,7 @@ run(async () => {
       federatedEvaluation: true,
       evaluateEvery: 5,
     }, central, progress);
-    show('One run', table([[r.key, r.accuracy, r.roundsToTarget, Math.round(r.bytesPerRound / 1024), r.epsilon, round(r.seconds, 1)]], ['run', 'accuracy', `rounds to ${settings.target}`, 'KiB / round', 'epsilon', 'seconds']));
+    show('One run', [[r.key, r.accuracy, r.roundsToTarget, Math.round(r.bytesPerRound / 1024), r.epsilon, round(r.seconds, 1)]], ['run', 'accuracy', `rounds to ${settings.target}`, 'KiB / round', 'epsilon', 'seconds']);
     finishRun(r);
     finish({ custom: { accuracy: r.accuracy, rounds_to_target: r.roundsToTarget, bytes_per_round: r.bytesPerRound, epsilon: r.epsilon }, seconds: (performance.now() - started) / 1000 });
     status('Done.');
@@ -481,10 +457,8 @@ run(async () => {
   const E0 = settings.epochs[0]!;
   show(
     `FedAvg: ${settings.clients} clients, C = ${settings.fraction}, B = ${settings.batch}, ${settings.rounds} rounds; centralised ${settings.centralEpochs} epochs`,
-    table(
-      [['centralised', centralisedAcc, null, null, round(centralSeconds, 1)], ...Object.values(main).map((r) => [r.key, r.accuracy, r.roundsToTarget, r.fluctuation, round(r.seconds, 1)])],
-      ['run', 'accuracy', `rounds to ${settings.target}`, 'fluctuation (2nd half)', 'seconds'],
-    ),
+    [['centralised', centralisedAcc, null, null, round(centralSeconds, 1)], ...Object.values(main).map((r) => [r.key, r.accuracy, r.roundsToTarget, r.fluctuation, round(r.seconds, 1)])],
+    ['run', 'accuracy', `rounds to ${settings.target}`, 'fluctuation (2nd half)', 'seconds'],
   );
   const mainResult = {
     centralised_acc: centralisedAcc,
@@ -518,7 +492,7 @@ run(async () => {
   const personalisedAcc = mean(personal.map((p) => p.personalised));
   log(`personalisation: clients' own test accuracy ${globalAcc.toFixed(4)} (global) -> ${personalisedAcc.toFixed(4)} (personalised head)`);
   phase++;
-  show('Personalisation (non-IID clients, their own test rows)', table([['global model', globalAcc], ['personalised head', personalisedAcc]], ['model', 'mean client accuracy']));
+  show('Personalisation (non-IID clients, their own test rows)', [['global model', globalAcc], ['personalised head', personalisedAcc]], ['model', 'mean client accuracy']);
 
   // Robust aggregation under poisoning (IID, the norm rule off: the aggregators alone).
   const aggregators = ['FedAvg', 'FedMedian', 'FedTrimmedAvg', 'Krum'] as const;
@@ -536,7 +510,7 @@ run(async () => {
       phase++;
     }
   }
-  show(`Robust aggregation: accuracy after ${settings.robustRounds} rounds with poisoned clients (${settings.attack}; IID; norm rule off)`, table(aggregators.map((a) => [a, ...settings.poisons.map((p) => robust[a]![String(p)]!)]), ['aggregator', ...settings.poisons.map((p) => `${Math.round(p * 100)}% poisoned`)]));
+  show(`Robust aggregation: accuracy after ${settings.robustRounds} rounds with poisoned clients (${settings.attack}; IID; norm rule off)`, aggregators.map((a) => [a, ...settings.poisons.map((p) => robust[a]![String(p)]!)]), ['aggregator', ...settings.poisons.map((p) => `${Math.round(p * 100)}% poisoned`)]);
 
   // DP-FedAvg: accuracy against epsilon.
   const dpAcc: number[] = [];
@@ -550,7 +524,7 @@ run(async () => {
     finishRun(r);
     phase++;
   }
-  show(`DP-FedAvg (adaptive clipping, ${perRound} clients per round of ${settings.clients}, δ = 1e-5, ${settings.rounds} rounds)`, table(settings.noises.map((z, i) => [z, dpEpsilon[i]!, dpAcc[i]!]), ['noise multiplier z', 'epsilon', 'accuracy']));
+  show(`DP-FedAvg (adaptive clipping, ${perRound} clients per round of ${settings.clients}, δ = 1e-5, ${settings.rounds} rounds)`, settings.noises.map((z, i) => [z, dpEpsilon[i]!, dpAcc[i]!]), ['noise multiplier z', 'epsilon', 'accuracy']);
 
   // Bytes: 8-bit updates with error feedback; a frozen base with only the head federated.
   status('8-bit updates…');
@@ -563,14 +537,12 @@ run(async () => {
   const bytes = { f32: f32.bytesPerRound, int8: int8.bytesPerRound, frozen_base_f32: head.bytesPerRound };
   show(
     'Bytes per round (sent to and from the sampled clients)',
-    table(
-      [
-        ['f32, whole model', Math.round(bytes.f32 / 1024), f32.accuracy],
-        ['8-bit updates, error feedback', Math.round(bytes.int8 / 1024), int8.accuracy],
-        [`frozen base (centralised model's), head only, non-IID, ${settings.headRounds} rounds`, Math.round(bytes.frozen_base_f32 / 1024), head.accuracy],
-      ],
-      ['setting', 'KiB / round', 'accuracy'],
-    ),
+    [
+      ['f32, whole model', Math.round(bytes.f32 / 1024), f32.accuracy],
+      ['8-bit updates, error feedback', Math.round(bytes.int8 / 1024), int8.accuracy],
+      [`frozen base (centralised model's), head only, non-IID, ${settings.headRounds} rounds`, Math.round(bytes.frozen_base_f32 / 1024), head.accuracy],
+    ],
+    ['setting', 'KiB / round', 'accuracy'],
   );
   finishRun(int8);
   finishRun(head);
@@ -597,7 +569,7 @@ run(async () => {
     log(`round time at K = ${perRound}: sequential ${(sequential.seconds * 1000).toFixed(0)} ms, batched ${(batched.seconds * 1000).toFixed(0)} ms: ${speedup.toFixed(2)}x; dispatches ${sequential.dispatches} against ${batched.dispatches}`);
     show(
       `Round time with ${perRound} clients (mean of ${settings.speedRounds} rounds)`,
-      table([['one after another', round(sequential.seconds * 1000, 0), sequential.dispatches], ['batched over replicas', round(batched.seconds * 1000, 0), batched.dispatches], ['ratio', speedup, sequential.dispatches / batched.dispatches]], ['clients trained', 'ms per round', 'kernels per round']),
+      [['one after another', round(sequential.seconds * 1000, 0), sequential.dispatches], ['batched over replicas', round(batched.seconds * 1000, 0), batched.dispatches], ['ratio', speedup, sequential.dispatches / batched.dispatches]], ['clients trained', 'ms per round', 'kernels per round'],
     );
   }
   phase++;

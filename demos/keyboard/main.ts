@@ -10,15 +10,8 @@
 // lr (0.003), personalEpochs (1), personalLr (0.001), streams (8, evaluation), headless=1. The
 // result goes to window.__result and a `[result] {...}` console line.
 import { Adam, applyLoRA, batchify, Engine, evaluateLanguageModel, KeyboardModel, KneserNeyTrigram, loadSotu, NextWordTally, splitUserText, trainLanguageModel, WordTokenizer, type NextWordMetrics } from '../../src/index.js';
-import { $, dataFetcher, drawChart, finish, intParam, log, mean, params, run, setText, status, type Series } from '../common/ui.js';
+import { $, dataFetcher, drawChart, finish, intParam, log, mean, numberParam, params, resultTable, run, type Series, setText, status } from '../common/ui.js';
 
-function numberParam(name: string, fallback: number): number {
-  const raw = params.get(name);
-  if (raw === null || raw === '') return fallback;
-  const v = Number(raw);
-  if (!(v > 0) || !Number.isFinite(v)) throw new Error(`query parameter ${name}=${raw} must be a positive number`);
-  return v;
-}
 
 const settings = {
   users: intParam('users', 8),
@@ -38,23 +31,6 @@ const settings = {
 
 const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
 
-function table(caption: string, head: string[], rows: (string | number)[][]): HTMLTableElement {
-  const t = document.createElement('table');
-  t.className = 'results';
-  const c = document.createElement('caption');
-  c.textContent = caption;
-  t.append(c);
-  for (const [i, cells] of [head, ...rows].entries()) {
-    const tr = document.createElement('tr');
-    for (const v of cells) {
-      const td = document.createElement(i === 0 ? 'th' : 'td');
-      td.textContent = typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(4)) : v;
-      tr.append(td);
-    }
-    t.append(tr);
-  }
-  return t;
-}
 
 run(async () => {
   const form = $('controls') as HTMLFormElement;
@@ -125,10 +101,9 @@ run(async () => {
   });
   optimizer.dispose();
   const globalUsers: NextWordMetrics[] = [];
-  for (const d of data) globalUsers.push(await evaluateLanguageModel(engine, model, d.test, { streams: settings.streams, steps: settings.steps, exclude }));
-  // Overall: pooled over the users' targets (counts times rates give back the hits).
-  const pooled = (list: NextWordMetrics[], key: 'top1' | 'top3') => list.reduce((s, m) => s + m[key] * m.targets, 0) / list.reduce((s, m) => s + m.targets, 0);
-  const lstmOverall = { top1: pooled(globalUsers, 'top1'), top3: pooled(globalUsers, 'top3'), perplexity: Math.exp(globalUsers.reduce((s, m) => s + Math.log(m.perplexity) * m.targets, 0) / globalUsers.reduce((s, m) => s + m.targets, 0)) };
+  const globalAll = new NextWordTally(exclude);
+  for (const d of data) globalUsers.push(await evaluateLanguageModel(engine, model, d.test, { streams: settings.streams, steps: settings.steps, exclude, into: globalAll }));
+  const lstmOverall = globalAll.result();
   log(`LSTM: top-1 ${lstmOverall.top1.toFixed(4)}, top-3 ${lstmOverall.top3.toFixed(4)}, perplexity ${lstmOverall.perplexity.toFixed(1)}, ${Math.round(trained.tokensPerSecond)} tokens/s`);
 
   // Personalisation: each user's copy from the global weights, fine-tuned on his own training tokens.
@@ -161,11 +136,11 @@ run(async () => {
 
   const rows = data.map((d, i) => [d.name, ngramUsers[i]!.top1, globalUsers[i]!.top1, personal.head[i]!.top1, personal.lora[i]!.top1, personal.all[i]!.top1, globalUsers[i]!.top3, personal.all[i]!.top3, globalUsers[i]!.targets]);
   $('results').replaceChildren(
-    table('Overall (pooled over users)', ['model', 'top-1', 'top-3', 'perplexity'], [
+    resultTable('Overall (pooled over users)', ['model', 'top-1', 'top-3', 'perplexity'], [
       ['Kneser-Ney trigram', ngramOverall.top1, ngramOverall.top3, ngramOverall.perplexity],
       [`CIFG LSTM (${params_.toLocaleString('en-US')} parameters)`, lstmOverall.top1, lstmOverall.top3, lstmOverall.perplexity],
     ]),
-    table('Per user (top-1 unless marked)', ['user', 'trigram', 'global', 'personal head', 'personal LoRA head', 'personal all', 'global top-3', 'personal top-3', 'targets'], rows),
+    resultTable('Per user (top-1 unless marked)', ['user', 'trigram', 'global', 'personal head', 'personal LoRA head', 'personal all', 'global top-3', 'personal top-3', 'targets'], rows),
   );
   const minutes = (performance.now() - started) / 60000;
   $('notes').textContent = `Adapter ${engine.adapterName}; ${minutes.toFixed(1)} minutes.`;

@@ -46,7 +46,7 @@ import {
   type Tensor,
   type Weighting,
 } from '../../src/index.js';
-import { $, countValues, dataFetcher, drawChart, fetchBytes, finish, intParam, log, mean, params, round, run, type Series, setText, status, std } from '../common/ui.js';
+import { $, countValues, dataFetcher, drawChart, fetchBytes, finish, intParam, log, mean, numberParam, params, round, run, type Series, setText, status, std } from '../common/ui.js';
 
 const PIXELS = 784;
 const COLORS = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2', '#ca8a04', '#db2777', '#4b5563', '#65a30d', '#7c3aed'];
@@ -68,13 +68,6 @@ function listParam<T extends string>(name: string, fallback: readonly T[], allow
   return out as T[];
 }
 
-function numberParam(name: string, fallback: number, check: (v: number) => boolean, what: string): number {
-  const raw = params.get(name);
-  if (raw === null || raw === '') return fallback;
-  const v = Number(raw);
-  if (!check(v)) throw new Error(`query parameter ${name}=${raw} must be ${what}`);
-  return v;
-}
 
 
 // ---- models -------------------------------------------------------------------------------

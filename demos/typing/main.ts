@@ -9,15 +9,8 @@
 // `{ ready: true, ... }` through window.__result once the global model is trained; the typing
 // statistics are in window.__typing.
 import { Adam, Engine, KeyboardModel, keyboardWords, loadSotu, noGrad, splitUserText, topKIds, trainLanguageModel, WordTokenizer } from '../../src/index.js';
-import { $, dataFetcher, fail, finish, intParam, log, params, run, setText, status } from '../common/ui.js';
+import { $, dataFetcher, fail, finish, intParam, log, numberParam, run, setText, status } from '../common/ui.js';
 
-function numberParam(name: string, fallback: number): number {
-  const raw = params.get(name);
-  if (raw === null || raw === '') return fallback;
-  const v = Number(raw);
-  if (!(v > 0) || !Number.isFinite(v)) throw new Error(`query parameter ${name}=${raw} must be a positive number`);
-  return v;
-}
 
 const settings = {
   users: intParam('users', 4),

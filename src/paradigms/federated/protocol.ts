@@ -78,6 +78,13 @@ export interface ClientUpdate {
   readonly bytes: number;
 }
 
+/** Frees an update's tensors (its receiver's job once it has been aggregated or given up). */
+export function disposeUpdate(update: ClientUpdate): void {
+  update.delta?.dispose();
+  update.encoded?.codes.dispose();
+  update.encoded?.scales.dispose();
+}
+
 /** A client's evaluation of the global model on its own held-out data. */
 export interface ClientEvaluation {
   readonly clientId: string;

@@ -14,7 +14,7 @@ import { evaluate, type ClassificationData } from '../train.js';
 import { acceptedStack, checkUpdates, DEFAULT_NORM_FACTOR } from './checks.js';
 import { checkRoundConfig } from './client.js';
 import { dequantize8 } from '../../engine/ops/quantize.js';
-import { f32Bytes, gatherWeights, scatterWeights, trainableLayout, type ClientEvaluation, type ClientUpdate, type GlobalModel, type PayloadLayout, type RoundConfig } from './protocol.js';
+import { disposeUpdate, f32Bytes, gatherWeights, scatterWeights, trainableLayout, type ClientEvaluation, type ClientUpdate, type GlobalModel, type PayloadLayout, type RoundConfig } from './protocol.js';
 import type { Strategy } from './strategies.js';
 
 export interface ServerOptions {
@@ -183,11 +183,7 @@ export class FederatedServer {
       }
     } finally {
       for (const d of decoded) if (d.delta !== d.update.delta) d.delta.dispose();
-      for (const u of updates) {
-        u.delta?.dispose();
-        u.encoded?.codes.dispose();
-        u.encoded?.scales.dispose();
-      }
+      for (const u of updates) disposeUpdate(u);
     }
     this.reports.push(report);
     return report;

@@ -10,7 +10,7 @@ import { uniformGenerator } from '../../engine/random.js';
 import type { ClassificationData } from '../train.js';
 import { trainBatched } from './batched.js';
 import type { FederatedClient } from './client.js';
-import type { ClientUpdate } from './protocol.js';
+import { disposeUpdate, type ClientUpdate } from './protocol.js';
 import { FederatedServer, type RoundReport } from './server.js';
 import { DPFedAvg } from './privacy.js';
 
@@ -78,11 +78,7 @@ export async function simulate(engine: Engine, server: FederatedServer, clients:
         if (options.mode === 'batched' && reporting.length > 0) updates.push(...(await trainBatched(engine, reporting, message)));
         else for (const c of reporting) updates.push(await c.fit(engine, message));
       } catch (e) {
-        for (const u of updates) {
-          u.delta?.dispose();
-          u.encoded?.codes.dispose();
-          u.encoded?.scales.dispose();
-        }
+        for (const u of updates) disposeUpdate(u);
         throw e;
       }
       report = await server.aggregate(message, sampled, updates);

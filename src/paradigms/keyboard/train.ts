@@ -43,6 +43,7 @@ function window(data: { rows: Uint32Array; streams: number; length: number }, st
   return { inputs, targets };
 }
 
+/** One-hot rows of the targets; unlike train.ts's oneHot, the error speaks of token ids and the vocabulary. */
 function oneHotRows(targets: Uint32Array, vocab: number): Float32Array {
   const out = new Float32Array(targets.length * vocab);
   targets.forEach((c, r) => {
@@ -134,9 +135,10 @@ export async function trainLanguageModel(engine: Engine, model: KeyboardModel, o
 /**
  * Next-word recall and perplexity of `model` on a held-out token stream, read in `streams`
  * parallel streams of `steps`-token windows with the state carried (each position's context is
- * everything before it in its stream). Targets in `exclude` are not counted (metrics.ts).
+ * everything before it in its stream). Targets in `exclude` are not counted (metrics.ts). With
+ * `into`, the positions are also added to that tally (several users pooled).
  */
-export async function evaluateLanguageModel(engine: Engine, model: KeyboardModel, tokens: ArrayLike<number>, options: { streams: number; steps: number; exclude: readonly number[] }): Promise<NextWordMetrics> {
+export async function evaluateLanguageModel(engine: Engine, model: KeyboardModel, tokens: ArrayLike<number>, options: { streams: number; steps: number; exclude: readonly number[]; into?: NextWordTally }): Promise<NextWordMetrics> {
   const data = batchify(tokens, options.streams);
   const tally = new NextWordTally(options.exclude);
   const ctx = engine.context();
@@ -156,6 +158,7 @@ export async function evaluateLanguageModel(engine: Engine, model: KeyboardModel
     release(state);
     model.train(wasTraining);
   }
+  options.into?.merge(tally);
   return tally.result();
 }
 
