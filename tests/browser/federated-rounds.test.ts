@@ -7,6 +7,8 @@ import { beforeAll, describe, expect, test } from 'vitest';
 import {
   Adam,
   applyLoRA,
+  BatchNorm,
+  scatterWeights,
   clientData,
   Dense,
   Engine,
@@ -33,6 +35,7 @@ import {
   type RoundConfig,
 } from '../../src/index.js';
 import { localSeed } from '../../src/paradigms/federated/client.js';
+import { withoutGaps } from '../../src/paradigms/federated/protocol.js';
 import { expectClose } from '../close.js';
 import * as ref from '../reference.js';
 
@@ -166,6 +169,22 @@ describe('client', () => {
     for (const t of [m, big, foreign]) t.weights.dispose();
     model.dispose();
     other.dispose();
+  });
+});
+
+describe('payload layout', () => {
+  test('models with buffers, models with nothing to train, and vectors of the wrong length are refused, naming them', async () => {
+    const normed = new Sequential({ fc: new Dense(engine, F, C, { seed: 1 }), bn: new BatchNorm(engine, C) });
+    expect(() => trainableLayout(normed)).toThrow('the model has buffers (bn.running_mean, bn.running_var); federating BatchNorm statistics is not supported');
+    const frozen = softmaxModel().freeze();
+    expect(() => trainableLayout(frozen)).toThrow('the model has no trainable parameters, so there is nothing to federate');
+    const model = softmaxModel();
+    const layout = trainableLayout(model);
+    const short = engine.zeros([7], 'short');
+    expect(() => scatterWeights(engine, model, layout, short)).toThrow(`scatterWeights: short has 7 elements; the layout has ${layout.length}`);
+    expect(() => withoutGaps(engine, layout, short)).toThrow(`withoutGaps: short has 7 elements; the layout has ${layout.length}`);
+    short.dispose();
+    for (const m of [normed, frozen, model]) m.dispose();
   });
 });
 

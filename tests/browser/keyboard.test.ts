@@ -99,6 +99,7 @@ describe('language-model loop', () => {
     expect(() => batchify([1, 2, 3], 2)).toThrow('3 tokens make streams of 1');
     expect(() => batchify([1, 2, 3], 0)).toThrow('streams 0 must be a positive integer');
     const model = new KeyboardModel(engine, { vocab: 5, embedding: 4, hidden: 4, seed: 5 });
+    expect(() => model.forward(engine.tensor([1, 2, 3], [3]))).toThrow('KeyboardModel: ids tensor have shape [3], expected [batch, steps]');
     const optimizer = new Adam(model, { lr: 0.01 });
     await expect(trainLanguageModel(engine, model, optimizer, [1, 2, 3, 9, 1, 2], { batchSize: 1, steps: 2, epochs: 1 })).rejects.toThrow('token id 9 is outside the 5-word vocabulary');
     await expect(trainLanguageModel(engine, model, optimizer, [1, 2, 3], { batchSize: 1, steps: 0, epochs: 1 })).rejects.toThrow('steps 0 must be a positive integer');
