@@ -64,23 +64,36 @@ run(async () => {
   weights.dispose();
   const personalOptimizer = new Adam(personal, { lr: settings.personalLr, clipNorm: 1 });
 
-  /** The three suggestions of `model` after the context (the last `context` tokens, <bos> first when short). */
-  const suggest = async (model: KeyboardModel, ids: number[]): Promise<number[]> => {
+  /** `model`'s next-word scores over the vocabulary after the context (the last `context` tokens, <bos> first when short). */
+  const scoresAfter = async (model: KeyboardModel, ids: number[]): Promise<Float32Array> => {
     const context = ids.slice(-settings.context);
     return engine.scope(async () => {
       const logits = noGrad(() => model.forward(engine.tensor(context, [1, context.length], 'typing.context')));
-      const all = await logits.data();
-      return topKIds(all.subarray((context.length - 1) * options.vocab), 3, tokenizer.markerIds);
+      return (await logits.data()).slice((context.length - 1) * options.vocab);
     });
+  };
+  /** The three best words that begin with what has been typed of the current word (any word when nothing has). */
+  const strip = (scores: Float32Array, partial: string): number[] => {
+    const prefix = partial.toLowerCase();
+    if (!prefix) return topKIds(scores, 3, tokenizer.markerIds);
+    const matching = scores.map((s, id) => (tokenizer.vocab[id]!.startsWith(prefix) ? s : -Infinity));
+    return topKIds(matching, 3, tokenizer.markerIds).filter((id) => matching[id]! > -Infinity);
   };
 
   // What has been typed, as completed words' ids (<bos> first), and the work queue.
   const typed: number[] = [tokenizer.bosId];
   const stats = { words: [] as WordScore[], queued: 0, steps: 0 };
   window.__typing = stats;
-  let shown = { global: await suggest(global, typed), personal: await suggest(personal, typed) };
+  // Each model's scores for the next word, made before any of it was typed: the recall counts these.
+  const next = async () => ({ global: await scoresAfter(global, typed), personal: await scoresAfter(personal, typed) });
+  let scores = await next();
+  const box = $<HTMLTextAreaElement>('text');
+  /** The letters of the word being typed (after the last completed word). */
+  const partialWord = () => /[\p{L}\p{N}'’-]*$/u.exec(box.value)![0];
+  let shown: number[] = [];
   const render = () => {
-    shown.personal.forEach((id, i) => setText(`s${i}`, tokenizer.vocab[id]!));
+    shown = strip(scores.personal, partialWord());
+    for (let i = 0; i < 3; i++) setText(`s${i}`, shown[i] === undefined ? '' : tokenizer.vocab[shown[i]!]!);
     const counted = stats.words;
     const rate = (key: 'global' | 'personal') => (counted.length ? `${Math.round((100 * counted.filter((w) => w[key] >= 0 && w[key] < 3).length) / counted.length)}%` : '–');
     setText('words', String(counted.length));
@@ -98,27 +111,38 @@ run(async () => {
       .then(async () => {
       const id = tokenizer.idOf(word);
       // Unknown words and markers cannot be suggested, so they are not scored (as metrics.ts).
-      if (!tokenizer.markerIds.includes(id)) stats.words.push({ word, global: shown.global.indexOf(id), personal: shown.personal.indexOf(id) });
+      const rank = (key: 'global' | 'personal') => strip(scores[key], '').indexOf(id);
+      if (!tokenizer.markerIds.includes(id)) stats.words.push({ word, global: rank('global'), personal: rank('personal') });
       typed.push(id);
       if (typed.length > 2) {
         await trainLanguageModel(engine, personal, personalOptimizer, typed.slice(-(settings.context + 1)), { batchSize: 1, steps: settings.context, epochs: 1, logEvery: 1000 });
         stats.steps++;
       }
-      shown = { global: await suggest(global, typed), personal: await suggest(personal, typed) };
+      scores = await next();
       stats.queued--;
       render();
       })
       .catch(fail);
   };
 
-  const box = $<HTMLTextAreaElement>('text');
   let done = 0;
   box.addEventListener('input', () => {
     // Tokens as the tokenizer reads them, of the text before the word being typed (which is not complete yet).
-    const words = keyboardWords(box.value.replace(/[\p{L}\p{N}'’-]*$/u, ''));
+    const words = keyboardWords(box.value.slice(0, box.value.length - partialWord().length));
     for (const w of words.slice(done)) completed(w);
     done = Math.max(done, words.length);
+    render();
   });
+  // Tapping a suggestion completes the word being typed with it, as on a phone.
+  for (let i = 0; i < 3; i++) {
+    $(`s${i}`).addEventListener('click', () => {
+      const word = shown[i];
+      if (word === undefined) return;
+      box.value = `${box.value.slice(0, box.value.length - partialWord().length)}${tokenizer.vocab[word]} `;
+      box.dispatchEvent(new Event('input'));
+      box.focus();
+    });
+  }
   box.disabled = false;
   box.placeholder = 'Type here: the suggestions above learn from what you type, in this page only.';
   status(`Ready: the global model trained on ${tokens.length.toLocaleString('en-US')} tokens (${Math.round(trained.tokensPerSecond)} tokens/s).`);

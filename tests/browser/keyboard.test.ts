@@ -2,7 +2,7 @@
 // parameter count, the tied table's gradient (both uses) against finite differences, carried state
 // (short windows score exactly as one long one), learning a small repetitive text, errors.
 import { beforeAll, describe, expect, test } from 'vitest';
-import { Adam, backward, Engine, softmaxCrossEntropy } from '../../src/index.js';
+import { Adam, backward, Engine, SGD, softmaxCrossEntropy } from '../../src/index.js';
 import { KeyboardModel } from '../../src/paradigms/keyboard/model.js';
 import { batchify, evaluateLanguageModel, trainLanguageModel } from '../../src/paradigms/keyboard/train.js';
 import * as ref from '../reference.js';
@@ -59,6 +59,29 @@ describe('keyboard model', () => {
       const fd = ((await at(table[i]! + h)) - (await at(table[i]! - h))) / (2 * h);
       expect(grad[i]!).toBeCloseTo(fd, 3);
     }
+    model.dispose();
+  });
+
+  test('gradient clipping: one SGD step moves every LSTM and embedding weight by -lr * g * maxNorm / ||g|| (the global norm over all parameters)', async () => {
+    const model = new KeyboardModel(engine, { vocab: 11, embedding: 6, hidden: 8, layers: 2, cell: 'lstm', seed: 6 });
+    const params = [...model.parameters().values()];
+    const ids = engine.tensor([1, 4, 2, 7, 3, 1, 9, 10], [2, 4]);
+    const targets = engine.tensor(Float32Array.from(ref.oneHot(8, 11, 7)), [8, 11]);
+    const lr = 0.5;
+    await engine.scope(async () => backward(softmaxCrossEntropy(model.forward(ids), targets)));
+    const grads = await Promise.all(params.map((p) => p.grad!.data()));
+    const before = await Promise.all(params.map((p) => p.data()));
+    const norm = Math.sqrt(grads.reduce((s, g) => s + g.reduce((t, v) => t + v * v, 0), 0));
+    // A quarter of the unclipped norm, so the step must clip.
+    const optimizer = new SGD(model, { lr, clipNorm: norm / 4 });
+    optimizer.step();
+    const after = await Promise.all(params.map((p) => p.data()));
+    params.forEach((p, i) => {
+      for (let j = 0; j < p.size; j++) {
+        expect(after[i]![j]! - before[i]![j]!, `${p.name}[${j}]`).toBeCloseTo(-lr * grads[i]![j]! / 4, 5);
+      }
+    });
+    optimizer.dispose();
     model.dispose();
   });
 });

@@ -1,7 +1,8 @@
 // End-to-end: a person types a passage in a distinctive style into the keyboard page (Playwright
 // key presses). The page's personal model, fine-tuned on what was typed, must suggest the
 // person's words more often than the global model over the second half of the passage, and no
-// request the page makes while the person types may carry the text.
+// request the page makes while the person types may carry the text. A partial word narrows the
+// suggestion strip to words that begin with it, and tapping a suggestion completes the word.
 import { expect, test } from 'vitest';
 import { runPage } from '../../scripts/page-runner.mjs';
 
@@ -21,11 +22,20 @@ test('the personal model learns the typist\'s style and nothing typed leaves the
       await page.click('#text');
       await page.keyboard.type(PASSAGE, { delay: 5 });
       await page.waitForFunction(() => window.__typing !== undefined && window.__typing.queued === 0 && window.__typing.words.length > 0, undefined, { timeout: 600_000, polling: 250 });
-      return page.evaluate(() => window.__typing!.words);
+      const words = await page.evaluate(() => window.__typing!.words);
+      // A partial word narrows the strip to words that begin with it; tapping one completes the word.
+      await page.keyboard.type('fam');
+      const strip = await page.evaluate(() => ['s0', 's1', 's2'].map((id) => document.getElementById(id)!.textContent ?? ''));
+      await page.click('#s0');
+      const text = await page.inputValue('#text');
+      return { words, strip, text };
     },
   });
   expect(ok, JSON.stringify(outcome)).toBe(true);
-  const words = extra!;
+  const { words, strip, text } = extra!;
+  expect(strip[0]).toMatch(/^fam/);
+  for (const s of strip) expect(s === '' || s.startsWith('fam'), `strip ${JSON.stringify(strip)}`).toBe(true);
+  expect(text.endsWith(` ${strip[0]} `), text.slice(-30)).toBe(true);
   expect(words.length).toBeGreaterThan(80);
   const half = words.slice(Math.floor(words.length / 2));
   const top3 = (key: 'global' | 'personal') => half.filter((w) => w[key] >= 0 && w[key] < 3).length / half.length;
