@@ -85,7 +85,7 @@ export { acceptedStack, checkUpdates, DEFAULT_NORM_FACTOR, type CheckOptions, ty
 export { adaptiveClipFraction, adaptiveSumNoiseMultiplier, DPFedAvg, localDpEpsilon, privatizeLocally, type AdaptiveClipOptions, type DPFedAvgOptions, type DPRoundRecord, type LocalDpOptions } from './paradigms/federated/privacy.js';
 export { UpdateCompressor, type EncodedUpdate, type UpdateCompressorOptions } from './paradigms/federated/compression.js';
 export { checkLayout, disposeUpdate, gatherWeights, scatterWeights, trainableLayout, type ClientEvaluation, type ClientMetrics, type ClientUpdate, type GlobalModel, type PayloadEntry, type PayloadLayout, type RoundConfig } from './paradigms/federated/protocol.js';
-export { FederatedClient, type ClientOptions } from './paradigms/federated/client.js';
+export { FederatedClient, type ClientData, type ClientOptions, type TokenData } from './paradigms/federated/client.js';
 export { FederatedServer, type RoundReport, type ServerOptions } from './paradigms/federated/server.js';
 export { trainBatched } from './paradigms/federated/batched.js';
 export { simulate, type RoundRecord, type SimulationMode, type SimulationOptions } from './paradigms/federated/simulation.js';

@@ -433,7 +433,8 @@ describe('simulation', () => {
 
   test('federated evaluation: each client scores the global model on its own rows, combined by their examples; bad settings are refused', async () => {
     const model = softmaxModel(4);
-    const clients = [6, 10, 14].map((n, k) => new FederatedClient({ id: `c${k}`, model, data: smallData(12, k), test: smallData(n, 20 + k) }));
+    const tests = [6, 10, 14].map((n, k) => smallData(n, 20 + k));
+    const clients = tests.map((test, k) => new FederatedClient({ id: `c${k}`, model, data: smallData(12, k), test }));
     const server = new FederatedServer(engine, model, { strategy: new FedAvg(), fraction: 1, minClients: 1, training: { epochs: 1, batchSize: 4, learningRate: 0.1, proximalMu: 0, compression: null } });
     const [record] = await simulate(engine, server, clients, { rounds: 1, federatedEvaluation: true, central: smallData(30, 9) });
     // Independently: the final model's logits on each client's rows, scored on the CPU.
@@ -441,16 +442,16 @@ describe('simulation', () => {
     const b = await values((model.get('fc') as Dense).bias!);
     let correct = 0;
     let rows = 0;
-    for (const [k, c] of clients.entries()) {
+    for (const [k, test] of tests.entries()) {
       let mine = 0;
-      for (let r = 0; r < c.test!.count; r++) {
-        const x = c.test!.inputs.subarray(r * F, (r + 1) * F);
+      for (let r = 0; r < test.count; r++) {
+        const x = test.inputs.subarray(r * F, (r + 1) * F);
         const z = Array.from({ length: C }, (_, j) => b[j]! + x.reduce((acc, v, f) => acc + v * w[j * F + f]!, 0));
-        if (z.indexOf(Math.max(...z)) === c.test!.labels[r]) mine++;
+        if (z.indexOf(Math.max(...z)) === test.labels[r]) mine++;
       }
-      expect(record!.clientAccuracy![`c${k}`]).toBeCloseTo(mine / c.test!.count, 6);
+      expect(record!.clientAccuracy![`c${k}`]).toBeCloseTo(mine / test.count, 6);
       correct += mine;
-      rows += c.test!.count;
+      rows += test.count;
     }
     expect(record!.federatedAccuracy).toBeCloseTo(correct / rows, 6);
     expect(record!.accuracy).toBeGreaterThanOrEqual(0);

@@ -13,7 +13,7 @@ import { permutation } from '../../engine/random.js';
 import { replicate } from '../../engine/replicas.js';
 import type { Tensor } from '../../engine/tensor.js';
 import { oneHot } from '../train.js';
-import { checkRoundConfig, localSeed, type FederatedClient } from './client.js';
+import { checkRoundConfig, isTokens, localSeed, type FederatedClient } from './client.js';
 import { checkLayout, gatherWeights, trainableLayout, type ClientUpdate, type GlobalModel } from './protocol.js';
 
 /** The local updates of `clients` for the round in `message`, trained together; as many as sequential fit() would give, in order. */
@@ -23,19 +23,24 @@ export async function trainBatched(engine: Engine, clients: readonly FederatedCl
   checkRoundConfig(op, config);
   if (clients.length === 0) throw new Error(`${op}: no clients`);
   const source = clients[0]!.model;
-  for (const c of clients) {
+  const data = clients.map((c) => {
+    if (isTokens(c.data)) throw new Error(`${op}: client ${c.id} holds a text; batched rounds train Dense stacks (Replicas.forward), so train a next-word model with fit()`);
+    return c.data;
+  });
+  for (const [k, c] of clients.entries()) {
     if (c.ownOptimizer) throw new Error(`${op}: client ${c.id} has an optimizer of its own; batched training steps every client with SGD (train it with fit())`);
-    if (c.data.count < config.batchSize) throw new Error(`${op}: client ${c.id}: batch size ${config.batchSize} is larger than its ${c.data.count} examples`);
-    if (c.data.features !== clients[0]!.data.features || c.data.classes !== clients[0]!.data.classes) {
-      throw new Error(`${op}: client ${c.id} has ${c.data.features} features and ${c.data.classes} classes; client ${clients[0]!.id} has ${clients[0]!.data.features} and ${clients[0]!.data.classes}`);
+    const d = data[k]!;
+    if (d.count < config.batchSize) throw new Error(`${op}: client ${c.id}: batch size ${config.batchSize} is larger than its ${d.count} examples`);
+    if (d.features !== data[0]!.features || d.classes !== data[0]!.classes) {
+      throw new Error(`${op}: client ${c.id} has ${d.features} features and ${d.classes} classes; client ${clients[0]!.id} has ${data[0]!.features} and ${data[0]!.classes}`);
     }
     checkLayout(`${op}: client ${c.id}`, trainableLayout(c.model), layout);
   }
   clients[0]!.load(engine, op, message);
   const K = clients.length;
   const B = config.batchSize;
-  const { features, classes } = clients[0]!.data;
-  const perEpoch = clients.map((c) => Math.floor(c.data.count / B));
+  const { features, classes } = data[0]!;
+  const perEpoch = data.map((d) => Math.floor(d.count / B));
   const steps = clients.map((c) => c.steps(config));
   const longest = Math.max(...steps);
   const replicas = replicate(source, K);
@@ -54,17 +59,17 @@ export async function trainBatched(engine: Engine, clients: readonly FederatedCl
   const seeds = clients.map((c) => localSeed(config, c.seed));
   try {
     for (let s = 0; s < longest; s++) {
-      clients.forEach((c, k) => {
+      data.forEach((d, k) => {
         // A finished client repeats its last batch; its weights were captured already.
         const at = Math.min(s, steps[k]! - 1);
         const epoch = Math.floor(at / perEpoch[k]!);
         const b = at % perEpoch[k]!;
-        if (orders[k]!.epoch !== epoch) orders[k] = { epoch, order: permutation(c.data.count, seeds[k]! + epoch) };
+        if (orders[k]!.epoch !== epoch) orders[k] = { epoch, order: permutation(d.count, seeds[k]! + epoch) };
         const rows = orders[k]!.order.subarray(b * B, (b + 1) * B);
         for (let i = 0; i < B; i++) {
           const r = rows[i]!;
-          x.set(c.data.inputs.subarray(r * features, (r + 1) * features), (k * B + i) * features);
-          labels[k * B + i] = c.data.labels[r]!;
+          x.set(d.inputs.subarray(r * features, (r + 1) * features), (k * B + i) * features);
+          labels[k * B + i] = d.labels[r]!;
         }
         active[k] = s < steps[k]! ? 1 : 0;
       });

@@ -4,7 +4,9 @@
 // with the change of its trainable weights, its example count and its training loss. It also
 // evaluates a global model on its own held-out data and fine-tunes a personal head (FedPer /
 // FedRep). Simulated clients may share one model object (the device they would each run on):
-// every call first loads the weights it was sent.
+// every call first loads the weights it was sent. A client holds either labelled examples (a
+// classifier) or a text as token ids (a next-word model, KeyboardModel: B parallel streams of T
+// tokens per step with truncated BPTT, B the round's batch size).
 import { backward } from '../../engine/autograd.js';
 import type { Engine } from '../../engine/engine.js';
 import type { Module } from '../../engine/module.js';
@@ -12,20 +14,40 @@ import { addScaledInPlace, softmaxCrossEntropy, sub } from '../../engine/ops/ind
 import { SGD, type Optimizer } from '../../engine/optim.js';
 import type { Parameter } from '../../engine/parameters.js';
 import type { Tensor } from '../../engine/tensor.js';
+import { evaluateLanguageModel, trainLanguageModel } from '../keyboard/train.js';
+import { KeyboardModel } from '../keyboard/model.js';
 import { evaluate, fit, oneHot, takeRows, train, type ClassificationData, type Dataset } from '../train.js';
 import { poisonDelta, type Attack } from './attacks.js';
 import { UpdateCompressor, type EncodedUpdate } from './compression.js';
 import { privatizeLocally, type LocalDpOptions } from './privacy.js';
 import { checkLayout, f32Bytes, gatherWeights, scatterWeights, trainableLayout, withoutGaps, type ClientEvaluation, type ClientUpdate, type GlobalModel, type PayloadLayout, type RoundConfig } from './protocol.js';
 
+/** A client's text as token ids, for a next-word model (KeyboardModel). */
+export interface TokenData {
+  readonly tokens: Uint32Array;
+  /** T: tokens per stream per step, the truncation of backpropagation through time. */
+  readonly steps: number;
+  /** Parallel streams when evaluating (training uses the round's batch size). */
+  readonly streams: number;
+  /** Target ids not scored (markers: unknown, begin, end, number). */
+  readonly exclude: readonly number[];
+}
+
+export type ClientData = ClassificationData | TokenData;
+
+/** Whether a client's data are a text (token ids) rather than labelled examples. */
+export function isTokens(data: ClientData): data is TokenData {
+  return 'tokens' in data;
+}
+
 export interface ClientOptions {
   id: string;
-  /** The model trained on (simulated clients may share one: each call loads the weights it is sent). */
+  /** The model trained on (simulated clients may share one: each call loads the weights it is sent); a KeyboardModel for token data. */
   model: Module;
   /** The client's training data. */
-  data: ClassificationData;
-  /** Its held-out data, for federated evaluation and personalisation. */
-  test?: ClassificationData;
+  data: ClientData;
+  /** Its held-out data (of the same kind), for federated evaluation and personalisation. */
+  test?: ClientData;
   /** Mixed into every round's shuffle seed and compression seed (default: a hash of id). */
   seed?: number;
   /** The local optimizer, made each round over the model (default SGD at the round's learning rate, as McMahan et al.). */
@@ -76,8 +98,8 @@ export function addProximalGradient(params: readonly Parameter[], global: readon
 export class FederatedClient {
   readonly id: string;
   readonly model: Module;
-  readonly data: ClassificationData;
-  readonly test: ClassificationData | null;
+  readonly data: ClientData;
+  readonly test: ClientData | null;
   readonly seed: number;
   readonly attack: Attack | null;
   private readonly options: ClientOptions;
@@ -85,7 +107,12 @@ export class FederatedClient {
 
   constructor(options: ClientOptions) {
     if (!options.id) throw new Error('FederatedClient: id must be a non-empty string');
-    if (options.data.count < 1) throw new Error(`FederatedClient ${options.id}: it has no training data`);
+    const op = `FederatedClient ${options.id}`;
+    if (isTokens(options.data)) {
+      if (!(options.model instanceof KeyboardModel)) throw new Error(`${op}: token data needs a KeyboardModel, got ${options.model.constructor.name}`);
+      if (options.test && !isTokens(options.test)) throw new Error(`${op}: its training data are tokens but its test data are labelled examples`);
+      if (options.data.tokens.length < 2) throw new Error(`${op}: it has ${options.data.tokens.length} tokens; at least 2 are needed (an input and its next word)`);
+    } else if (options.data.count < 1) throw new Error(`${op}: it has no training data`);
     this.id = options.id;
     this.model = options.model;
     this.data = options.data;
@@ -100,14 +127,16 @@ export class FederatedClient {
     return this.options.optimizer !== undefined;
   }
 
-  /** Training examples this client holds. */
+  /** Training examples this client holds (FedAvg's weight): labelled rows, or next-word targets. */
   get examples(): number {
-    return this.data.count;
+    return isTokens(this.data) ? this.data.tokens.length - 1 : this.data.count;
   }
 
-  /** Local steps a round of `config` takes: full batches only, as train() (at least one batch of data needed). */
+  /** Local steps a round of `config` takes: full batches only, as train() (at least one batch of data needed); windows of T for tokens. */
   steps(config: RoundConfig): number {
-    return config.epochs * Math.floor(this.data.count / config.batchSize);
+    if (!isTokens(this.data)) return config.epochs * Math.floor(this.data.count / config.batchSize);
+    const length = Math.floor(this.data.tokens.length / config.batchSize);
+    return config.epochs * Math.ceil((length - 1) / this.data.steps);
   }
 
   /**
@@ -118,38 +147,53 @@ export class FederatedClient {
     const op = `FederatedClient ${this.id}: fit`;
     const { config, layout } = message;
     checkRoundConfig(op, config);
-    if (this.data.count < config.batchSize) throw new Error(`${op}: batch size ${config.batchSize} is larger than its ${this.data.count} examples`);
+    if (this.steps(config) < 1) throw new Error(`${op}: batch size ${config.batchSize} is larger than its ${this.examples} examples`);
     this.load(engine, op, message);
     const optimizer = this.options.optimizer?.(this.model, config) ?? new SGD(this.model, { lr: config.learningRate });
     const params = layout.entries.map((e) => this.model.parameters().get(e.name)!);
     const global = layout.entries.map((e) => engine.view(message.weights, e.shape, `global.${e.name}`, e.offset));
+    const proximal = config.proximalMu > 0 ? () => addProximalGradient(params, global, config.proximalMu) : undefined;
+    try {
+      const loss = isTokens(this.data) ? await this.trainTokens(engine, optimizer, config, this.data, proximal) : await this.trainExamples(engine, optimizer, config, this.data, proximal);
+      return this.answer(engine, message, gatherWeights(engine, this.model, layout, `client ${this.id}.weights`), loss);
+    } finally {
+      optimizer.dispose();
+      for (const g of global) g.dispose();
+    }
+  }
+
+  /** One round on labelled examples; the mean training loss over the round's steps. */
+  private async trainExamples(engine: Engine, optimizer: Optimizer, config: RoundConfig, data: ClassificationData, afterBackward: (() => void) | undefined): Promise<number> {
     const lossSum = engine.keep(engine.zeros([], `client ${this.id}.lossSum`));
     try {
-      const x = new Float32Array(config.batchSize * this.data.features);
-      const targets = new Float32Array(config.batchSize * this.data.classes);
-      const rows: Dataset<Uint32Array> = { count: this.data.count, batch: (indices) => indices };
+      const x = new Float32Array(config.batchSize * data.features);
+      const targets = new Float32Array(config.batchSize * data.classes);
+      const rows: Dataset<Uint32Array> = { count: data.count, batch: (indices) => indices };
       await train(engine, this.model, optimizer, rows, {
         epochs: config.epochs,
         batchSize: config.batchSize,
         seed: localSeed(config, this.seed),
         logEvery: this.steps(config),
         step: (indices, { engine: e }) => {
-          takeRows(this.data.inputs, this.data.features, indices, x);
-          oneHot(Array.from(indices, (i) => this.data.labels[i]!), this.data.classes, targets);
-          const loss = softmaxCrossEntropy(this.model.forward(e.tensor(x, [indices.length, this.data.features], 'client.inputs')), e.tensor(targets, [indices.length, this.data.classes], 'client.targets'));
+          takeRows(data.inputs, data.features, indices, x);
+          oneHot(Array.from(indices, (i) => data.labels[i]!), data.classes, targets);
+          const loss = softmaxCrossEntropy(this.model.forward(e.tensor(x, [indices.length, data.features], 'client.inputs')), e.tensor(targets, [indices.length, data.classes], 'client.targets'));
           addScaledInPlace(lossSum, loss);
           backward(loss);
-          if (config.proximalMu > 0) addProximalGradient(params, global, config.proximalMu);
+          afterBackward?.();
           return {};
         },
       });
-      const loss = (await lossSum.item()) / this.steps(config);
-      return this.answer(engine, message, gatherWeights(engine, this.model, layout, `client ${this.id}.weights`), loss);
+      return (await lossSum.item()) / this.steps(config);
     } finally {
-      optimizer.dispose();
-      for (const g of global) g.dispose();
       lossSum.dispose();
     }
+  }
+
+  /** One round on a text: E epochs of truncated BPTT over B streams; the mean loss over the last epoch. */
+  private async trainTokens(engine: Engine, optimizer: Optimizer, config: RoundConfig, data: TokenData, afterBackward: (() => void) | undefined): Promise<number> {
+    const result = await trainLanguageModel(engine, this.model as KeyboardModel, optimizer, data.tokens, { batchSize: config.batchSize, steps: data.steps, epochs: config.epochs, logEvery: Number.MAX_SAFE_INTEGER, afterBackward });
+    return result.lastEpochLoss;
   }
 
   /**
@@ -176,7 +220,7 @@ export class FederatedClient {
     if (this.options.localDp) replace(() => privatizeLocally(delta, { ...this.options.localDp!, seed: this.options.localDp!.seed ?? localSeed(config, this.seed) + 2 }));
     // Noise (local DP, the noise attack) covers the whole vector: the gaps between parameters must stay zero, so that norms count only what is sent.
     if (this.options.localDp || this.attack?.kind === 'noise') replace(() => withoutGaps(engine, layout, delta));
-    const base = { clientId: this.id, round: config.round, examples: this.data.count, metrics: { loss } };
+    const base = { clientId: this.id, round: config.round, examples: this.examples, metrics: { loss } };
     if (!config.compression) return { ...base, delta: engine.keep(delta), encoded: null, bytes: f32Bytes(layout.values) };
     this.compressor ??= new UpdateCompressor({ seed: this.seed, errorFeedback: config.compression.errorFeedback });
     let encoded: EncodedUpdate;
@@ -190,13 +234,19 @@ export class FederatedClient {
     return { ...base, delta: null, encoded, bytes: encoded.bytes };
   }
 
-  /** Accuracy and loss of the global model in `message` on this client's held-out data. */
+  /** Accuracy and loss of the global model in `message` on this client's held-out data (top-1 recall and log-perplexity for a text). */
   async evaluate(engine: Engine, message: GlobalModel): Promise<ClientEvaluation> {
     const op = `FederatedClient ${this.id}: evaluate`;
     if (!this.test) throw new Error(`${op}: the client has no test data`);
     this.load(engine, op, message);
-    const r = await evaluate(engine, this.model, this.test);
-    return { clientId: this.id, examples: this.test.count, ...r };
+    return { clientId: this.id, ...(await this.score(engine, this.test)) };
+  }
+
+  /** The model as it is on held-out data. */
+  private async score(engine: Engine, test: ClientData): Promise<Omit<ClientEvaluation, 'clientId'>> {
+    if (!isTokens(test)) return { examples: test.count, ...(await evaluate(engine, this.model, test)) };
+    const r = await evaluateLanguageModel(engine, this.model as KeyboardModel, test.tokens, test);
+    return { examples: r.targets, accuracy: r.top1, loss: Math.log(r.perplexity), top3: r.top3 };
   }
 
   /**
@@ -207,7 +257,8 @@ export class FederatedClient {
    */
   async personalise(engine: Engine, message: GlobalModel, options: { head: readonly string[]; epochs: number; batchSize: number; learningRate: number }): Promise<{ clientId: string; global: number; personalised: number }> {
     const op = `FederatedClient ${this.id}: personalise`;
-    if (!this.test) throw new Error(`${op}: the client has no test data`);
+    const test = this.test;
+    if (!test) throw new Error(`${op}: the client has no test data`);
     const global = await this.evaluate(engine, message);
     const named = this.model.parameters();
     const inHead = (name: string) => options.head.some((h) => name === h || name.startsWith(`${h}.`));
@@ -220,13 +271,15 @@ export class FederatedClient {
     }
     const optimizer = new SGD(head.map(([, p]) => p), { lr: options.learningRate });
     try {
-      await fit(engine, this.model, optimizer, this.data, { epochs: options.epochs, batchSize: Math.min(options.batchSize, this.data.count), seed: this.seed, logEvery: 1_000_000 });
+      const data = this.data;
+      if (isTokens(data)) await trainLanguageModel(engine, this.model as KeyboardModel, optimizer, data.tokens, { batchSize: Math.min(options.batchSize, Math.floor(data.tokens.length / 2)), steps: data.steps, epochs: options.epochs, logEvery: Number.MAX_SAFE_INTEGER });
+      else await fit(engine, this.model, optimizer, data, { epochs: options.epochs, batchSize: Math.min(options.batchSize, data.count), seed: this.seed, logEvery: 1_000_000 });
     } finally {
       optimizer.dispose();
       for (const [p, frozen] of wasFrozen) if (frozen) p.freeze();
       else p.unfreeze();
     }
-    const after = await evaluate(engine, this.model, this.test);
+    const after = await this.score(engine, test);
     return { clientId: this.id, global: global.accuracy, personalised: after.accuracy };
   }
 

@@ -89,8 +89,12 @@ export function disposeUpdate(update: ClientUpdate): void {
 export interface ClientEvaluation {
   readonly clientId: string;
   readonly examples: number;
+  /** Classification accuracy, or top-1 next-word recall. */
   readonly accuracy: number;
+  /** Mean cross-entropy (for a text: the log of the perplexity). */
   readonly loss: number;
+  /** Top-3 next-word recall (next-word models only). */
+  readonly top3?: number;
 }
 
 /**

@@ -7,7 +7,7 @@
 import { backward } from '../../engine/autograd.js';
 import { noGrad } from '../../engine/graph.js';
 import type { Engine } from '../../engine/engine.js';
-import { softmaxCrossEntropy } from '../../engine/ops/index.js';
+import { addScaledInPlace, softmaxCrossEntropy } from '../../engine/ops/index.js';
 import type { Optimizer } from '../../engine/optim.js';
 import type { RecurrentState } from '../../engine/recurrent.js';
 import { NextWordTally, type NextWordMetrics } from './metrics.js';
@@ -73,6 +73,8 @@ export interface LanguageModelOptions {
   /** Steps between loss readbacks (default 20). */
   logEvery?: number;
   onProgress?: (p: { step: number; totalSteps: number; loss: number; tokens: number; elapsedMs: number }) => void | Promise<void>;
+  /** Runs after each backward, before the optimizer step (FedProx adds its proximal gradient here). */
+  afterBackward?: () => void;
 }
 
 export interface LanguageModelResult {
@@ -81,6 +83,8 @@ export interface LanguageModelResult {
   seconds: number;
   tokensPerSecond: number;
   losses: { step: number; loss: number }[];
+  /** The mean loss over the last epoch's steps (summed on the GPU, read once). */
+  lastEpochLoss: number;
 }
 
 /** Trains `model` on one token stream (users' texts joined) with truncated BPTT; the state starts at zero each epoch. */
@@ -95,41 +99,49 @@ export async function trainLanguageModel(engine: Engine, model: KeyboardModel, o
   const logEvery = options.logEvery ?? 20;
   const ctx = engine.context();
   const losses: LanguageModelResult['losses'] = [];
+  const lastEpochSum = ctx.keep(ctx.zeros([], `${op}.lastEpochSum`));
   model.train();
   const start = performance.now();
   let step = 0;
   let trained = 0;
-  for (let epoch = 0; epoch < options.epochs; epoch++) {
-    let state: RecurrentState | undefined;
-    try {
-      for (const w of plan) {
-        const { inputs, targets } = window(data, w.start, w.steps);
-        const loss = await ctx.scope(async () => {
-          const { logits, state: next } = model.run(ctx.tensor(inputs, [data.streams, w.steps], `${op}.inputs`), state);
-          const value = softmaxCrossEntropy(logits, ctx.tensor(oneHotRows(targets, model.vocab), [targets.length, model.vocab], `${op}.targets`));
-          backward(value);
-          optimizer.step();
-          optimizer.zeroGrad();
-          state = carry(ctx, state, next);
-          const read = (step + 1) % logEvery === 0 || step + 1 === totalSteps ? value.item() : null;
-          await ctx.flush();
-          return read;
-        });
-        step++;
-        trained += targets.length;
-        if (loss) {
-          const l = await loss;
-          losses.push({ step, loss: l });
-          await options.onProgress?.({ step, totalSteps, loss: l, tokens: trained, elapsedMs: performance.now() - start });
+  let lastEpochLoss: number;
+  try {
+    for (let epoch = 0; epoch < options.epochs; epoch++) {
+      let state: RecurrentState | undefined;
+      try {
+        for (const w of plan) {
+          const { inputs, targets } = window(data, w.start, w.steps);
+          const loss = await ctx.scope(async () => {
+            const { logits, state: next } = model.run(ctx.tensor(inputs, [data.streams, w.steps], `${op}.inputs`), state);
+            const value = softmaxCrossEntropy(logits, ctx.tensor(oneHotRows(targets, model.vocab), [targets.length, model.vocab], `${op}.targets`));
+            if (epoch === options.epochs - 1) addScaledInPlace(lastEpochSum, value);
+            backward(value);
+            options.afterBackward?.();
+            optimizer.step();
+            optimizer.zeroGrad();
+            state = carry(ctx, state, next);
+            const read = (step + 1) % logEvery === 0 || step + 1 === totalSteps ? value.item() : null;
+            await ctx.flush();
+            return read;
+          });
+          step++;
+          trained += targets.length;
+          if (loss) {
+            const l = await loss;
+            losses.push({ step, loss: l });
+            await options.onProgress?.({ step, totalSteps, loss: l, tokens: trained, elapsedMs: performance.now() - start });
+          }
         }
+      } finally {
+        release(state);
       }
-    } finally {
-      release(state);
     }
+    lastEpochLoss = (await lastEpochSum.item()) / plan.length;
+  } finally {
+    lastEpochSum.dispose();
   }
-  await engine.sync();
   const seconds = (performance.now() - start) / 1000;
-  return { steps: step, tokens: trained, seconds, tokensPerSecond: trained / seconds, losses };
+  return { steps: step, tokens: trained, seconds, tokensPerSecond: trained / seconds, losses, lastEpochLoss };
 }
 
 /**
