@@ -79,14 +79,14 @@ export { multiTaskDataset, taskLosses, trainMultiTask, type MultiTaskBatch, type
 export { deltaM, evaluateMultiTask, type TaskScore } from './paradigms/multitask/evaluate.js';
 export { cagradCoefficients, cosines, dwaWeights, gradNormStep, gramNorms, meanPairCosine, minNormCoefficients, pcgradCoefficients, rlwWeights, type MgdaNormalization } from './paradigms/multitask/solvers.js';
 export { clientData, dirichletPartition, iidPartition, labelHistogram, naturalPartition, shardPartition, type DirichletOptions, type Partition, type ShardOptions } from './paradigms/federated/partition.js';
-export { DEFAULT_ORDERS, epsilonFromRdp, RdpAccountant, rdpSampledGaussian, type PrivacySpent, type RdpConversion } from './paradigms/federated/accountant.js';
-export { FedAdagrad, FedAdam, FedAvg, FedAvgM, FedMedian, FedTrimmedAvg, FedYogi, Krum, Strategy, type FedAvgMOptions, type FedOptOptions } from './paradigms/federated/strategies.js';
+export { DEFAULT_ORDERS, epsilonFromRdp, RdpAccountant, rdpSampledGaussian, type PrivacySpent, type RdpAccountantState, type RdpConversion } from './paradigms/federated/accountant.js';
+export { FedAdagrad, FedAdam, FedAvg, FedAvgM, FedMedian, FedTrimmedAvg, FedYogi, Krum, Strategy, type FedAvgMOptions, type FedOptOptions, type StrategyState } from './paradigms/federated/strategies.js';
 export { acceptedStack, checkUpdates, DEFAULT_NORM_FACTOR, type CheckOptions, type CheckResult } from './paradigms/federated/checks.js';
-export { adaptiveClipFraction, adaptiveSumNoiseMultiplier, DPFedAvg, localDpEpsilon, privatizeLocally, type AdaptiveClipOptions, type DPFedAvgOptions, type DPRoundRecord, type LocalDpOptions } from './paradigms/federated/privacy.js';
+export { adaptiveClipFraction, adaptiveSumNoiseMultiplier, DPFedAvg, localDpEpsilon, privatizeLocally, type AdaptiveClipOptions, type DistributedDpSettings, type DPFedAvgOptions, type DPRoundRecord, type LocalDpOptions } from './paradigms/federated/privacy.js';
 export { UpdateCompressor, type EncodedUpdate, type UpdateCompressorOptions } from './paradigms/federated/compression.js';
 export { checkLayout, disposeUpdate, gatherWeights, scatterWeights, trainableLayout, type ClientEvaluation, type ClientMetrics, type ClientUpdate, type GlobalModel, type PayloadEntry, type PayloadLayout, type RoundConfig } from './paradigms/federated/protocol.js';
 export { FederatedClient, type ClientData, type ClientOptions, type TokenData } from './paradigms/federated/client.js';
-export { FederatedServer, type RoundReport, type ServerOptions } from './paradigms/federated/server.js';
+export { FederatedServer, type RoundReport, type SecureSum, type ServerOptions, type ServerState } from './paradigms/federated/server.js';
 export { trainBatched } from './paradigms/federated/batched.js';
 export { simulate, type RoundRecord, type SimulationMode, type SimulationOptions } from './paradigms/federated/simulation.js';
 export { ATTACKS, poisonDelta, type Attack } from './paradigms/federated/attacks.js';

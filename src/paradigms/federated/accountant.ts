@@ -293,4 +293,28 @@ export class RdpAccountant {
   get rdp(): Float64Array {
     return this.total.slice();
   }
+
+  /** What the accountant has recorded, as plain data (an RDP is Infinity after a round without noise). */
+  state(): RdpAccountantState {
+    return { orders: [...this.orders], rdp: Array.from(this.total) };
+  }
+
+  /** Replaces what was recorded with a saved state of the same orders. */
+  restore(state: RdpAccountantState): void {
+    const op = 'RdpAccountant.restore';
+    const { orders, rdp } = state;
+    if (orders.length !== this.orders.length) throw new Error(`${op}: the state has ${orders.length} orders; this accountant has ${this.orders.length}`);
+    const k = orders.findIndex((a, i) => a !== this.orders[i]);
+    if (k >= 0) throw new Error(`${op}: the state's orders[${k}] is ${orders[k]}; this accountant's is ${this.orders[k]}`);
+    if (rdp.length !== orders.length) throw new Error(`${op}: ${rdp.length} RDP values for ${orders.length} orders`);
+    const bad = rdp.findIndex((r) => !(r >= 0));
+    if (bad >= 0) throw new Error(`${op}: rdp[${bad}] = ${rdp[bad]} must be >= 0`);
+    this.total.set(rdp);
+  }
+}
+
+/** An RdpAccountant's orders and the RDP composed at each. */
+export interface RdpAccountantState {
+  orders: number[];
+  rdp: number[];
 }

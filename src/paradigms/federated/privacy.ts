@@ -16,11 +16,18 @@
 // The count query has sensitivity 1/2 (the shifted bit b_k - 1/2), so the two Gaussian queries
 // compose to one of noise multiplier z with z^-2 = z_sum^-2 + (2 sigma_b)^-2: the accountant
 // records z, the budget the user asked for, and the sum gets the larger z_sum.
+//
+// Under secure aggregation (distributed DP) the clients clip and noise: each of the E expected
+// clients clips to C and adds N(0, (z C)^2 / E), so the sum of E of them carries the noise of one
+// query of multiplier z; the server only averages and accounts (aggregateSum). Fewer clients carry
+// less noise: a round of K < E is recorded at z sqrt(K / E). The accounting trusts each client to
+// add its share. Adaptive clipping would also need the unclipped bits summed securely; it is
+// refused there.
 import { addScaledInPlace, axpy, clipToNorm, gaussianNoise, weightedSum } from '../../engine/ops/index.js';
 import type { Tensor } from '../../engine/tensor.js';
 import { DEFAULT_ORDERS, epsilonFromRdp, rdpSampledGaussian, RdpAccountant } from './accountant.js';
 import { row, rowStatistics } from './checks.js';
-import { Strategy } from './strategies.js';
+import { Strategy, type StrategyState } from './strategies.js';
 
 /** Seeds are below 2^52 so that the per-round seeds derived from them stay integers below 2^53. */
 const SEED_LIMIT = 2 ** 52;
@@ -72,12 +79,18 @@ export interface DPRoundRecord {
   clipNorm: number;
   /** K: the clients that reported. */
   clients: number;
-  /** The clients whose update norm was at most clipNorm (exact, not released). */
+  /** The clients whose update norm was at most clipNorm (exact, not released; NaN under secure aggregation, where the server sees no norms). */
   unclipped: number;
   /** b: the noised fraction that moved the clipping norm (adaptive clipping only; NaN otherwise). */
   noisedFraction: number;
-  /** z_sum C: the std of the noise added to the sum. */
+  /** z_sum C: the std of the noise added to the sum (z C sqrt(K / E) under secure aggregation). */
   sumNoiseStd: number;
+}
+
+/** What each client does under secure aggregation: clip its delta to clipNorm, weigh it by 1 and add N(0, noiseStd^2) to every value it sends (privatizeLocally with noiseMultiplier noiseStd / clipNorm). */
+export interface DistributedDpSettings {
+  clipNorm: number;
+  noiseStd: number;
 }
 
 /**
@@ -109,7 +122,6 @@ export class DPFedAvg extends Strategy {
   /** The last round's record; null before the first. */
   lastRound: DPRoundRecord | null = null;
   private clip: number;
-  private rounds = 0;
 
   constructor(options: DPFedAvgOptions) {
     super();
@@ -159,9 +171,19 @@ export class DPFedAvg extends Strategy {
     return this.clip;
   }
 
-  /** Rounds aggregated so far. */
-  get round(): number {
-    return this.rounds;
+  /** Adaptive clipping moves C by the count of unclipped updates, which needs each client's norm. */
+  override get needsIndividualUpdates(): boolean {
+    return this.adaptive !== null;
+  }
+
+  /** The clipping and noise each client applies this round under secure aggregation: C and z C / sqrt(E). */
+  distributedDp(): DistributedDpSettings {
+    if (this.adaptive) throw new Error(`${this.name}.distributedDp: adaptive clipping needs each client's norm, which secure aggregation hides; use a fixed clipNorm`);
+    return { clipNorm: this.clip, noiseStd: (this.noiseMultiplier * this.clip) / Math.sqrt(this.clientsPerRound) };
+  }
+
+  override async saveState(): Promise<StrategyState> {
+    return { ...(await super.saveState()), scalars: { clipNorm: this.clip }, accountant: this.accountant.state() };
   }
 
   /** The client-level epsilon, for this delta, of every round recorded in the accountant so far. */
@@ -183,7 +205,7 @@ export class DPFedAvg extends Strategy {
     }
     // Clipping and summing in one weighted sum: row k times min(1, C / ||u_k||).
     const sum = weightedSum(updates, Array.from(norms, (n) => (n > C ? C / n : 1)));
-    const seed = this.seed + 2 * this.rounds;
+    const seed = this.seed + 2 * this.round;
     const sumNoiseStd = this.sumNoiseMultiplier * C;
     if (sumNoiseStd > 0) {
       const noise = gaussianNoise(engine, [P], { seed, std: sumNoiseStd });
@@ -207,8 +229,36 @@ export class DPFedAvg extends Strategy {
     }
     this.lastRound = { clipNorm: C, clients: K, unclipped, noisedFraction, sumNoiseStd };
     this.accountant.step(this.samplingProbability, this.noiseMultiplier);
-    this.rounds++;
     return out;
+  }
+
+  /**
+   * Distributed DP: `sum` is the sum of the clients' clipped deltas with their shares of the noise
+   * (distributedDp()), so only the average over E and the accounting remain. Each client weighs
+   * its delta by 1: totalWeight must equal clients.
+   */
+  protected override async combineSum(global: Tensor, sum: Tensor, totalWeight: number, clients: number): Promise<Tensor> {
+    if (totalWeight !== clients) throw new Error(`${this.name}.aggregateSum: totalWeight ${totalWeight} for ${clients} clients; under DP each client weighs its clipped delta by 1`);
+    const E = this.clientsPerRound;
+    const out = axpy(global, 1 / E, sum);
+    const z = this.noiseMultiplier;
+    this.lastRound = { clipNorm: this.clip, clients, unclipped: NaN, noisedFraction: NaN, sumNoiseStd: z * this.clip * Math.sqrt(clients / E) };
+    this.accountant.step(this.samplingProbability, z * Math.sqrt(Math.min(clients, E) / E));
+    return out;
+  }
+
+  protected override stateNames(): { tensors: readonly string[]; scalars: readonly string[] } {
+    return { tensors: [], scalars: ['clipNorm'] };
+  }
+
+  protected override restoreState(state: StrategyState): void {
+    const op = `${this.name}.loadState`;
+    const C = state.scalars.clipNorm!;
+    if (!(C > 0) || !Number.isFinite(C)) throw new Error(`${op}: clipNorm ${C} must be a positive finite number`);
+    if (!state.accountant) throw new Error(`${op}: the state has no accountant; DPFedAvg's rounds cannot be accounted for without it`);
+    this.accountant.restore(state.accountant);
+    this.clip = C;
+    this.lastRound = null;
   }
 }
 

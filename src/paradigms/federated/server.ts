@@ -6,6 +6,11 @@
 // are stacked [K, P] on the GPU and aggregated by the strategy. A round in which fewer than the
 // minimum are accepted (drop-outs, rejections; minClients, or what the strategy needs, as Krum's
 // 2f + 3) leaves the model as it was.
+//
+// Under secure aggregation the server learns only the sum of the clients' weighted updates
+// (aggregateSum): the strategy aggregates their weighted mean, and a bad sum can only reject the
+// whole round. saveState and loadState carry what a restarted server needs to go on: the round,
+// the global weights and the strategy's state.
 import type { Engine } from '../../engine/engine.js';
 import type { Module } from '../../engine/module.js';
 import { permutation } from '../../engine/random.js';
@@ -14,8 +19,8 @@ import { evaluate, type ClassificationData } from '../train.js';
 import { acceptedStack, checkUpdates, DEFAULT_NORM_FACTOR } from './checks.js';
 import { checkRoundConfig } from './client.js';
 import { dequantize8 } from '../../engine/ops/quantize.js';
-import { disposeUpdate, f32Bytes, gatherWeights, scatterWeights, trainableLayout, type ClientEvaluation, type ClientUpdate, type GlobalModel, type PayloadLayout, type RoundConfig } from './protocol.js';
-import type { Strategy } from './strategies.js';
+import { checkLayout, disposeUpdate, f32Bytes, gatherWeights, scatterWeights, trainableLayout, type ClientEvaluation, type ClientUpdate, type GlobalModel, type PayloadLayout, type RoundConfig } from './protocol.js';
+import { checkSummable, type Strategy, type StrategyState } from './strategies.js';
 
 export interface ServerOptions {
   strategy: Strategy;
@@ -51,6 +56,46 @@ export interface RoundReport {
   trainLoss: number;
 }
 
+/** What a round under secure aggregation gives the server: the clients' sum, never their updates. */
+export interface SecureSum {
+  /** The clients whose updates the sum holds. */
+  contributors: readonly string[];
+  /** sum_k w_k delta_k: [layout.length], laid out as the clients' deltas (ClientUpdate.delta). */
+  sum: Float32Array;
+  /** sum_k w_k, where w_k is the weight client k gave its delta before masking: its examples, or 1. */
+  totalWeight: number;
+  /** Bytes the clients sent this round. */
+  bytesUp: number;
+  /** The contributors' mean training loss, if the protocol reports it (NaN otherwise). */
+  trainLoss?: number;
+}
+
+/** What a restarted server needs to go on where it stopped. */
+export interface ServerState {
+  /** The last round recorded; the next is round + 1. */
+  round: number;
+  /** The parameters `weights` holds; a state loads only into a server whose model trains the same. */
+  layout: PayloadLayout;
+  /** The global trainable weights, [layout.length] as gatherWeights lays them out. */
+  weights: Float32Array;
+  strategy: StrategyState;
+}
+
+/** A round's report before anything is accepted: sampled clients that did not report dropped out. */
+function newReport(message: GlobalModel, sampled: readonly string[], reported: ReadonlySet<string>, bytesUp: number): RoundReport {
+  return {
+    round: message.config.round,
+    sampled: [...sampled],
+    dropped: sampled.filter((id) => !reported.has(id)),
+    rejected: [],
+    accepted: [],
+    aggregated: false,
+    bytesDown: sampled.length * message.bytes,
+    bytesUp,
+    trainLoss: NaN,
+  };
+}
+
 export class FederatedServer {
   readonly model: Module;
   readonly strategy: Strategy;
@@ -63,6 +108,7 @@ export class FederatedServer {
   private readonly engine: Engine;
   private readonly normFactor: number;
   private readonly log: (message: string) => void;
+  private lastRound = 0;
 
   constructor(engine: Engine, model: Module, options: ServerOptions) {
     const op = 'FederatedServer';
@@ -86,6 +132,11 @@ export class FederatedServer {
   /** Accepted updates a round needs: minClients, or more where the strategy needs more (Krum: 2f + 3). */
   get required(): number {
     return Math.max(this.minClients, this.strategy.minimumUpdates);
+  }
+
+  /** The last round aggregate or aggregateSum recorded (0 before the first). */
+  get round(): number {
+    return this.lastRound;
   }
 
   /** Clients to sample in a round out of `available`: max(minClients, round(C n)), at most n. */
@@ -119,18 +170,7 @@ export class FederatedServer {
    */
   async aggregate(message: GlobalModel, sampled: readonly string[], updates: readonly ClientUpdate[]): Promise<RoundReport> {
     const round = message.config.round;
-    const reported = new Set(updates.map((u) => u.clientId));
-    const report: RoundReport = {
-      round,
-      sampled: [...sampled],
-      dropped: sampled.filter((id) => !reported.has(id)),
-      rejected: [],
-      accepted: [],
-      aggregated: false,
-      bytesDown: sampled.length * message.bytes,
-      bytesUp: updates.reduce((s, u) => s + u.bytes, 0),
-      trainLoss: NaN,
-    };
+    const report = newReport(message, sampled, new Set(updates.map((u) => u.clientId)), updates.reduce((s, u) => s + u.bytes, 0));
     const reject = (clientId: string, reason: string) => {
       report.rejected.push({ clientId, reason });
       this.log(`round ${round}: client ${clientId} rejected: ${reason}`);
@@ -168,24 +208,103 @@ export class FederatedServer {
         if (accepted.length >= this.required) {
           const stack = acceptedStack(decoded.map((d) => d.delta), check.accepted);
           try {
-            const next = await this.strategy.aggregate(message.weights, stack, examples);
-            scatterWeights(this.engine, this.model, this.layout, next);
-            next.dispose();
+            this.setGlobal(await this.strategy.aggregate(message.weights, stack, examples));
             report.aggregated = true;
           } finally {
             stack.dispose();
           }
         }
       }
-      if (!report.aggregated) {
-        const rule = this.required > this.minClients ? `the ${this.required} that ${this.strategy.name} needs` : `minClients = ${this.minClients}`;
-        this.log(`round ${round}: ${report.accepted.length} of ${sampled.length} sampled clients' updates accepted, fewer than ${rule}; the global model is unchanged`);
-      }
     } finally {
       for (const d of decoded) if (d.delta !== d.update.delta) d.delta.dispose();
       for (const u of updates) disposeUpdate(u);
     }
+    return this.record(report);
+  }
+
+  /**
+   * Aggregates a round under secure aggregation, where the server learns only the clients' sum:
+   * the strategy gets their weighted mean (DPFedAvg: the noised sum, see distributedDp). Strategies
+   * that need each client's update are refused. A sum with a contributor that was not sampled or
+   * listed twice, of the wrong length or with non-finite values cannot be taken apart, so the
+   * whole round is rejected (every contributor, with the reason) and the model stays as it was.
+   */
+  async aggregateSum(message: GlobalModel, sampled: readonly string[], secure: SecureSum): Promise<RoundReport> {
+    const op = 'FederatedServer.aggregateSum';
+    const { contributors, sum, totalWeight } = secure;
+    checkSummable(op, this.strategy);
+    const round = message.config.round;
+    const counted = new Set(contributors);
+    const report = newReport(message, sampled, counted, secure.bytesUp);
+    report.trainLoss = secure.trainLoss ?? NaN;
+    const strangers = contributors.filter((id) => !sampled.includes(id));
+    const nonFinite = sum.reduce((n, v) => n + (Number.isFinite(v) ? 0 : 1), 0);
+    const reason =
+      counted.size !== contributors.length ? `the sum lists ${contributors.length} contributors, ${contributors.length - counted.size} of them twice`
+      : strangers.length > 0 ? `the sum holds updates from clients not sampled this round (${strangers.join(', ')})`
+      : sum.length !== this.layout.length ? `the sum has ${sum.length} values; expected ${this.layout.length}`
+      : nonFinite > 0 ? `${nonFinite} of the sum's ${sum.length} values are NaN or infinite`
+      : !(totalWeight > 0 && Number.isFinite(totalWeight)) ? `totalWeight ${totalWeight} is not a positive number`
+      : null;
+    if (reason) {
+      report.rejected = [...counted].map((clientId) => ({ clientId, reason }));
+      this.log(`round ${round}: the secure sum of ${contributors.length} clients rejected: ${reason}`);
+    } else {
+      report.accepted = [...contributors];
+      if (contributors.length >= this.required) {
+        const total = this.engine.tensor(sum, [sum.length], `sum.round${round}`);
+        try {
+          this.setGlobal(await this.strategy.aggregateSum(message.weights, total, totalWeight, contributors.length));
+          report.aggregated = true;
+        } finally {
+          total.dispose();
+        }
+      }
+    }
+    return this.record(report);
+  }
+
+  /** The round, the global weights and the strategy's state, read back. */
+  async saveState(): Promise<ServerState> {
+    const weights = gatherWeights(this.engine, this.model, this.layout, 'global.saved');
+    try {
+      return { round: this.lastRound, layout: this.layout, weights: await weights.data(), strategy: await this.strategy.saveState() };
+    } finally {
+      weights.dispose();
+    }
+  }
+
+  /** Goes on from a saved state: refused, naming what differs, unless it was saved by a server of the same model and strategy. */
+  loadState(state: ServerState): void {
+    const op = 'FederatedServer.loadState';
+    checkLayout(op, this.layout, state.layout);
+    if (state.weights.length !== this.layout.length) throw new Error(`${op}: ${state.weights.length} weights; the layout has ${this.layout.length}`);
+    for (const [name, t] of Object.entries(state.strategy.tensors)) {
+      if (t.length !== this.layout.length) throw new Error(`${op}: the strategy's state tensor ${name} has ${t.length} values; the layout has ${this.layout.length}`);
+    }
+    if (!Number.isSafeInteger(state.round) || state.round < 0) throw new Error(`${op}: round ${state.round} must be an integer >= 0`);
+    this.strategy.loadState(state.strategy, this.engine);
+    this.setGlobal(this.engine.tensor(state.weights, [this.layout.length], 'global.loaded'));
+    this.lastRound = state.round;
+  }
+
+  /** Writes new global weights into the model and frees them. */
+  private setGlobal(next: Tensor): void {
+    try {
+      scatterWeights(this.engine, this.model, this.layout, next);
+    } finally {
+      next.dispose();
+    }
+  }
+
+  /** Logs a round that left the model unchanged and keeps the report. */
+  private record(report: RoundReport): RoundReport {
+    if (!report.aggregated) {
+      const rule = this.required > this.minClients ? `the ${this.required} that ${this.strategy.name} needs` : `minClients = ${this.minClients}`;
+      this.log(`round ${report.round}: ${report.accepted.length} of ${report.sampled.length} sampled clients' updates accepted, fewer than ${rule}; the global model is unchanged`);
+    }
     this.reports.push(report);
+    this.lastRound = report.round;
     return report;
   }
 

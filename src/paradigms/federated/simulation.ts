@@ -64,7 +64,7 @@ export async function simulate(engine: Engine, server: FederatedServer, clients:
   const ids = clients.map((c) => c.id);
   const drops = uniformGenerator(options.seed ?? 0);
   const records: RoundRecord[] = [];
-  const start = server.reports.length;
+  const start = server.round;
   for (let r = start + 1; r <= start + options.rounds; r++) {
     const began = performance.now();
     const dispatched = engine.dispatchCount;

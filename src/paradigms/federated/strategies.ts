@@ -8,13 +8,33 @@
 // distances are translation-invariant. Each strategy returns a new [P] tensor (the caller owns
 // it) and keeps any server state (momentum, moments) as engine-kept [P] tensors it owns and
 // frees on dispose(). Only Krum reads anything back: the K x K distances.
-import { add, coordinateMedian, pairwiseSquaredDistances, serverOptimizerStep, trimmedMean, weightedAverage, type ServerOptimizerSettings, type ServerOptimizerVariant } from '../../engine/ops/index.js';
+//
+// Under secure aggregation the server sees only the clients' weighted sum: aggregateSum takes it
+// to the weighted mean, which is all FedAvg and the server optimizers use; FedMedian,
+// FedTrimmedAvg and Krum need each client's update and refuse it. saveState and loadState carry
+// a strategy's round count and state as plain data, for a server that must resume after a restart.
+import type { Engine } from '../../engine/engine.js';
+import type { RdpAccountantState } from './accountant.js';
+import { add, coordinateMedian, pairwiseSquaredDistances, serverOptimizerStep, trimmedMean, weightedAverage, weightedSum, type ServerOptimizerSettings, type ServerOptimizerVariant } from '../../engine/ops/index.js';
 import { shapeString, type Tensor } from '../../engine/tensor.js';
 import { acceptedStack } from './checks.js';
+
+/** A strategy's state as plain data: its rounds, its [P] tensors and its numbers (an RdpAccountant's for DPFedAvg). */
+export interface StrategyState {
+  /** The strategy's name; a state loads only into a strategy of the same name. */
+  name: string;
+  /** Rounds aggregated. */
+  round: number;
+  tensors: Record<string, Float32Array>;
+  scalars: Record<string, number>;
+  /** DPFedAvg's accountant. */
+  accountant?: RdpAccountantState;
+}
 
 export abstract class Strategy {
   abstract readonly name: string;
   private disposed = false;
+  private rounds = 0;
 
   /**
    * The new global weights [P] from the global weights [P], the round's client updates [K, P]
@@ -22,12 +42,66 @@ export abstract class Strategy {
    */
   async aggregate(global: Tensor, updates: Tensor, examples: readonly number[]): Promise<Tensor> {
     this.check(global, updates, examples);
-    return this.combine(global, updates, examples);
+    const out = await this.combine(global, updates, examples);
+    this.rounds++;
+    return out;
+  }
+
+  /**
+   * The new global weights [P] from the global weights [P] and what secure aggregation gives the
+   * server: the sum [P] of `clients` clients' updates, each weighted by w_k (its examples, or 1)
+   * before masking, and totalWeight = sum_k w_k.
+   */
+  async aggregateSum(global: Tensor, sum: Tensor, totalWeight: number, clients: number): Promise<Tensor> {
+    const op = `${this.name}.aggregateSum`;
+    this.checkAlive(op);
+    checkSummable(op, this);
+    global.assertAlive(op);
+    sum.assertAlive(op);
+    if (global.rank !== 1 || sum.rank !== 1 || sum.size !== global.size) {
+      throw new Error(`${op}: expected global [P] and sum [P]; got global ${global.name} ${shapeString(global.shape)}, sum ${sum.name} ${shapeString(sum.shape)}`);
+    }
+    if (!(totalWeight > 0) || !Number.isFinite(totalWeight)) throw new Error(`${op}: totalWeight ${totalWeight} must be a positive finite number`);
+    if (!Number.isSafeInteger(clients) || clients < 1) throw new Error(`${op}: clients ${clients} must be a positive integer`);
+    const out = await this.combineSum(global, sum, totalWeight, clients);
+    this.rounds++;
+    return out;
+  }
+
+  /** Whether aggregating needs each client's update, so that the clients' sum (secure aggregation) cannot stand for them. */
+  get needsIndividualUpdates(): boolean {
+    return true;
   }
 
   /** The fewest updates a round needs for this strategy to aggregate (a server leaves the model unchanged below it). */
   get minimumUpdates(): number {
     return 1;
+  }
+
+  /** Rounds aggregated so far. */
+  get round(): number {
+    return this.rounds;
+  }
+
+  /** The rounds aggregated and the strategy's state, read back. */
+  async saveState(): Promise<StrategyState> {
+    this.checkAlive(`${this.name}.saveState`);
+    return { name: this.name, round: this.rounds, tensors: {}, scalars: {} };
+  }
+
+  /** Continues from a saved state: refused, naming what differs, unless it is this strategy's kind with the tensors and numbers it keeps. */
+  loadState(state: StrategyState, engine: Engine): void {
+    const op = `${this.name}.loadState`;
+    this.checkAlive(op);
+    if (state.name !== this.name) throw new Error(`${op}: the state is ${state.name}'s; this strategy is ${this.name}`);
+    if (!Number.isSafeInteger(state.round) || state.round < 0) throw new Error(`${op}: round ${state.round} must be an integer >= 0`);
+    const names = this.stateNames(state.round);
+    for (const [what, got, want] of [['tensors', state.tensors, names.tensors], ['scalars', state.scalars, names.scalars]] as const) {
+      const keys = Object.keys(got).sort();
+      if (keys.join() !== [...want].sort().join()) throw new Error(`${op}: the state holds ${what} [${keys.join(', ')}] after round ${state.round}; ${this.name} keeps [${want.join(', ')}]`);
+    }
+    this.restoreState(state, engine);
+    this.rounds = state.round;
   }
 
   /** Frees the strategy's state; it cannot aggregate afterwards. */
@@ -37,10 +111,39 @@ export abstract class Strategy {
 
   protected abstract combine(global: Tensor, updates: Tensor, examples: readonly number[]): Tensor | Promise<Tensor>;
 
+  /** The weighted mean of the round's updates, sum / totalWeight, aggregated as the one update of a [1, P] round: exact for strategies that use only the weighted mean. */
+  protected async combineSum(global: Tensor, sum: Tensor, totalWeight: number, _clients: number): Promise<Tensor> {
+    const engine = global.engine;
+    const rows = engine.view(sum, [1, sum.size]);
+    try {
+      this.check(global, rows, [1]);
+      const mean = weightedSum(rows, [1 / totalWeight], { into: engine.empty(rows.shape, `${sum.name}.mean`) });
+      try {
+        return await this.combine(global, mean, [1]);
+      } finally {
+        mean.dispose();
+      }
+    } finally {
+      rows.dispose();
+    }
+  }
+
+  /** The names of the tensors and scalars the strategy keeps after `round` rounds (none by default). */
+  protected stateNames(_round: number): { tensors: readonly string[]; scalars: readonly string[] } {
+    return { tensors: [], scalars: [] };
+  }
+
+  /** Takes on a state whose names loadState has checked (validating its values before changing anything). */
+  protected restoreState(_state: StrategyState, _engine: Engine): void {}
+
+  private checkAlive(op: string): void {
+    if (this.disposed) throw new Error(`${op}: the strategy has been disposed`);
+  }
+
   /** Checks one round's inputs before anything is allocated (subclasses add their own limits). */
   protected check(global: Tensor, updates: Tensor, examples: readonly number[]): void {
     const op = `${this.name}.aggregate`;
-    if (this.disposed) throw new Error(`${op}: the strategy has been disposed`);
+    this.checkAlive(op);
     global.assertAlive(op);
     updates.assertAlive(op);
     const shapes = `global ${global.name} ${shapeString(global.shape)}, updates ${updates.name} ${shapeString(updates.shape)}`;
@@ -56,6 +159,11 @@ export abstract class Strategy {
   }
 }
 
+/** Throws unless the strategy can aggregate from the clients' sum alone (secure aggregation). */
+export function checkSummable(op: string, strategy: Strategy): void {
+  if (strategy.needsIndividualUpdates) throw new Error(`${op}: ${strategy.name} needs each client's update; secure aggregation gives the server only their sum`);
+}
+
 /** global + (weighted average of the deltas): Flower's aggregate. */
 function fedAvg(global: Tensor, updates: Tensor, examples: readonly number[]): Tensor {
   const avg = weightedAverage(updates, examples);
@@ -68,16 +176,48 @@ function fedAvg(global: Tensor, updates: Tensor, examples: readonly number[]): T
 export class FedAvg extends Strategy {
   readonly name = 'FedAvg';
 
+  override get needsIndividualUpdates(): boolean {
+    return false;
+  }
+
   protected combine(global: Tensor, updates: Tensor, examples: readonly number[]): Tensor {
     return fedAvg(global, updates, examples);
   }
 }
 
-/** A strategy with [P] state tensors, made on the first round and kept for the following ones. */
+/** The state tensors each server optimizer keeps, in the order serverStep passes them. */
+const SERVER_STATE: Record<ServerOptimizerVariant, readonly string[]> = { avgm: ['momentum'], adam: ['m', 'v'], yogi: ['m', 'v'], adagrad: ['v'] };
+
+/** A server optimizer: [P] state tensors, made on the first round and kept for the following ones. */
 abstract class StatefulStrategy extends Strategy {
   protected state: Tensor[] = [];
-  /** Rounds aggregated so far. */
-  protected round = 0;
+
+  constructor(private readonly variant: ServerOptimizerVariant) {
+    super();
+  }
+
+  override get needsIndividualUpdates(): boolean {
+    return false;
+  }
+
+  override async saveState(): Promise<StrategyState> {
+    const saved = await super.saveState();
+    const data = await Promise.all(this.state.map((t) => t.data()));
+    return { ...saved, tensors: Object.fromEntries(data.map((d, i) => [SERVER_STATE[this.variant][i]!, d])) };
+  }
+
+  /** The state tensors exist from the first round on. */
+  protected override stateNames(round: number): { tensors: readonly string[]; scalars: readonly string[] } {
+    return { tensors: round > 0 ? SERVER_STATE[this.variant] : [], scalars: [] };
+  }
+
+  protected override restoreState(state: StrategyState, engine: Engine): void {
+    const names = this.stateNames(state.round).tensors;
+    const sizes = names.map((n) => state.tensors[n]!.length);
+    if (new Set(sizes).size > 1) throw new Error(`${this.name}.loadState: state tensors [${names.join(', ')}] have different lengths [${sizes.join(', ')}]`);
+    for (const t of this.state) t.dispose();
+    this.state = names.map((n) => engine.keep(engine.tensor(state.tensors[n]!, [sizes[0]!], `${this.name}.${n}`)));
+  }
 
   protected override check(global: Tensor, updates: Tensor, examples: readonly number[]): void {
     super.check(global, updates, examples);
@@ -88,17 +228,15 @@ abstract class StatefulStrategy extends Strategy {
   }
 
   /** One server-optimizer round: FedAvg of the deltas, then the variant's update of the global weights and the state (zeros on the first round). */
-  protected serverStep(variant: ServerOptimizerVariant, global: Tensor, updates: Tensor, examples: readonly number[], settings: ServerOptimizerSettings): Tensor {
+  protected serverStep(global: Tensor, updates: Tensor, examples: readonly number[], settings: ServerOptimizerSettings): Tensor {
     const engine = global.engine;
     if (this.state.length === 0) {
-      const names = variant === 'avgm' ? ['momentum'] : variant === 'adagrad' ? ['v'] : ['m', 'v'];
-      this.state = names.map((n) => engine.keep(engine.zeros([global.size], `${this.name}.${n}`)));
+      this.state = SERVER_STATE[this.variant].map((n) => engine.keep(engine.zeros([global.size], `${this.name}.${n}`)));
     }
-    const [m, v] = variant === 'adagrad' ? [undefined, this.state[0]] : this.state;
+    const [m, v] = this.variant === 'adagrad' ? [undefined, this.state[0]] : this.state;
     const avg = weightedAverage(updates, examples);
-    const out = serverOptimizerStep(variant, global, avg, { ...settings, m, v });
+    const out = serverOptimizerStep(this.variant, global, avg, { ...settings, m, v });
     avg.dispose();
-    this.round++;
     return out;
   }
 
@@ -127,7 +265,7 @@ export class FedAvgM extends StatefulStrategy {
   readonly serverMomentum: number;
 
   constructor(options: FedAvgMOptions = {}) {
-    super();
+    super('avgm');
     this.serverLearningRate = options.serverLearningRate ?? 1.0;
     this.serverMomentum = options.serverMomentum ?? 0.0;
     if (!(this.serverLearningRate > 0) || !Number.isFinite(this.serverLearningRate)) throw new Error(`FedAvgM: serverLearningRate ${this.serverLearningRate} must be a positive finite number`);
@@ -135,7 +273,7 @@ export class FedAvgM extends StatefulStrategy {
   }
 
   protected combine(global: Tensor, updates: Tensor, examples: readonly number[]): Tensor {
-    return this.serverStep('avgm', global, updates, examples, { rate: this.serverLearningRate, beta1: this.serverMomentum });
+    return this.serverStep(global, updates, examples, { rate: this.serverLearningRate, beta1: this.serverMomentum });
   }
 }
 
@@ -161,8 +299,8 @@ abstract class FedOpt extends StatefulStrategy {
   readonly beta2: number;
   readonly tau: number;
 
-  constructor(name: string, options: FedOptOptions, defaults: Required<FedOptOptions>) {
-    super();
+  constructor(variant: ServerOptimizerVariant, name: string, options: FedOptOptions, defaults: Required<FedOptOptions>) {
+    super(variant);
     this.eta = options.eta ?? defaults.eta;
     this.beta1 = options.beta1 ?? defaults.beta1;
     this.beta2 = options.beta2 ?? defaults.beta2;
@@ -184,13 +322,13 @@ export class FedAdam extends FedOpt {
   readonly name = 'FedAdam';
 
   constructor(options: FedOptOptions = {}) {
-    super('FedAdam', options, { eta: 1e-1, beta1: 0.9, beta2: 0.99, tau: 1e-9 });
+    super('adam', 'FedAdam', options, { eta: 1e-1, beta1: 0.9, beta2: 0.99, tau: 1e-9 });
   }
 
   protected combine(global: Tensor, updates: Tensor, examples: readonly number[]): Tensor {
     const t = this.round + 1;
     const rate = (this.eta * Math.sqrt(1 - this.beta2 ** (t + 1))) / (1 - this.beta1 ** (t + 1));
-    return this.serverStep('adam', global, updates, examples, { rate, beta1: this.beta1, beta2: this.beta2, tau: this.tau });
+    return this.serverStep(global, updates, examples, { rate, beta1: this.beta1, beta2: this.beta2, tau: this.tau });
   }
 }
 
@@ -202,11 +340,11 @@ export class FedYogi extends FedOpt {
   readonly name = 'FedYogi';
 
   constructor(options: FedOptOptions = {}) {
-    super('FedYogi', options, { eta: 1e-2, beta1: 0.9, beta2: 0.99, tau: 1e-3 });
+    super('yogi', 'FedYogi', options, { eta: 1e-2, beta1: 0.9, beta2: 0.99, tau: 1e-3 });
   }
 
   protected combine(global: Tensor, updates: Tensor, examples: readonly number[]): Tensor {
-    return this.serverStep('yogi', global, updates, examples, { rate: this.eta, beta1: this.beta1, beta2: this.beta2, tau: this.tau });
+    return this.serverStep(global, updates, examples, { rate: this.eta, beta1: this.beta1, beta2: this.beta2, tau: this.tau });
   }
 }
 
@@ -218,11 +356,11 @@ export class FedAdagrad extends FedOpt {
   readonly name = 'FedAdagrad';
 
   constructor(options: Pick<FedOptOptions, 'eta' | 'tau'> = {}) {
-    super('FedAdagrad', { eta: options.eta, tau: options.tau }, { eta: 1e-1, beta1: 0, beta2: 0, tau: 1e-9 });
+    super('adagrad', 'FedAdagrad', { eta: options.eta, tau: options.tau }, { eta: 1e-1, beta1: 0, beta2: 0, tau: 1e-9 });
   }
 
   protected combine(global: Tensor, updates: Tensor, examples: readonly number[]): Tensor {
-    return this.serverStep('adagrad', global, updates, examples, { rate: this.eta, tau: this.tau });
+    return this.serverStep(global, updates, examples, { rate: this.eta, tau: this.tau });
   }
 }
 
