@@ -23,7 +23,7 @@ export { formatProfile, type Profile, type ProfileMethod, type ProfileRow } from
 export { autotune, type TuningResult } from './engine/autotune.js';
 export { KERNEL_NAMES, kernel } from './engine/kernels.js';
 export { Kernel, type Constants } from './engine/kernel.js';
-export { decodeSafetensors, encodeSafetensors, type NamedArray } from './engine/io/safetensors.js';
+export { decodeSafetensors, decodeTypedSafetensors, encodeSafetensors, type NamedArray, type SafetensorsDtype, type TensorData } from './engine/io/safetensors.js';
 export { loadWeights, saveWeights } from './engine/io/weights.js';
 export { loadTrainingState, saveTrainingState, type LoopPosition, type TrainingParts } from './engine/io/checkpoint.js';
 export { gunzip, parseIdx, parseIdxMaybeGzip, type IdxArray } from './engine/io/idx.js';
@@ -84,12 +84,13 @@ export { FedAdagrad, FedAdam, FedAvg, FedAvgM, FedMedian, FedTrimmedAvg, FedYogi
 export { acceptedStack, checkUpdates, DEFAULT_NORM_FACTOR, type CheckOptions, type CheckResult } from './paradigms/federated/checks.js';
 export { adaptiveClipFraction, adaptiveSumNoiseMultiplier, DPFedAvg, localDpEpsilon, privatizeLocally, type AdaptiveClipOptions, type DistributedDpSettings, type DPFedAvgOptions, type DPRoundRecord, type LocalDpOptions } from './paradigms/federated/privacy.js';
 export { UpdateCompressor, type EncodedUpdate, type UpdateCompressorOptions } from './paradigms/federated/compression.js';
-export { checkLayout, disposeUpdate, gatherWeights, scatterWeights, trainableLayout, type ClientEvaluation, type ClientMetrics, type ClientUpdate, type GlobalModel, type PayloadEntry, type PayloadLayout, type RoundConfig } from './paradigms/federated/protocol.js';
+export { checkLayout, checkRoundConfig, disposeUpdate, gatherWeights, scatterWeights, trainableLayout, type ClientEvaluation, type ClientMetrics, type ClientUpdate, type GlobalModel, type PayloadEntry, type PayloadLayout, type RoundConfig } from './paradigms/federated/protocol.js';
 export { FederatedClient, type ClientData, type ClientOptions, type TokenData } from './paradigms/federated/client.js';
 export { FederatedServer, type RoundReport, type SecureSum, type ServerOptions, type ServerState } from './paradigms/federated/server.js';
 export { trainBatched } from './paradigms/federated/batched.js';
 export { simulate, type RoundRecord, type SimulationMode, type SimulationOptions } from './paradigms/federated/simulation.js';
 export { ATTACKS, poisonDelta, type Attack } from './paradigms/federated/attacks.js';
+export { decodeFrame, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_HEADER_BYTES, encodeFrame, flatFromNamed, namedFromFlat, WIRE_FORMAT, WIRE_VERSION, WIRE_VERSIONS, type ByeMessage, type DecodeOptions, type ErrorMessage, type EvaluateMessage, type EvaluationMessage, type HelloMessage, type NamedTensors, type RoundMessage, type SecAggFields, type SecAggMessage, type UpdateDelta, type UpdateMessage, type WelcomeMessage, type WireMessage, type WireMessageType } from './paradigms/federated/wire.js';
 export { BOS, CharTokenizer, EOS, keyboardWords, normaliseChars, NUM, scanWords, tokenizerFromJSON, UNK, WordTokenizer, type EncodeOptions, type ScannedToken, type Tokenizer, type TokenizerJSON, type VocabularyOptions } from './paradigms/keyboard/tokenizer.js';
 export { FALLBACK_DISCOUNTS, KneserNeyTrigram, modifiedDiscounts, type Discounts, type KneserNeyOptions, type OrderDiscounts } from './paradigms/keyboard/ngram.js';
 export { nextWordReport, NextWordTally, topKIds, type NextWordMetrics, type Scorer } from './paradigms/keyboard/metrics.js';

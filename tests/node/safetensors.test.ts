@@ -3,7 +3,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { decodeSafetensors, encodeSafetensors, type NamedArray } from '../../src/engine/io/safetensors.js';
+import { safetensorsFile } from './safetensors-file.js';
+import { decodeSafetensors, decodeTypedSafetensors, encodeSafetensors, type NamedArray, type TensorData } from '../../src/engine/io/safetensors.js';
 
 const f32 = (xs: number[]) => new Float32Array(xs);
 const bitsOf = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
@@ -17,6 +18,20 @@ function values(n: number, seed: number): Float32Array {
     out[i] = (s / 2 ** 32 - 0.5) * 10 ** ((i % 7) - 3);
   }
   return out;
+}
+
+/** Every element's bits, whatever the typed array. */
+const bitsOfAny = (a: TensorData) => (a instanceof Uint8Array ? Array.from(a) : Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length)));
+
+/** One tensor of each dtype. */
+function typedTensors(): Map<string, NamedArray<TensorData>> {
+  return new Map<string, NamedArray<TensorData>>([
+    ['f', { shape: [2, 2], data: values(4, 4) }],
+    ['codes', { shape: [5], data: new Uint8Array([0, 1, 127, 128, 255]) }],
+    ['i', { shape: [3], data: new Int32Array([-(2 ** 31), -1, 2 ** 31 - 1]) }],
+    ['u', { shape: [1, 2], data: new Uint32Array([0, 2 ** 32 - 1]) }],
+    ['3', { shape: [0], data: new Uint8Array(0) }],
+  ]);
 }
 
 function sampleTensors(): Map<string, NamedArray> {
@@ -36,12 +51,7 @@ function sampleTensors(): Map<string, NamedArray> {
 function rawFile(header: unknown, data: Uint8Array, pad = true): Uint8Array {
   let json = JSON.stringify(header);
   if (pad) while ((json.length + 8) % 8 !== 0) json += ' ';
-  const h = new TextEncoder().encode(json);
-  const out = new Uint8Array(8 + h.length + data.length);
-  new DataView(out.buffer).setBigUint64(0, BigInt(h.length), true);
-  out.set(h, 8);
-  out.set(data, 8 + h.length);
-  return out;
+  return safetensorsFile(json, data);
 }
 
 describe('safetensors encode/decode', () => {
@@ -98,6 +108,36 @@ describe('safetensors encode/decode', () => {
       expectedBegin += t.data.length * 4;
     }
     expect(bytes.length).toBe(8 + n + expectedBegin);
+  });
+
+  it('round-trips I32, U32 and U8 tensors next to F32 ones, each as its typed array, metadata first in the header', () => {
+    const tensors = typedTensors();
+    const bytes = encodeSafetensors(tensors, { kind: 'mixed' });
+    const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+    const text = new TextDecoder().decode(bytes.subarray(8, 8 + n));
+    // __metadata__ first and the tensors in the order given, integer-like names included.
+    expect(text.startsWith('{"__metadata__":{"kind":"mixed"},"f":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"codes":{"dtype":"U8"')).toBe(true);
+    expect(text.trimEnd().endsWith('"3":{"dtype":"U8","shape":[0],"data_offsets":[41,41]}}')).toBe(true);
+    const { tensors: out, metadata } = decodeTypedSafetensors(bytes);
+    expect(metadata).toEqual({ kind: 'mixed' });
+    expect([...out.keys()]).toEqual([...tensors.keys()]);
+    for (const [name, t] of tensors) {
+      const r = out.get(name)!;
+      expect(r.data.constructor, name).toBe(t.data.constructor);
+      expect(r.shape, name).toEqual(t.shape);
+      expect(bitsOfAny(r.data), name).toEqual(bitsOfAny(t.data));
+    }
+  });
+
+  it('decodeSafetensors keeps to F32; decodeTypedSafetensors refuses headers over its limit', () => {
+    const bytes = encodeSafetensors(typedTensors());
+    expect(() => decodeSafetensors(bytes)).toThrow(/unsupported dtype "U8" \(only F32 is supported\)/);
+    expect(() => decodeTypedSafetensors(bytes, { maxHeaderBytes: 64 })).toThrow(/header length \d+ exceeds the limit of 64 bytes/);
+    expect(() => encodeSafetensors({ c: { shape: [2], data: new Uint8ClampedArray(2) as never } })).toThrow(
+      /tensor "c": data is not a Float32Array, Int32Array, Uint32Array or Uint8Array/,
+    );
+    const short = rawFile({ i: { dtype: 'I32', shape: [3], data_offsets: [0, 8] } }, new Uint8Array(8));
+    expect(() => decodeTypedSafetensors(short)).toThrow(/tensor "i": data_offsets \[0,8\] span 8 bytes but shape \[3\] I32 needs 12/);
   });
 
   it('encodes a Float32Array that is a view into a larger buffer', () => {
@@ -219,14 +259,17 @@ with open(sys.argv[1], 'rb') as f:
 header = json.loads(buf[8:8 + n].decode('utf-8'))
 data = buf[8 + n:]
 out = {'header_len': n, 'file_len': len(buf), 'metadata': header.pop('__metadata__', {}), 'tensors': {}}
+dtypes = {'F32': ('<f4', '<u4'), 'I32': ('<i4', '<u4'), 'U32': ('<u4', '<u4'), 'U8': ('u1', 'u1')}
 for name, info in header.items():
-    assert info['dtype'] == 'F32', info
+    value, bits = dtypes[info['dtype']]
     b, e = info['data_offsets']
-    arr = np.frombuffer(data[b:e], dtype='<f4').reshape(info['shape'])
+    arr = np.frombuffer(data[b:e], dtype=value).reshape(info['shape'])
     out['tensors'][name] = {
+        'dtype': info['dtype'],
         'shape': list(arr.shape),
         'offsets': [b, e],
-        'bits': [int(x) for x in arr.reshape(-1).view('<u4')],
+        'values': [float(x) if info['dtype'] == 'F32' else int(x) for x in arr.reshape(-1) if info['dtype'] != 'F32' or np.isfinite(x)],
+        'bits': [int(x) for x in arr.reshape(-1).view(bits)],
     }
 print(json.dumps(out))
 `;
@@ -297,6 +340,22 @@ describe('safetensors cross-check with an independent Python reader/writer', () 
     for (const [name, t] of tensors) {
       expect(py.tensors[name]!.shape, name).toEqual(t.shape);
       expect(py.tensors[name]!.bits, name).toEqual(bitsOf(t.data));
+    }
+  });
+
+  it('Python reads I32, U32 and U8 tensors as numpy int32, uint32 and uint8', (ctx) => {
+    if (skipReason) ctx.skip(`skipped: ${skipReason}`);
+    const tensors = typedTensors();
+    const path = join(dir, 'typed.safetensors');
+    writeFileSync(path, encodeSafetensors(tensors));
+    const py = runPython(PY_READER, [path]) as { tensors: Record<string, { dtype: string; shape: number[]; values: number[]; bits: number[] }> };
+    expect(py.tensors.i!.values).toEqual([-(2 ** 31), -1, 2 ** 31 - 1]);
+    expect(py.tensors.u!.values).toEqual([0, 2 ** 32 - 1]);
+    expect(py.tensors.codes!.values).toEqual([0, 1, 127, 128, 255]);
+    for (const [name, t] of tensors) {
+      expect(py.tensors[name]!.dtype, name).toBe({ Float32Array: 'F32', Int32Array: 'I32', Uint32Array: 'U32', Uint8Array: 'U8' }[t.data.constructor.name]);
+      expect(py.tensors[name]!.shape, name).toEqual(t.shape);
+      expect(py.tensors[name]!.bits, name).toEqual(bitsOfAny(t.data));
     }
   });
 

@@ -76,11 +76,12 @@ export function quantizedBlocks(n: number, blockSize = DEFAULT_QUANTIZE_BLOCK): 
  * bytes of scales per block and the header (n, blockSize); against 4n for f32.
  */
 export function quantizedBytes(n: number, blockSize = DEFAULT_QUANTIZE_BLOCK): number {
-  checkSizes('quantizedBytes', n, blockSize);
+  checkQuantizeSizes('quantizedBytes', n, blockSize);
   return 4 * Math.ceil(n / 4) + 8 * quantizedBlocks(n, blockSize) + QUANTIZED_HEADER_BYTES;
 }
 
-function checkSizes(op: string, n: number, blockSize: number, what = ''): void {
+/** Throws unless n elements in blocks of blockSize can be quantised, naming the op (and `what`). */
+export function checkQuantizeSizes(op: string, n: number, blockSize: number, what = ''): void {
   if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${op}: n ${n} must be an integer >= 0${what}`);
   if (!Number.isInteger(blockSize) || blockSize < 4 || blockSize > MAX_QUANTIZE_BLOCK || blockSize % 4 !== 0) {
     throw new Error(`${op}: blockSize ${blockSize} must be a multiple of 4 in [4, 2^26]${what}`);
@@ -104,7 +105,7 @@ export function quantize8(x: Tensor, options: QuantizeOptions = {}): Quantized {
   alive(op, x, ...(residual ? [residual] : []));
   const n = x.size;
   const blockSize = options.blockSize ?? DEFAULT_QUANTIZE_BLOCK;
-  checkSizes(op, n, blockSize, ` (x ${x.name} ${shapeString(x.shape)})`);
+  checkQuantizeSizes(op, n, blockSize, ` (x ${x.name} ${shapeString(x.shape)})`);
   const engine = x.engine;
   const seed = options.seed ?? engine.nextSeed();
   if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`${op}: seed ${seed} must be an integer in [0, 2^53) (x ${x.name} ${shapeString(x.shape)})`);
@@ -131,7 +132,7 @@ export function dequantize8(codes: Tensor, scales: Tensor, n: number, blockSize 
   const op = 'dequantize8';
   alive(op, codes, scales);
   const shapes = ` (codes ${codes.name} ${shapeString(codes.shape)}, scales ${scales.name} ${shapeString(scales.shape)}, n ${n}, blockSize ${blockSize})`;
-  checkSizes(op, n, blockSize, shapes);
+  checkQuantizeSizes(op, n, blockSize, shapes);
   if (codes.size !== Math.ceil(n / 4)) throw new Error(`${op}: expected ${Math.ceil(n / 4)} code words for n = ${n}${shapes}`);
   const blocks = quantizedBlocks(n, blockSize);
   if (scales.size !== 2 * blocks) throw new Error(`${op}: expected ${2 * blocks} scales ([${blocks},2]: lo and step of ${blocks} blocks)${shapes}`);

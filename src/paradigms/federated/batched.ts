@@ -13,8 +13,8 @@ import { permutation } from '../../engine/random.js';
 import { replicate } from '../../engine/replicas.js';
 import type { Tensor } from '../../engine/tensor.js';
 import { oneHot } from '../train.js';
-import { checkRoundConfig, isTokens, localSeed, type FederatedClient } from './client.js';
-import { checkLayout, gatherWeights, trainableLayout, type ClientUpdate, type GlobalModel } from './protocol.js';
+import { isTokens, localSeed, type FederatedClient } from './client.js';
+import { checkLayout, checkRoundConfig, gatherWeights, trainableLayout, type ClientUpdate, type GlobalModel } from './protocol.js';
 
 /** The local updates of `clients` for the round in `message`, trained together; as many as sequential fit() would give, in order. */
 export async function trainBatched(engine: Engine, clients: readonly FederatedClient[], message: GlobalModel): Promise<ClientUpdate[]> {

@@ -20,7 +20,7 @@ import { evaluate, fit, oneHot, takeRows, train, type ClassificationData, type D
 import { poisonDelta, type Attack } from './attacks.js';
 import { UpdateCompressor, type EncodedUpdate } from './compression.js';
 import { privatizeLocally, type LocalDpOptions } from './privacy.js';
-import { checkLayout, f32Bytes, gatherWeights, scatterWeights, trainableLayout, withoutGaps, type ClientEvaluation, type ClientUpdate, type GlobalModel, type PayloadLayout, type RoundConfig } from './protocol.js';
+import { checkLayout, checkRoundConfig, f32Bytes, gatherWeights, scatterWeights, trainableLayout, withoutGaps, type ClientEvaluation, type ClientUpdate, type GlobalModel, type PayloadLayout, type RoundConfig } from './protocol.js';
 
 /** A client's text as token ids, for a next-word model (KeyboardModel). */
 export interface TokenData {
@@ -71,18 +71,6 @@ function hashSeed(id: string): number {
 /** The seed of a client's local shuffles in one round (epoch e shuffles with it + e, as train() does). */
 export function localSeed(config: RoundConfig, clientSeed: number): number {
   return (Math.imul(config.seed >>> 0, 0x9e3779b1) ^ clientSeed) >>> 1;
-}
-
-/** Throws unless the round configuration is usable, naming the setting. */
-export function checkRoundConfig(op: string, config: RoundConfig): void {
-  const positive = (what: string, v: number) => {
-    if (!Number.isInteger(v) || v < 1) throw new Error(`${op}: ${what} ${v} must be a positive integer`);
-  };
-  positive('epochs', config.epochs);
-  positive('batchSize', config.batchSize);
-  if (!(config.learningRate > 0) || !Number.isFinite(config.learningRate)) throw new Error(`${op}: learningRate ${config.learningRate} must be a positive finite number`);
-  if (!(config.proximalMu >= 0) || !Number.isFinite(config.proximalMu)) throw new Error(`${op}: proximalMu ${config.proximalMu} must be a finite number >= 0`);
-  if (!Number.isSafeInteger(config.seed) || config.seed < 0) throw new Error(`${op}: seed ${config.seed} must be an integer >= 0`);
 }
 
 /** Adds FedProx's proximal gradient mu (w - w_global) to each parameter's gradient (w_global: views of the global weights). */

@@ -47,6 +47,23 @@ export interface RoundConfig {
   readonly compression: { readonly bits: 8; readonly errorFeedback: boolean } | null;
 }
 
+/** Throws unless the round configuration is usable, naming the setting. */
+export function checkRoundConfig(op: string, config: RoundConfig): void {
+  const positive = (what: string, v: number) => {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`${op}: ${what} ${v} must be a positive integer`);
+  };
+  if (!Number.isSafeInteger(config.round) || config.round < 0) throw new Error(`${op}: round ${config.round} must be an integer >= 0`);
+  positive('epochs', config.epochs);
+  positive('batchSize', config.batchSize);
+  if (!(config.learningRate > 0) || !Number.isFinite(config.learningRate)) throw new Error(`${op}: learningRate ${config.learningRate} must be a positive finite number`);
+  if (!(config.proximalMu >= 0) || !Number.isFinite(config.proximalMu)) throw new Error(`${op}: proximalMu ${config.proximalMu} must be a finite number >= 0`);
+  if (!Number.isSafeInteger(config.seed) || config.seed < 0) throw new Error(`${op}: seed ${config.seed} must be an integer >= 0`);
+  const c = config.compression;
+  if (c !== null && (c?.bits !== 8 || typeof c.errorFeedback !== 'boolean')) {
+    throw new Error(`${op}: compression ${JSON.stringify(c)} must be null or { bits: 8, errorFeedback: true | false }`);
+  }
+}
+
 /** Server to client: the global trainable weights and how to train on them. */
 export interface GlobalModel {
   readonly config: RoundConfig;

@@ -17,9 +17,8 @@ import { permutation } from '../../engine/random.js';
 import type { Tensor } from '../../engine/tensor.js';
 import { evaluate, type ClassificationData } from '../train.js';
 import { acceptedStack, checkUpdates, DEFAULT_NORM_FACTOR } from './checks.js';
-import { checkRoundConfig } from './client.js';
 import { dequantize8 } from '../../engine/ops/quantize.js';
-import { checkLayout, disposeUpdate, f32Bytes, gatherWeights, scatterWeights, trainableLayout, type ClientEvaluation, type ClientUpdate, type GlobalModel, type PayloadLayout, type RoundConfig } from './protocol.js';
+import { checkLayout, checkRoundConfig, disposeUpdate, f32Bytes, gatherWeights, scatterWeights, trainableLayout, type ClientEvaluation, type ClientUpdate, type GlobalModel, type PayloadLayout, type RoundConfig } from './protocol.js';
 import { checkSummable, type Strategy, type StrategyState } from './strategies.js';
 
 export interface ServerOptions {
