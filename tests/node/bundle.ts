@@ -11,7 +11,7 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** Bundles tests/node/<name>.ts and returns the output file's path. */
 export async function bundleNodeScript(name: string): Promise<string> {
-  // Inside node_modules so that the bundle's `import 'webgpu'` resolves to the installed package.
+  // Inside node_modules so that the bundle's imports of 'webgpu' and 'better-sqlite3' resolve to the installed packages.
   const outDir = join(ROOT, 'node_modules/.cache', name);
   mkdirSync(outDir, { recursive: true });
   const outfile = join(outDir, `${name}.mjs`);
@@ -22,7 +22,7 @@ export async function bundleNodeScript(name: string): Promise<string> {
     platform: 'node',
     format: 'esm',
     target: 'node20',
-    external: ['webgpu'],
+    external: ['webgpu', 'better-sqlite3'],
     plugins: [wgslPlugin()],
     logLevel: 'silent',
   });

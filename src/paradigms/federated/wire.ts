@@ -11,11 +11,11 @@
 //   offset 8 + N  the arrays' bytes, little-endian, one after another in header order, and nothing else
 //
 // A whole safetensors file rather than a prefix of our own followed by one: a captured frame then
-// opens as it is in any safetensors reader (Python's safe_open, the Hugging Face viewers, a JSON
-// parser after 8 bytes), with nothing to know or cut off first. The magic and the version still
-// sit at a fixed place, offset 8, since the encoder writes __metadata__ first with "wire" and
-// "version" as its first fields: a decoder refuses other bytes, and names a version it does not
-// speak, before parsing any JSON. Later versions keep these first bytes whatever else they change.
+// opens as it is in any safetensors reader (Python's safe_open, or a JSON parser after 8 bytes),
+// with nothing to know or cut off first. The magic and the version still sit at a fixed place,
+// offset 8, since the encoder writes __metadata__ first with "wire" and "version" as its first
+// fields: a decoder refuses other bytes, and names a version it does not speak, before parsing any
+// JSON. Later versions keep these first bytes whatever else they change.
 //
 // Fields, by message type (metadata keys; arrays as tensors):
 //   hello       clientId, token, model, capabilities (JSON list of strings)
@@ -29,10 +29,10 @@
 //   evaluation  round, modelVersion, examples, metric.<name>
 //   secagg      round, stage, secagg.number.<name>, secagg.string.<name>; secagg/<name> U8 [bytes]
 //   bye         nothing
-// Integers are written in decimal; measurements (loss, metrics) as JavaScript prints them (and -0
-// as "-0"), which reads back to the same double (NaN and +-Infinity allowed: a diverged client says so); secure
-// aggregation numbers must be finite. An update names no client: its sender is the connection the
-// coordinator authenticated, and a second claim inside the frame could only disagree.
+// Integers are written in decimal; measurements (loss, metrics) as JavaScript prints them (-0 as
+// "-0"), which reads back to the same double, NaN and +-Infinity included (a diverged client says
+// so); secure aggregation's numbers must be finite. An update names no client: its sender is the
+// connection the coordinator authenticated, and a second claim inside the frame could only disagree.
 //
 // Decoding is strict and all-or-nothing: a frame over the size limit, with another magic, another
 // version, an unknown type, a field missing, ill-formed or unexpected, a tensor of the wrong dtype,
@@ -178,6 +178,11 @@ function show(value: unknown): string {
   return kind === 'Object' ? 'an object' : `a ${kind}`;
 }
 
+/** The shortest text that reads back as the same double (String(-0) is "0"). */
+function numberText(value: number): string {
+  return Object.is(value, -0) ? '-0' : String(value);
+}
+
 function isRecord(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
@@ -241,12 +246,12 @@ class FrameWriter {
   /** A measurement: any number, NaN and infinities included. */
   measure(key: string, value: unknown): void {
     if (typeof value !== 'number') throw new Error(`${this.op}: ${key} is ${show(value)}, not a number`);
-    this.metadata[key] = Object.is(value, -0) ? '-0' : String(value); // String(-0) is "0"
+    this.metadata[key] = numberText(value);
   }
 
   finite(key: string, value: unknown): void {
     if (typeof value !== 'number' || !Number.isFinite(value)) throw new Error(`${this.op}: ${key} is ${show(value)}, not a finite number`);
-    this.metadata[key] = String(value);
+    this.metadata[key] = numberText(value);
   }
 
   strings(key: string, value: unknown): void {
