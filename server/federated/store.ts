@@ -1,6 +1,6 @@
 // The coordinator's durable state in one SQLite file (Node only, better-sqlite3): the state at the
-// end of the last committed round (global weights, the server optimizer's state, the privacy
-// accountant), the enrolled clients and a log of every round.
+// end of the last committed round (global weights, the strategy's state: the server optimizer's
+// vectors, its scalars and any privacy accountant), the enrolled clients and a log of every round.
 //
 // Crash safety. commitRound writes everything a round changes in one transaction, so a process
 // killed at any moment reopens at the end of the previous round or of the new one, never between
@@ -37,7 +37,7 @@ const MIGRATIONS: readonly string[] = [
      strategy TEXT NOT NULL,
      layout TEXT NOT NULL,          -- PayloadLayout as JSON
      weights BLOB NOT NULL,         -- f32 little-endian, layout.length values
-     accountant TEXT,               -- the privacy accountant's state as JSON, or NULL
+     strategy_state TEXT,           -- the strategy's scalars and accountant as JSON, or NULL
      committed_at INTEGER NOT NULL  -- ms since the epoch
    ) STRICT;
    CREATE TABLE optimizer_state (
@@ -81,8 +81,8 @@ export interface CoordinatorState {
   readonly weights: Float32Array;
   /** The server optimizer's state vectors by name (FedAdam's moments...); empty for stateless strategies. */
   readonly optimizerState: ReadonlyMap<string, Float32Array>;
-  /** The privacy accountant's state as JSON, or null without differential privacy. */
-  readonly accountant: string | null;
+  /** The strategy's other state (its round, scalars, privacy accountant) as JSON, or null when it has none. */
+  readonly strategyState: string | null;
 }
 
 /** What happened in one round, as the coordinator logs it. */
@@ -119,7 +119,7 @@ interface StateRow {
   strategy: string;
   layout: string;
   weights: Buffer;
-  accountant: string | null;
+  strategy_state: string | null;
 }
 
 interface ClientRow {
@@ -228,7 +228,7 @@ export class CoordinatorStore {
   load(): CoordinatorState | null {
     // One read transaction: the state row and the optimizer rows of the same commit.
     return this.db.transaction(() => {
-      const row = this.db.prepare<[], StateRow>('SELECT round, model_version, strategy, layout, weights, accountant FROM state WHERE id = 1').get();
+      const row = this.db.prepare<[], StateRow>('SELECT round, model_version, strategy, layout, weights, strategy_state FROM state WHERE id = 1').get();
       if (row === undefined) return null;
       const layout = JSON.parse(row.layout) as PayloadLayout;
       const weights = floats('the weights', row.weights);
@@ -237,7 +237,7 @@ export class CoordinatorStore {
       for (const { name, data } of this.db.prepare<[], { name: string; data: Buffer }>('SELECT name, data FROM optimizer_state ORDER BY rowid').all()) {
         optimizerState.set(name, floats(`optimizer state ${name}`, data));
       }
-      return { round: row.round, modelVersion: row.model_version, strategy: row.strategy, layout, weights, optimizerState, accountant: row.accountant };
+      return { round: row.round, modelVersion: row.model_version, strategy: row.strategy, layout, weights, optimizerState, strategyState: row.strategy_state };
     })();
   }
 
@@ -257,11 +257,11 @@ export class CoordinatorStore {
     for (const [name, values] of state.optimizerState) {
       if (!(values instanceof Float32Array)) throw new Error(`${op}: optimizer state ${name} is not a Float32Array`);
     }
-    if (state.accountant !== null) {
+    if (state.strategyState !== null) {
       try {
-        JSON.parse(state.accountant);
+        JSON.parse(state.strategyState);
       } catch {
-        throw new Error(`${op}: the accountant's state is not valid JSON`);
+        throw new Error(`${op}: the strategy's state is not valid JSON`);
       }
     }
     if (log.round !== state.round) throw new Error(`${op}: the log is of round ${log.round}; the state of round ${state.round}`);
@@ -277,8 +277,8 @@ export class CoordinatorStore {
       const previous = this.db.prepare<[], { round: number }>('SELECT round FROM state WHERE id = 1').get();
       if (previous !== undefined && state.round <= previous.round) throw new Error(`${op}: round ${state.round} is not after the stored round ${previous.round}`);
       this.db
-        .prepare('INSERT OR REPLACE INTO state (id, round, model_version, strategy, layout, weights, accountant, committed_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?)')
-        .run(state.round, state.modelVersion, state.strategy, JSON.stringify(state.layout), blob(state.weights), state.accountant, now);
+        .prepare('INSERT OR REPLACE INTO state (id, round, model_version, strategy, layout, weights, strategy_state, committed_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?)')
+        .run(state.round, state.modelVersion, state.strategy, JSON.stringify(state.layout), blob(state.weights), state.strategyState, now);
       this.db.prepare('DELETE FROM optimizer_state').run();
       const insertState = this.db.prepare('INSERT INTO optimizer_state (name, data) VALUES (?, ?)');
       for (const [name, values] of state.optimizerState) insertState.run(name, blob(values));

@@ -35,7 +35,7 @@ export function roundState(round: number, layout: PayloadLayout): CoordinatorSta
       ['m', pattern(layout.length, round + 1000)],
       ['v', pattern(layout.length, round + 2000)],
     ]),
-    accountant: JSON.stringify({ orders: [1.5, 2, 32], rdp: [round * 0.01, round * 0.02, round * 0.5] }),
+    strategyState: JSON.stringify({ orders: [1.5, 2, 32], rdp: [round * 0.01, round * 0.02, round * 0.5] }),
   };
 }
 

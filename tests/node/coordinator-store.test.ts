@@ -37,7 +37,7 @@ describe('CoordinatorStore: rounds', () => {
     expect(store.load()).toBeNull();
     expect(store.roundLog()).toEqual([]);
     store.commitRound(roundState(1, layout), roundLog(1));
-    const second = { ...roundState(2, layout), accountant: null, optimizerState: new Map() };
+    const second = { ...roundState(2, layout), strategyState: null, optimizerState: new Map() };
     // NaN payloads, -0 and infinities survive.
     second.weights.set([NaN, -0, Infinity, -Infinity, 1.401298464324817e-45]);
     new Uint32Array(second.weights.buffer)[5] = 0x7fc01234;
@@ -60,7 +60,7 @@ describe('CoordinatorStore: rounds', () => {
     refuse(roundState(4, layout)).toThrow(/round 4 is not after the stored round 5/);
     refuse(roundState(6, layout), roundLog(7)).toThrow(/the log is of round 7; the state of round 6/);
     refuse({ ...roundState(6, layout), weights: new Float32Array(10) }).toThrow(/weights must be a Float32Array of layout\.length = \d+ values/);
-    refuse({ ...roundState(6, layout), accountant: '{rdp' }).toThrow(/the accountant's state is not valid JSON/);
+    refuse({ ...roundState(6, layout), strategyState: '{rdp' }).toThrow(/the strategy's state is not valid JSON/);
     refuse({ ...roundState(6, layout), modelVersion: 1.5 }).toThrow(/modelVersion 1\.5 must be an integer >= 0/);
     refuse({ ...roundState(6, layout), strategy: '' }).toThrow(/strategy must be a non-empty name/);
     refuse({ ...roundState(6, layout), optimizerState: new Map([['m', [1, 2] as never]]) }).toThrow(/optimizer state m is not a Float32Array/);
