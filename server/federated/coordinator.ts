@@ -20,11 +20,13 @@ import {
   type Engine,
   type FederatedServer,
   type RoundReport,
+  type ServerState,
+  type StrategyState,
   type WireMessage,
 } from '../../src/index.js';
 import { modelVersion, packSecAgg, secAggFields, unpackSecAgg, type RoundSecAgg } from '../../src/paradigms/federated/remote.js';
 import { SecAggServer, type SecAggClientMessage, type SecAggConfig, type SecAggResult } from '../../src/paradigms/federated/secagg.js';
-import type { CoordinatorStore } from './store.js';
+import type { CoordinatorState, CoordinatorStore } from './store.js';
 
 export interface SecureAggregationOptions {
   /** Each update coordinate is clipped to [-range, range] before it is quantised. */
@@ -66,6 +68,22 @@ export interface CoordinatorRound extends RoundReport {
   /** Wall time of the round, and of its secure aggregation exchanges (key and share routing, unmasking). */
   seconds: number;
   secAggSeconds: number;
+}
+
+/** JSON that keeps non-finite numbers (an RDP order with no noise yet is Infinity). */
+const keepNonFinite = (_key: string, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? { $number: String(v) } : v);
+const readNonFinite = (_key: string, v: unknown) => (typeof v === 'object' && v !== null && '$number' in v ? Number((v as { $number: string }).$number) : v);
+
+/** The server's state as the store keeps it: the strategy's vectors as blobs, the rest as JSON. */
+export function storedState(state: ServerState, modelVersion: number): CoordinatorState {
+  const { name, tensors, ...rest } = state.strategy;
+  return { round: state.round, modelVersion, strategy: name, layout: state.layout, weights: state.weights, optimizerState: new Map(Object.entries(tensors)), strategyState: JSON.stringify(rest, keepNonFinite) };
+}
+
+/** The server's state from the store. */
+export function serverState(stored: CoordinatorState): ServerState {
+  const rest = stored.strategyState === null ? { round: 0, scalars: {} } : (JSON.parse(stored.strategyState, readNonFinite) as Omit<StrategyState, 'name' | 'tensors'>);
+  return { round: stored.round, layout: stored.layout, weights: stored.weights, strategy: { name: stored.strategy, tensors: Object.fromEntries(stored.optimizerState), ...rest } };
 }
 
 /** A connected, authenticated client. */
@@ -151,8 +169,8 @@ export class Coordinator {
     if (options.secureAggregation && server.strategy.needsIndividualUpdates) throw new Error(`${op}: ${server.strategy.name} needs each client's update; secure aggregation gives the server only their sum`);
     const saved = store.load();
     if (saved) {
-      if (saved.strategy.name !== server.strategy.name) throw new Error(`${op}: the store was written by ${saved.strategy.name}; this coordinator runs ${server.strategy.name}`);
-      server.loadState(saved);
+      if (saved.strategy !== server.strategy.name) throw new Error(`${op}: the store was written by ${saved.strategy}; this coordinator runs ${server.strategy.name}`);
+      server.loadState(serverState(saved));
     }
     const maxPayload = options.maxFrameBytes ?? 64 * 2 ** 20;
     const wss = new WebSocketServer({ host: options.host ?? '127.0.0.1', port: options.port, maxPayload });
@@ -458,9 +476,8 @@ export class Coordinator {
 
   /** Writes the end of the round: weights, strategy and accountant state, and the round's log, in one transaction. */
   private async commit(record: CoordinatorRound): Promise<void> {
-    const state = await this.options.server.saveState();
     this.options.store.commitRound(
-      { ...state, modelVersion: this.version },
+      storedState(await this.options.server.saveState(), this.version),
       {
         round: record.round,
         sampled: record.sampled,
