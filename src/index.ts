@@ -91,6 +91,35 @@ export { trainBatched } from './paradigms/federated/batched.js';
 export { simulate, type RoundRecord, type SimulationMode, type SimulationOptions } from './paradigms/federated/simulation.js';
 export { ATTACKS, poisonDelta, type Attack } from './paradigms/federated/attacks.js';
 export { decodeFrame, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_HEADER_BYTES, encodeFrame, flatFromNamed, namedFromFlat, WIRE_FORMAT, WIRE_VERSION, WIRE_VERSIONS, type ByeMessage, type DecodeOptions, type ErrorMessage, type EvaluateMessage, type EvaluationMessage, type HelloMessage, type NamedTensors, type RoundMessage, type SecAggFields, type SecAggMessage, type UpdateDelta, type UpdateMessage, type WelcomeMessage, type WireMessage, type WireMessageType } from './paradigms/federated/wire.js';
+export {
+  distributedNoiseStddev,
+  messageBytes,
+  SecAggClient,
+  secAggOverhead,
+  SecAggServer,
+  secAggSettings,
+  type AdvertiseKeysMessage,
+  type ClientId,
+  type HeldShare,
+  type KeyListMessage,
+  type MaskedInputMessage,
+  type MaskInputOptions,
+  type PublicKeys,
+  type RoundCost,
+  type SecAggClientMessage,
+  type SecAggConfig,
+  type SecAggCosts,
+  type SecAggOverhead,
+  type SecAggResult,
+  type SecAggRound,
+  type SecAggSettings,
+  type SharesForClientMessage,
+  type ShareKeysMessage,
+  type UnmaskingMessage,
+  type UnmaskingRequest,
+} from './paradigms/federated/secagg.js';
+export { recoverSecret, shareSecret, SHARE_BYTES, type Share } from './paradigms/federated/shamir.js';
+export { expandSeed } from './paradigms/federated/prg.js';
 export { BOS, CharTokenizer, EOS, keyboardWords, normaliseChars, NUM, scanWords, tokenizerFromJSON, UNK, WordTokenizer, type EncodeOptions, type ScannedToken, type Tokenizer, type TokenizerJSON, type VocabularyOptions } from './paradigms/keyboard/tokenizer.js';
 export { FALLBACK_DISCOUNTS, KneserNeyTrigram, modifiedDiscounts, type Discounts, type KneserNeyOptions, type OrderDiscounts } from './paradigms/keyboard/ngram.js';
 export { nextWordReport, NextWordTally, topKIds, type NextWordMetrics, type Scorer } from './paradigms/keyboard/metrics.js';

@@ -179,7 +179,7 @@ export class Coordinator {
       wss.once('error', reject);
     });
     const address = wss.address();
-    const c = new Coordinator(options, wss, typeof address === 'string' ? options.port : address.port);
+    const c = new Coordinator(options, wss, typeof address === 'object' && address ? address.port : options.port);
     c.log(`listening on ws://${options.host ?? '127.0.0.1'}:${c.port}, model ${options.modelName} (version ${c.version}), ${saved ? `resuming after round ${saved.round}` : 'starting at round 1'}`);
     return c;
   }
