@@ -123,6 +123,6 @@ export { expandSeed } from './paradigms/federated/prg.js';
 export { BOS, CharTokenizer, EOS, keyboardWords, normaliseChars, NUM, scanWords, tokenizerFromJSON, UNK, WordTokenizer, type EncodeOptions, type ScannedToken, type Tokenizer, type TokenizerJSON, type VocabularyOptions } from './paradigms/keyboard/tokenizer.js';
 export { FALLBACK_DISCOUNTS, KneserNeyTrigram, modifiedDiscounts, type Discounts, type KneserNeyOptions, type OrderDiscounts } from './paradigms/keyboard/ngram.js';
 export { nextWordReport, NextWordTally, topKIds, type NextWordMetrics, type Scorer } from './paradigms/keyboard/metrics.js';
-export { loadSotu, SOTU_INDEX, SOTU_TRAIN_FRACTION, splitUserText, type SotuAddress, type SotuUser } from './paradigms/keyboard/data.js';
+export { keyboardUsers, loadSotu, SOTU_INDEX, SOTU_TRAIN_FRACTION, splitUserText, type KeyboardUser, type SotuAddress, type SotuUser } from './paradigms/keyboard/data.js';
 export { KeyboardModel, type KeyboardModelOptions } from './paradigms/keyboard/model.js';
 export { batchify, evaluateLanguageModel, trainLanguageModel, type LanguageModelOptions, type LanguageModelResult } from './paradigms/keyboard/train.js';

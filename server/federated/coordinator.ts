@@ -8,6 +8,7 @@
 // learns only the sum of the masked updates. The FederatedServer of part 1 aggregates (its
 // strategies, its rejections), and at the end of every round the whole state goes to SQLite in
 // one transaction, so a killed coordinator resumes at the same round with the same weights.
+import { createServer, type Server } from 'node:http';
 import { WebSocketServer, type WebSocket } from 'ws';
 import {
   decodeFrame,
@@ -141,14 +142,20 @@ export class Coordinator {
   readonly rounds: CoordinatorRound[] = [];
   private readonly options: CoordinatorOptions;
   private readonly wss: WebSocketServer;
+  private readonly http: Server;
+  /** What the coordinator saw of the last secure round's updates: each masked input's first bytes. */
+  private maskedPreview: Record<string, string> = {};
+  /** The last federated evaluation, pooled. */
+  private lastEvaluation: { round: number; clients: number; examples: number; metrics: Record<string, number> } | null = null;
   private readonly peers = new Map<string, Peer>();
   private stage: OpenStage | null = null;
   private bytesUp = 0;
   private readonly log: (line: string) => void;
 
-  private constructor(options: CoordinatorOptions, wss: WebSocketServer, port: number) {
+  private constructor(options: CoordinatorOptions, wss: WebSocketServer, http: Server, port: number) {
     this.options = options;
     this.wss = wss;
+    this.http = http;
     this.port = port;
     this.version = modelVersion(options.server.layout);
     this.log = options.log ?? ((line) => console.log(`[coordinator] ${line}`));
@@ -173,13 +180,21 @@ export class Coordinator {
       server.loadState(serverState(saved));
     }
     const maxPayload = options.maxFrameBytes ?? 64 * 2 ** 20;
-    const wss = new WebSocketServer({ host: options.host ?? '127.0.0.1', port: options.port, maxPayload });
-    await new Promise<void>((resolve, reject) => {
-      wss.once('listening', resolve);
-      wss.once('error', reject);
+    // One port: WebSocket upgrades for clients, GET /status (JSON) for the coordinator's page.
+    let coordinator: Coordinator | null = null;
+    const http = createServer((req, res) => {
+      const found = req.method === 'GET' && req.url === '/status' && coordinator;
+      res.writeHead(found ? 200 : 404, { 'content-type': 'application/json', 'access-control-allow-origin': '*', 'cache-control': 'no-store' });
+      res.end(found ? JSON.stringify(coordinator!.status()) : '{"error":"not found"}');
     });
-    const address = wss.address();
-    const c = new Coordinator(options, wss, typeof address === 'object' && address ? address.port : options.port);
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', reject);
+      http.listen(options.port, options.host ?? '127.0.0.1', () => resolve());
+    });
+    const wss = new WebSocketServer({ server: http, maxPayload });
+    const address = http.address();
+    const c = new Coordinator(options, wss, http, typeof address === 'object' && address ? address.port : options.port);
+    coordinator = c;
     c.log(`listening on ws://${options.host ?? '127.0.0.1'}:${c.port}, model ${options.modelName} (version ${c.version}), ${saved ? `resuming after round ${saved.round}` : 'starting at round 1'}`);
     return c;
   }
@@ -198,10 +213,29 @@ export class Coordinator {
     }
   }
 
-  /** Stops listening and closes every connection. */
-  async close(): Promise<void> {
-    for (const p of this.peers.values()) p.socket.close(1001, 'coordinator stopping');
+  /** Stops listening and closes every connection; with `farewell`, clients are told the federation is over (bye), not to reconnect. */
+  async close(farewell = false): Promise<void> {
+    for (const p of this.peers.values()) {
+      if (farewell) this.sendTo(p.socket, { type: 'bye' });
+      p.socket.close(1001, 'coordinator stopping');
+    }
     await new Promise<void>((r) => this.wss.close(() => r()));
+    await new Promise<void>((r) => this.http.close(() => r()));
+  }
+
+  /** What the coordinator's page shows: rounds, clients, bytes, and all the server sees of secure updates. */
+  status(): Record<string, unknown> {
+    return {
+      model: this.options.modelName,
+      modelVersion: this.version,
+      round: this.options.server.round,
+      strategy: this.options.server.strategy.name,
+      secure: Boolean(this.options.secureAggregation),
+      connected: this.connected,
+      rounds: this.rounds.map(({ round, sampled, accepted, dropped, rejected, aggregated, frameBytesDown, frameBytesUp, seconds, secAggSeconds, trainLoss }) => ({ round, sampled: sampled.length, accepted: accepted.length, dropped: dropped.length, rejected: rejected.length, aggregated, frameBytesDown, frameBytesUp, seconds, secAggSeconds, trainLoss })),
+      maskedPreview: this.maskedPreview,
+      evaluation: this.lastEvaluation,
+    };
   }
 
   private reject(id: string, reason: string): void {
@@ -362,10 +396,16 @@ export class Coordinator {
       const frame = encodeFrame({ type: 'evaluate', round, modelVersion: this.version, weights: namedFromFlat(server.layout, await message.weights.data()) });
       const clients = this.connected;
       const { got } = await this.exchange(round, 'evaluation', clients, () => frame, clients.length, deadlineMs);
-      return [...got].map(([clientId, m]) => {
+      const results = [...got].map(([clientId, m]) => {
         const e = m as Extract<WireMessage, { type: 'evaluation' }>;
         return { clientId, examples: e.examples, metrics: e.metrics };
       });
+      const examples = results.reduce((n, r) => n + r.examples, 0);
+      const names = [...new Set(results.flatMap((r) => Object.keys(r.metrics)))];
+      // Pooled over the clients' held-out examples (each client's rate weighted by its count).
+      const metrics = Object.fromEntries(names.map((k) => [k, results.reduce((s, r) => s + (r.metrics[k] ?? NaN) * r.examples, 0) / examples]));
+      this.lastEvaluation = { round, clients: results.length, examples, metrics };
+      return results;
     } finally {
       server.release(message);
     }
@@ -428,6 +468,12 @@ export class Coordinator {
       const masked = await this.exchange(round, 'MaskedInputCollection', [...routed.keys()], (id) => frame('ShareKeys', routed.get(id)!), this.options.target, this.options.roundDeadlineMs);
       bytesDown += masked.bytesDown;
       const losses = [...masked.got.values()].map((m) => Number((m as Extract<WireMessage, { type: 'secagg' }>).fields.loss));
+      this.maskedPreview = Object.fromEntries(
+        [...masked.got].map(([id, m]) => {
+          const bytes = Object.values((m as Extract<WireMessage, { type: 'secagg' }>).fields).find((v): v is Uint8Array => v instanceof Uint8Array);
+          return [id, bytes ? Array.from(bytes.subarray(0, 16), (b) => b.toString(16).padStart(2, '0')).join(' ') : ''];
+        }),
+      );
       feed(masked.got);
       // Round 4: survivors and dropped out, the shares that unmask the sum back.
       const request = sa.endMaskedInputCollection();

@@ -130,6 +130,8 @@ export class RemoteClient {
   /** Training and evaluation, one at a time (they load weights into the same model). */
   private modelWork: Promise<void> = Promise.resolve();
   private welcomed!: (ok: boolean, reason: string) => void;
+  /** Whether the coordinator ended the federation (bye): nothing to reconnect for. */
+  finished = false;
 
   private constructor(options: RemoteClientOptions) {
     this.options = options;
@@ -205,6 +207,7 @@ export class RemoteClient {
       case 'evaluate':
         return this.evaluate(m);
       case 'bye':
+        this.finished = true;
         this.close();
         return;
       default:
@@ -314,4 +317,38 @@ export class RemoteClient {
     this.modelWork = work.catch(() => {});
     await work;
   }
+}
+
+/**
+ * Keeps a client in the federation: connects, and whenever the connection is lost (the coordinator
+ * restarted, the network dropped) connects again after `retryMs`, until the coordinator says bye
+ * or stop() is called. `finished` settles then; a refusal (a wrong token) rejects it.
+ */
+export function keepConnected(options: RemoteClientOptions & { retryMs?: number; onConnect?: (client: RemoteClient) => void }): { stop(): void; finished: Promise<void> } {
+  let stopped = false;
+  let current: RemoteClient | null = null;
+  const retry = () => new Promise((r) => setTimeout(r, options.retryMs ?? 500));
+  const loop = async () => {
+    while (!stopped) {
+      try {
+        current = await RemoteClient.connect(options);
+      } catch (e) {
+        if (e instanceof Error && e.message.includes('refused it')) throw e;
+        options.log?.(`${options.client.id}: ${e instanceof Error ? e.message : String(e)}; retrying`);
+        await retry();
+        continue;
+      }
+      options.onConnect?.(current);
+      await current.closed;
+      if (current.finished) return;
+      if (!stopped) await retry();
+    }
+  };
+  return {
+    stop() {
+      stopped = true;
+      current?.close();
+    },
+    finished: loop(),
+  };
 }

@@ -3,7 +3,7 @@
 // data/sotu (npm run setup), four presidents' first 3,000 or so words in the committed
 // tests/data/sotu. Each user's text splits into his own train and test parts, so per-user results
 // (and personalisation on a user's own text) can be reported.
-import { EOS, scanWords } from './tokenizer.js';
+import { EOS, scanWords, WordTokenizer } from './tokenizer.js';
 
 /** The file that lists the users. */
 export const SOTU_INDEX = 'index.json';
@@ -104,4 +104,32 @@ export async function loadSotu(fetchFile: Fetcher, { users }: { users?: readonly
       };
     }),
   );
+}
+
+/** One keyboard user's text as token ids: his own training part and held-out part. */
+export interface KeyboardUser {
+  id: string;
+  name: string;
+  train: Uint32Array;
+  test: Uint32Array;
+}
+
+/**
+ * A federated keyboard's population: the last `users` presidents are the users, each holding only
+ * his own text (the first `trainTokens` of his training part, the first `testTokens` of his
+ * held-out part); the vocabulary (the `vocab` most frequent words) comes from the other
+ * presidents' addresses, public text that every party can read, since a vocabulary counted over
+ * the users' own words would leak them.
+ */
+export function keyboardUsers(all: readonly SotuUser[], options: { users: number; vocab: number; trainTokens: number; testTokens: number }): { tokenizer: WordTokenizer; users: KeyboardUser[] } {
+  const op = 'keyboardUsers';
+  if (!Number.isInteger(options.users) || options.users < 1) throw new Error(`${op}: users ${options.users} must be a positive integer`);
+  if (all.length <= options.users) throw new Error(`${op}: ${all.length} presidents for ${options.users} users; at least one more is needed for the public text the vocabulary comes from`);
+  const publicText = all.slice(0, all.length - options.users).map((u) => u.text);
+  const tokenizer = WordTokenizer.fit(publicText, { maxSize: options.vocab });
+  const users = all.slice(-options.users).map((u) => {
+    const { train, test } = splitUserText(u.text);
+    return { id: u.id, name: u.name, train: tokenizer.encode(train).subarray(0, options.trainTokens), test: tokenizer.encode(test).subarray(0, options.testTokens) };
+  });
+  return { tokenizer, users };
 }

@@ -26,6 +26,8 @@ export class KeyboardModel extends Module {
   readonly embedding: TiedEmbedding;
   readonly rnn: Recurrent;
   readonly vocab: number;
+  /** What the model is, as a federated coordinator and its clients name it: 'keyboard-cifg-v1000-e32-h64-l1'. */
+  readonly spec: string;
 
   constructor(engine: Engine, options: KeyboardModelOptions) {
     super();
@@ -35,6 +37,7 @@ export class KeyboardModel extends Module {
     this.embedding = new TiedEmbedding(engine, vocab, embedding, { hidden, seed });
     const cell = options.cell ?? 'cifg';
     const rnnOptions = { layers: options.layers ?? 1, seed: seed + 10 };
+    this.spec = `keyboard-${cell}-v${vocab}-e${embedding}-h${hidden}-l${rnnOptions.layers}`;
     this.rnn = cell === 'gru' ? new GRU(engine, embedding, hidden, rnnOptions) : new LSTM(engine, embedding, hidden, { ...rnnOptions, cifg: cell === 'cifg' });
     // One flat store for the whole model (what optimizers and federated payloads work on).
     this.store();

@@ -1,0 +1,104 @@
+// `npm run fl:server`: the federated keyboard's coordinator, in Node on WebGPU through Dawn.
+//   npm run fl:server -- [--name value ...]
+// Settings (defaults in brackets): --db (reports/fl-coordinator.sqlite), --port (8787; 0 picks a
+// free one), --enrol (comma-separated client ids to enrol; their tokens go to --tokens, shown
+// once), --tokens (reports/fl-tokens.json), --vocab (1000), --embedding (32), --hidden (64),
+// --rounds (20: the round to stop after), --target (3 reports a round), --minClients (2),
+// --overselect (1.3), --deadline (120 s a round), --stageDeadline (20 s), --secagg (1; 0 sends
+// plain updates), --range (0.5: each coordinate's clip under secure aggregation), --maxWeight
+// (100000 examples), --strategy (fedavg | fedadam), --epochs (1), --batch (8), --lr (1),
+// --evaluate (1: ask the clients for a federated evaluation at the end), --waitClients (600 s).
+// Prints `[coordinator] ...` lines and, per round and at the end, one line of JSON starting
+// `[round] ` or `[done] ` for scripts that follow it. A killed coordinator restarted with the same
+// --db resumes after the last committed round.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { create } from 'webgpu';
+import { Engine, FedAdam, FedAvg, FederatedServer, KeyboardModel } from '../../src/index.js';
+import { Coordinator } from './coordinator.js';
+import { CoordinatorStore } from './store.js';
+
+function settings(argv: readonly string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (let i = 0; i < argv.length; i += 2) {
+    const name = argv[i]!.startsWith('--') ? argv[i]!.slice(2) : '';
+    const value = argv[i + 1];
+    if (!name || value === undefined) throw new Error(`fl:server: expected --name value pairs, got "${argv.slice(i).join(' ')}"`);
+    out.set(name, value);
+  }
+  return out;
+}
+
+const KNOWN = ['db', 'port', 'enrol', 'tokens', 'vocab', 'embedding', 'hidden', 'rounds', 'target', 'minClients', 'overselect', 'deadline', 'stageDeadline', 'secagg', 'range', 'maxWeight', 'strategy', 'epochs', 'batch', 'lr', 'evaluate', 'waitClients', 'seed'];
+
+async function main(): Promise<void> {
+  const args = settings(process.argv.slice(2));
+  const unknown = [...args.keys()].filter((k) => !KNOWN.includes(k));
+  if (unknown.length) throw new Error(`fl:server: unknown setting ${unknown.map((k) => `--${k}`).join(', ')}; known: ${KNOWN.map((k) => `--${k}`).join(' ')}`);
+  const text = (name: string, fallback: string) => args.get(name) ?? fallback;
+  const number = (name: string, fallback: number) => {
+    const v = Number(args.get(name) ?? fallback);
+    if (!Number.isFinite(v)) throw new Error(`fl:server: --${name} ${args.get(name)} is not a number`);
+    return v;
+  };
+  const db = text('db', 'reports/fl-coordinator.sqlite');
+  mkdirSync(dirname(db), { recursive: true });
+  const store = CoordinatorStore.open(db);
+  const enrol = text('enrol', '').split(',').filter(Boolean);
+  if (enrol.length) {
+    const tokens = Object.fromEntries(enrol.map((id) => [id, store.enrol(id)]));
+    const file = text('tokens', 'reports/fl-tokens.json');
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, JSON.stringify(tokens, null, 2), { mode: 0o600 });
+    console.log(`[coordinator] enrolled ${enrol.join(', ')}; their tokens are in ${file}`);
+  }
+
+  const gpu = create(['backend=vulkan']);
+  const engine = await Engine.create({ gpu });
+  const model = new KeyboardModel(engine, { vocab: number('vocab', 1000), embedding: number('embedding', 32), hidden: number('hidden', 64), seed: number('seed', 1) });
+  const strategyName = text('strategy', 'fedavg');
+  const strategy = strategyName === 'fedadam' ? new FedAdam({ eta: 0.01 }) : strategyName === 'fedavg' ? new FedAvg() : null;
+  if (!strategy) throw new Error(`fl:server: --strategy ${strategyName}: expected fedavg or fedadam`);
+  const server = new FederatedServer(engine, model, {
+    strategy,
+    fraction: 1,
+    minClients: number('minClients', 2),
+    seed: number('seed', 1),
+    normFactor: Infinity,
+    training: { epochs: number('epochs', 1), batchSize: number('batch', 8), learningRate: number('lr', 1), proximalMu: 0, compression: null },
+  });
+  const secure = number('secagg', 1) !== 0;
+  const coordinator = await Coordinator.start({
+    engine,
+    server,
+    modelName: model.spec,
+    store,
+    port: number('port', 8787),
+    target: number('target', 3),
+    overselect: number('overselect', 1.3),
+    roundDeadlineMs: 1000 * number('deadline', 120),
+    stageDeadlineMs: 1000 * number('stageDeadline', 20),
+    secureAggregation: secure ? { range: number('range', 0.5), maxWeight: number('maxWeight', 100_000) } : null,
+  });
+  console.log(`[listening] ${JSON.stringify({ port: coordinator.port, round: server.round, model: model.spec })}`);
+  const rounds = number('rounds', 20);
+  const waitMs = 1000 * number('waitClients', 600);
+  while (server.round < rounds) {
+    await coordinator.waitForClients(server.required, waitMs);
+    const r = await coordinator.runRound();
+    console.log(`[round] ${JSON.stringify({ round: r.round, sampled: r.sampled.length, accepted: r.accepted.length, dropped: r.dropped, rejected: r.rejected, aggregated: r.aggregated, secure: r.secure, frameBytesDown: r.frameBytesDown, frameBytesUp: r.frameBytesUp, seconds: r.seconds, secAggSeconds: r.secAggSeconds, trainLoss: r.trainLoss })}`);
+  }
+  const evaluations = number('evaluate', 1) ? await coordinator.evaluate(1000 * number('deadline', 120)) : [];
+  console.log(`[done] ${JSON.stringify({ round: server.round, evaluations, pooled: coordinator.status().evaluation })}`);
+  await coordinator.close(true);
+  store.close();
+  model.dispose();
+  // Dawn holds the event loop open while its instance lives; the work is done.
+  void gpu;
+  process.exit(0);
+}
+
+main().catch((e: unknown) => {
+  console.error(`[coordinator] failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+  process.exit(1);
+});
