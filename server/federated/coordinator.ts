@@ -66,6 +66,8 @@ export interface CoordinatorRound extends RoundReport {
   /** Frames' bytes, both ways, this round (the round message counted once per client). */
   frameBytesDown: number;
   frameBytesUp: number;
+  /** What the same round would have cost as plain FedAvg: the round frame to each selected client and an f32 update frame from each accepted one. */
+  plainBytes: number;
   /** Wall time of the round, and of its secure aggregation exchanges (key and share routing, unmasking). */
   seconds: number;
   secAggSeconds: number;
@@ -232,7 +234,7 @@ export class Coordinator {
       strategy: this.options.server.strategy.name,
       secure: Boolean(this.options.secureAggregation),
       connected: this.connected,
-      rounds: this.rounds.map(({ round, sampled, accepted, dropped, rejected, aggregated, frameBytesDown, frameBytesUp, seconds, secAggSeconds, trainLoss }) => ({ round, sampled: sampled.length, accepted: accepted.length, dropped: dropped.length, rejected: rejected.length, aggregated, frameBytesDown, frameBytesUp, seconds, secAggSeconds, trainLoss })),
+      rounds: this.rounds.map(({ round, sampled, accepted, dropped, rejected, aggregated, frameBytesDown, frameBytesUp, plainBytes, seconds, secAggSeconds, trainLoss }) => ({ round, sampled: sampled.length, accepted: accepted.length, dropped: dropped.length, rejected: rejected.length, aggregated, frameBytesDown, frameBytesUp, plainBytes, seconds, secAggSeconds, trainLoss })),
       maskedPreview: this.maskedPreview,
       evaluation: this.lastEvaluation,
     };
@@ -377,7 +379,8 @@ export class Coordinator {
           : await server.aggregateSum(message, sampled, { contributors: [], sum: new Float32Array(server.layout.length), totalWeight: 0, bytesUp: this.bytesUp, trainLoss: NaN });
       }
       const seconds = (performance.now() - started) / 1000;
-      const record: CoordinatorRound = { ...report, secure: secure !== null, frameBytesDown: bytesDown, frameBytesUp: this.bytesUp, seconds, secAggSeconds };
+      const plainBytes = roundFrame.byteLength * sampled.length + this.plainUpdateBytes(round) * report.accepted.length;
+      const record: CoordinatorRound = { ...report, secure: secure !== null, frameBytesDown: bytesDown, frameBytesUp: this.bytesUp, plainBytes, seconds, secAggSeconds };
       await this.commit(record);
       this.rounds.push(record);
       this.log(`round ${round}: ${record.accepted.length} accepted, ${record.dropped.length} dropped, ${record.rejected.length} rejected, ${record.aggregated ? 'aggregated' : 'model unchanged'}, ${seconds.toFixed(1)} s`);
@@ -409,6 +412,12 @@ export class Coordinator {
     } finally {
       server.release(message);
     }
+  }
+
+  /** The bytes of a plain f32 update frame for this model (the same for every client). */
+  private plainUpdateBytes(round: number): number {
+    const zeros = new Float32Array(this.options.server.layout.length);
+    return encodeFrame({ type: 'update', round, modelVersion: this.version, examples: 1, loss: 0, delta: { kind: 'f32', tensors: namedFromFlat(this.options.server.layout, zeros) } }).byteLength;
   }
 
   /** The round's secure aggregation settings (DP-FedAvg's clip and noise share included), or null without it. */

@@ -80,13 +80,20 @@ async function main(): Promise<void> {
     stageDeadlineMs: 1000 * number('stageDeadline', 20),
     secureAggregation: secure ? { range: number('range', 0.5), maxWeight: number('maxWeight', 100_000) } : null,
   });
-  console.log(`[listening] ${JSON.stringify({ port: coordinator.port, round: server.round, model: model.spec })}`);
+  /** FNV-1a of the global weights' bytes: scripts compare it across a restart. */
+  const weightsHash = async () => {
+    const { weights } = await server.saveState();
+    let h = 0x811c9dc5;
+    for (const b of new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength)) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+    return h;
+  };
+  console.log(`[listening] ${JSON.stringify({ port: coordinator.port, round: server.round, model: model.spec, weightsHash: await weightsHash() })}`);
   const rounds = number('rounds', 20);
   const waitMs = 1000 * number('waitClients', 600);
   while (server.round < rounds) {
     await coordinator.waitForClients(server.required, waitMs);
     const r = await coordinator.runRound();
-    console.log(`[round] ${JSON.stringify({ round: r.round, sampled: r.sampled.length, accepted: r.accepted.length, dropped: r.dropped, rejected: r.rejected, aggregated: r.aggregated, secure: r.secure, frameBytesDown: r.frameBytesDown, frameBytesUp: r.frameBytesUp, seconds: r.seconds, secAggSeconds: r.secAggSeconds, trainLoss: r.trainLoss })}`);
+    console.log(`[round] ${JSON.stringify({ round: r.round, sampled: r.sampled.length, accepted: r.accepted.length, dropped: r.dropped, rejected: r.rejected, aggregated: r.aggregated, secure: r.secure, frameBytesDown: r.frameBytesDown, frameBytesUp: r.frameBytesUp, plainBytes: r.plainBytes, seconds: r.seconds, secAggSeconds: r.secAggSeconds, trainLoss: r.trainLoss, weightsHash: await weightsHash() })}`);
   }
   const evaluations = number('evaluate', 1) ? await coordinator.evaluate(1000 * number('deadline', 120)) : [];
   console.log(`[done] ${JSON.stringify({ round: server.round, evaluations, pooled: coordinator.status().evaluation })}`);

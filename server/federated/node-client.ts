@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { create } from 'webgpu';
 import WebSocket from 'ws';
 import { Engine, FederatedClient, KeyboardModel, keyboardUsers, loadSotu } from '../../src/index.js';
-import { keepConnected, type SocketLike } from '../../src/paradigms/federated/remote.js';
+import { keepConnected, personaliseAfterFederation, type SocketLike } from '../../src/paradigms/federated/remote.js';
 
 function settings(argv: readonly string[]): Map<string, string> {
   const out = new Map<string, string>();
@@ -70,6 +70,11 @@ async function main(): Promise<void> {
   });
   await connection.finished;
   log(`${user.id}: the coordinator ended the federation`);
+  const global = connection.lastGlobal();
+  if (global) {
+    const r = await personaliseAfterFederation(engine, client, global, { head: ['embedding.projection', 'embedding.bias'], epochs: number('personalEpochs', 2), batchSize: 4, learningRate: number('personalLr', 0.5) });
+    console.log(`[result] ${JSON.stringify({ user: user.id, global_top1: r.global, personalised_top1: r.personalised, ...connection.stats })}`);
+  }
   model.dispose();
   void gpu;
   process.exit(0);

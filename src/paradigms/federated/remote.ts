@@ -97,7 +97,11 @@ export interface RemoteClientOptions {
   log?: (line: string) => void;
   /** Refuse frames larger than this (default wire.ts's). */
   maxFrameBytes?: number;
+  /** Counts into this (keepConnected keeps one across reconnections); default a fresh one. */
+  stats?: RemoteClientStats;
 }
+
+const noStats = (): RemoteClientStats => ({ rounds: 0, evaluations: 0, bytesSent: 0, bytesReceived: 0, secAggMs: 0 });
 
 /** What a remote client did so far. */
 export interface RemoteClientStats {
@@ -119,7 +123,7 @@ interface RoundInProgress {
 }
 
 export class RemoteClient {
-  readonly stats: RemoteClientStats = { rounds: 0, evaluations: 0, bytesSent: 0, bytesReceived: 0, secAggMs: 0 };
+  readonly stats: RemoteClientStats;
   /** Settles when the connection closes: the coordinator's reason, or the error that ended it. */
   readonly closed: Promise<{ code: number; reason: string }>;
   private readonly options: RemoteClientOptions;
@@ -132,9 +136,12 @@ export class RemoteClient {
   private welcomed!: (ok: boolean, reason: string) => void;
   /** Whether the coordinator ended the federation (bye): nothing to reconnect for. */
   finished = false;
+  /** The last global weights the coordinator sent (a round's or an evaluation's), laid out as the client's trainable layout. */
+  lastGlobal: Float32Array | null = null;
 
   private constructor(options: RemoteClientOptions) {
     this.options = options;
+    this.stats = options.stats ?? noStats();
     this.layout = trainableLayout(options.client.model);
     this.version = modelVersion(this.layout);
     const make = options.socket ?? ((url: string) => new WebSocket(url) as unknown as SocketLike);
@@ -218,6 +225,7 @@ export class RemoteClient {
   /** The round's global model as a GlobalModel of this client's engine (the caller frees its weights); flatFromNamed refuses other names or shapes. */
   private globalModel(weights: NamedTensors, config: GlobalModel['config']): GlobalModel {
     const flat = flatFromNamed(this.layout, weights);
+    this.lastGlobal = flat;
     const { engine } = this.options;
     return { config, layout: this.layout, weights: engine.keep(engine.tensor(flat, [this.layout.length], `remote.round${config.round}`)), bytes: f32Bytes(this.layout.values) };
   }
@@ -324,14 +332,16 @@ export class RemoteClient {
  * restarted, the network dropped) connects again after `retryMs`, until the coordinator says bye
  * or stop() is called. `finished` settles then; a refusal (a wrong token) rejects it.
  */
-export function keepConnected(options: RemoteClientOptions & { retryMs?: number; onConnect?: (client: RemoteClient) => void }): { stop(): void; finished: Promise<void> } {
+export function keepConnected(options: RemoteClientOptions & { retryMs?: number; onConnect?: (client: RemoteClient) => void }): { stop(): void; finished: Promise<void>; lastGlobal(): Float32Array | null; stats: RemoteClientStats } {
+  const stats = options.stats ?? noStats();
   let stopped = false;
   let current: RemoteClient | null = null;
+  let lastGlobal: Float32Array | null = null;
   const retry = () => new Promise((r) => setTimeout(r, options.retryMs ?? 500));
   const loop = async () => {
     while (!stopped) {
       try {
-        current = await RemoteClient.connect(options);
+        current = await RemoteClient.connect({ ...options, stats });
       } catch (e) {
         if (e instanceof Error && e.message.includes('refused it')) throw e;
         options.log?.(`${options.client.id}: ${e instanceof Error ? e.message : String(e)}; retrying`);
@@ -340,6 +350,7 @@ export function keepConnected(options: RemoteClientOptions & { retryMs?: number;
       }
       options.onConnect?.(current);
       await current.closed;
+      lastGlobal = current.lastGlobal ?? lastGlobal;
       if (current.finished) return;
       if (!stopped) await retry();
     }
@@ -350,5 +361,24 @@ export function keepConnected(options: RemoteClientOptions & { retryMs?: number;
       current?.close();
     },
     finished: loop(),
+    lastGlobal: () => current?.lastGlobal ?? lastGlobal,
+    stats,
   };
+}
+
+/**
+ * After the federation: the client's recall with the last global model it received, then with that
+ * model's head fine-tuned on its own training data (FederatedClient.personalise); the model is
+ * left personalised.
+ */
+export async function personaliseAfterFederation(engine: Engine, client: FederatedClient, global: Float32Array, options: { head: readonly string[]; epochs: number; batchSize: number; learningRate: number }): Promise<{ clientId: string; global: number; personalised: number }> {
+  const layout = trainableLayout(client.model);
+  if (global.length !== layout.length) throw new Error(`personaliseAfterFederation: ${global.length} global weights for a layout of ${layout.length}`);
+  const weights = engine.keep(engine.tensor(global, [layout.length], `personalise.${client.id}.global`));
+  try {
+    const config = { round: 0, epochs: options.epochs, batchSize: options.batchSize, learningRate: options.learningRate, proximalMu: 0, seed: 0, compression: null };
+    return await client.personalise(engine, { config, layout, weights, bytes: 0 }, options);
+  } finally {
+    weights.dispose();
+  }
 }
