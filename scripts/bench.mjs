@@ -1,10 +1,13 @@
-// `npm run bench`: runs demos/bench (this engine and TensorFlow.js 4.22 on WebGPU, in the same
-// page on the same adapter) in headless Chromium. SwiftShader unless WEBGPU_ADAPTER=gpu.
-//   npm run bench [-- --rounds N --mlp-steps N --cnn-steps N --matmul-reps N --mem-steps N --replica-steps N --timeout SECONDS]
+// `npm run bench`: runs demos/bench (this engine and TensorFlow.js 4.22 on WebGPU, and jax-js
+// 0.1.25 for the keyboard model, in the same page on the same adapter) in headless Chromium.
+// SwiftShader unless WEBGPU_ADAPTER=gpu.
+//   npm run bench [-- --rounds N --mlp-steps N --cnn-steps N --matmul-reps N --mem-steps N --replica-steps N --lstm-steps N
+//                     --parts matmul,mlp,replicas,cnn,lstm --timeout SECONDS]
 // Prints progress lines; the last line of stdout is one JSON object (adapter, matmul_gflops,
 // tfjs_matmul_gflops, mlp_samples_per_s, tfjs_mlp_samples_per_s, cnn_samples_per_s,
-// tfjs_cnn_samples_per_s, frozen_step_ratio, gpu_bytes_start, gpu_bytes_end, and extras, among
-// them replica_step_ratio).
+// tfjs_cnn_samples_per_s, frozen_step_ratio, gpu_bytes_start, gpu_bytes_end, lstm_tokens_per_s,
+// tfjs_lstm_tokens_per_s, and extras, among them replica_step_ratio, jax_lstm_tokens_per_s,
+// lstm_speedup_over_tfjs and lstm_speedup_over_jax); with --parts, only the named parts' figures.
 // Saves a screenshot to reports/bench.png.
 import { parseArgs } from 'node:util';
 import { runPage } from './page-runner.mjs';
@@ -17,11 +20,13 @@ const { values } = parseArgs({
     'matmul-reps': { type: 'string' },
     'mem-steps': { type: 'string' },
     'replica-steps': { type: 'string' },
+    'lstm-steps': { type: 'string' },
+    parts: { type: 'string' },
     timeout: { type: 'string', default: String(20 * 60) },
   },
 });
 const query = {};
-const names = { rounds: 'rounds', 'mlp-steps': 'mlpSteps', 'cnn-steps': 'cnnSteps', 'matmul-reps': 'matmulReps', 'mem-steps': 'memSteps', 'replica-steps': 'replicaSteps' };
+const names = { rounds: 'rounds', 'mlp-steps': 'mlpSteps', 'cnn-steps': 'cnnSteps', 'matmul-reps': 'matmulReps', 'mem-steps': 'memSteps', 'replica-steps': 'replicaSteps', 'lstm-steps': 'lstmSteps', parts: 'parts' };
 for (const [flag, param] of Object.entries(names)) if (values[flag] !== undefined) query[param] = values[flag];
 
 const { ok, outcome } = await runPage({ demo: 'bench', query, timeoutMs: Number(values.timeout) * 1000, label: 'bench' });

@@ -1,9 +1,10 @@
-// Benchmark page: this engine against TensorFlow.js 4.22 (WebGPU backend) in the same page, on
-// the same adapter. Driven by scripts/bench.mjs (`npm run bench`); the result goes to
-// window.__result and a `[result] {...}` console line.
+// Benchmark page: this engine against TensorFlow.js 4.22 (WebGPU backend), and for the keyboard
+// model also jax-js 0.1.25 (WebGPU), in the same page, on the same adapter. Driven by
+// scripts/bench.mjs (`npm run bench`); the result goes to window.__result and a `[result] {...}`
+// console line.
 //
-// Measured, with warm-up for both and the two libraries interleaved round by round (the best
-// round of each is reported; every round is in the `rounds` extra):
+// Measured, with warm-up for each and the libraries interleaved round by round (the best round of
+// each is reported; every round is in the `rounds` extra):
 //   - 1024x1024x1024 matmul GFLOP/s (several products, then one readback of the last)
 //   - MLP 784-256-10 (ReLU), Adam lr 1e-3, batch 128: training samples/s on random data
 //   - FedAvg CNN (conv5x5 32 same, maxpool 2, conv5x5 64 same, maxpool 2, dense 512, dense 10,
@@ -17,21 +18,32 @@
 //     ReLU), SGD, 10 replicas on a batch of 10 each: one step of each on its own model (forward,
 //     backward and step, 10 times) / one step of all through Replicas.forward (one kernel per
 //     layer for all 10)
-// Query parameters (all optional): rounds, mlpSteps, cnnSteps, matmulReps, memSteps, replicaSteps.
+//   - the keyboard model (src/paradigms/keyboard) with a standard LSTM: vocabulary 2000, embedding
+//     64, hidden 128, B = 32 streams x T = 20 steps, Adam lr 3e-3 without clipping, random ids,
+//     state carried: training tokens/s. Ours trains with trainLanguageModel; TF.js with its
+//     embedding, stateful LSTM (sigmoid gates) and dense layers; jax-js with the step written in
+//     its array ops under one jit (jax-lstm.ts). TF.js has neither a tied output layer nor CIFG:
+//     its output is a dense layer of the table's size (embedding x vocabulary) after the same
+//     projection, and our model uses its standard LSTM cell here, not the keyboard's CIFG.
+// Query parameters (all optional): rounds, mlpSteps, cnnSteps, matmulReps, memSteps, replicaSteps,
+// lstmSteps, and parts (a comma-separated subset of matmul,mlp,replicas,cnn,lstm; default all:
+// parts=lstm runs only the keyboard model's comparison). mlp includes the memory measurement.
 //
-// Both sides upload each batch from CPU arrays every step and synchronise only at the end of a
-// timed run (the engine with sync(), TF.js by reading back a small variable), so neither pays
-// a per-step readback.
+// Every library uploads each batch from CPU arrays every step and synchronises only at the end of
+// a timed run (the engine with sync(), TF.js and jax-js by reading back a small variable), so none
+// pays a per-step readback.
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-webgpu';
 import {
   Adam,
   autotune,
   backward,
+  batchify,
   Conv2d,
   Dense,
   Engine,
   Flatten,
+  KeyboardModel,
   matmul,
   MaxPool2d,
   ReLU,
@@ -42,21 +54,29 @@ import {
   Sequential,
   SGD,
   softmaxCrossEntropy,
+  trainLanguageModel,
   type Module,
   type Optimizer,
 } from '../../src/index.js';
+import { oneHotRows, streamWindow } from '../../src/paradigms/keyboard/train.js';
+import { countValues } from '../common/ui.js';
+import { JaxLstm } from './jax-lstm.js';
 
+/** The figures of the parts that ran (all by default). */
 interface BenchResult {
   adapter: string;
-  matmul_gflops: number;
-  tfjs_matmul_gflops: number;
-  mlp_samples_per_s: number;
-  tfjs_mlp_samples_per_s: number;
-  cnn_samples_per_s: number;
-  tfjs_cnn_samples_per_s: number;
-  frozen_step_ratio: number;
-  gpu_bytes_start: number;
-  gpu_bytes_end: number;
+  matmul_gflops?: number;
+  tfjs_matmul_gflops?: number;
+  mlp_samples_per_s?: number;
+  tfjs_mlp_samples_per_s?: number;
+  cnn_samples_per_s?: number;
+  tfjs_cnn_samples_per_s?: number;
+  frozen_step_ratio?: number;
+  gpu_bytes_start?: number;
+  gpu_bytes_end?: number;
+  lstm_tokens_per_s?: number;
+  tfjs_lstm_tokens_per_s?: number;
+  jax_lstm_tokens_per_s?: number;
   [extra: string]: unknown;
 }
 
@@ -73,6 +93,13 @@ function intParam(name: string, fallback: number): number {
   return v;
 }
 
+const PART_NAMES = ['matmul', 'mlp', 'replicas', 'cnn', 'lstm'] as const;
+const PARTS = new Set((params.get('parts') || PART_NAMES.join(',')).split(','));
+for (const part of PARTS) {
+  if (!(PART_NAMES as readonly string[]).includes(part)) throw new Error(`query parameter parts: unknown part "${part}"; parts: ${PART_NAMES.join(', ')}`);
+}
+const runs = (part: (typeof PART_NAMES)[number]) => PARTS.has(part);
+
 const ROUNDS = intParam('rounds', 2);
 const MATMUL_N = 1024;
 const MATMUL_REPS = intParam('matmulReps', 2);
@@ -87,25 +114,28 @@ const REPLICA_STEPS = intParam('replicaSteps', 5);
 const WARMUP = 3;
 const PIXELS = 784;
 const CLASSES = 10;
+// The keyboard model at the sizes of `npm run headless -- keyboard` (demos/keyboard).
+const KEYBOARD = { vocab: 2000, embedding: 64, hidden: 128, streams: 32, unroll: 20, lr: 3e-3 };
+const LSTM_STEPS = intParam('lstmSteps', 2);
 
 function log(text: string): void {
   console.log(`[progress] ${text}`);
 }
 
 const rows = new Map<string, HTMLTableCellElement[]>();
-function show(metric: string, ours: string, theirs: string): void {
+/** A row of the results table: this engine, TF.js and jax-js (a dash where a library is not measured). */
+function show(metric: string, ...figures: [ours: string, tfjs: string, jax?: string]): void {
   let cells = rows.get(metric);
   if (!cells) {
     const tr = document.createElement('tr');
     const name = document.createElement('td');
     name.textContent = metric;
-    cells = [document.createElement('td'), document.createElement('td')];
+    cells = [document.createElement('td'), document.createElement('td'), document.createElement('td')];
     tr.append(name, ...cells);
     document.getElementById('results')!.append(tr);
     rows.set(metric, cells);
   }
-  cells[0]!.textContent = ours;
-  cells[1]!.textContent = theirs;
+  cells.forEach((cell, i) => (cell.textContent = figures[i] ?? '–'));
 }
 function status(text: string): void {
   document.getElementById('status')!.textContent = text;
@@ -122,9 +152,10 @@ function lcg(seed: number): () => number {
   };
 }
 
+
 interface Batch {
-  x: Float32Array;
-  y: Float32Array;
+  x: Float32Array<ArrayBuffer>;
+  y: Float32Array<ArrayBuffer>;
 }
 
 /** A few batches of uniform [0, 1) pixels with random one-hot labels, used in turn. */
@@ -162,47 +193,53 @@ async function main(): Promise<void> {
 
   const rounds: Record<string, number[]> = {};
   const record = (key: string, v: number) => (rounds[key] ??= []).push(round3(v));
+  const result: BenchResult = { adapter: engine.adapterName, tfjs_version: tf.version.tfjs, tfjs_adapter: tfAdapter };
+  const losses: Record<string, number> = {};
 
   // ---- matmul ----
-  const flops = 2 * MATMUL_N ** 3;
-  const ea = engine.keep(engine.randn([MATMUL_N, MATMUL_N], { seed: 1, name: 'bench.a' }));
-  const eb = engine.keep(engine.randn([MATMUL_N, MATMUL_N], { seed: 2, name: 'bench.b' }));
-  const ta = tf.randomNormal([MATMUL_N, MATMUL_N], 0, 1, 'float32', 1);
-  const tb = tf.randomNormal([MATMUL_N, MATMUL_N], 0, 1, 'float32', 2);
-  const engineMatmul = async (reps: number) =>
-    engine.scope(async () => {
-      await engine.sync();
+  if (runs('matmul')) {
+    const flops = 2 * MATMUL_N ** 3;
+    const ea = engine.keep(engine.randn([MATMUL_N, MATMUL_N], { seed: 1, name: 'bench.a' }));
+    const eb = engine.keep(engine.randn([MATMUL_N, MATMUL_N], { seed: 2, name: 'bench.b' }));
+    const ta = tf.randomNormal([MATMUL_N, MATMUL_N], 0, 1, 'float32', 1);
+    const tb = tf.randomNormal([MATMUL_N, MATMUL_N], 0, 1, 'float32', 2);
+    const engineMatmul = async (reps: number) =>
+      engine.scope(async () => {
+        await engine.sync();
+        const t0 = performance.now();
+        let c = matmul(ea, eb);
+        for (let i = 1; i < reps; i++) c = matmul(ea, eb);
+        await c.data();
+        return (performance.now() - t0) / reps;
+      });
+    const tfMatmul = async (reps: number) => {
       const t0 = performance.now();
-      let c = matmul(ea, eb);
-      for (let i = 1; i < reps; i++) c = matmul(ea, eb);
-      await c.data();
-      return (performance.now() - t0) / reps;
-    });
-  const tfMatmul = async (reps: number) => {
-    const t0 = performance.now();
-    const cs: tf.Tensor[] = [];
-    for (let i = 0; i < reps; i++) cs.push(tf.matMul(ta, tb));
-    await cs[cs.length - 1]!.data();
-    const ms = (performance.now() - t0) / reps;
-    tf.dispose(cs);
-    return ms;
-  };
-  status('matmul 1024: warming up…');
-  await engineMatmul(1);
-  await tfMatmul(1);
-  for (let r = 0; r < ROUNDS; r++) {
-    const e = flops / ((await engineMatmul(MATMUL_REPS)) * 1e6);
-    const t = flops / ((await tfMatmul(MATMUL_REPS)) * 1e6);
-    record('matmul_gflops', e);
-    record('tfjs_matmul_gflops', t);
-    log(`matmul round ${r + 1}/${ROUNDS}: engine ${e.toFixed(2)} GFLOP/s, tfjs ${t.toFixed(2)} GFLOP/s`);
-    show('matmul 1024³ (GFLOP/s)', best(rounds.matmul_gflops!).toFixed(2), best(rounds.tfjs_matmul_gflops!).toFixed(2));
+      const cs: tf.Tensor[] = [];
+      for (let i = 0; i < reps; i++) cs.push(tf.matMul(ta, tb));
+      await cs[cs.length - 1]!.data();
+      const ms = (performance.now() - t0) / reps;
+      tf.dispose(cs);
+      return ms;
+    };
+    status('matmul 1024: warming up…');
+    await engineMatmul(1);
+    await tfMatmul(1);
+    for (let r = 0; r < ROUNDS; r++) {
+      const e = flops / ((await engineMatmul(MATMUL_REPS)) * 1e6);
+      const t = flops / ((await tfMatmul(MATMUL_REPS)) * 1e6);
+      record('matmul_gflops', e);
+      record('tfjs_matmul_gflops', t);
+      log(`matmul round ${r + 1}/${ROUNDS}: engine ${e.toFixed(2)} GFLOP/s, tfjs ${t.toFixed(2)} GFLOP/s`);
+      show('matmul 1024³ (GFLOP/s)', best(rounds.matmul_gflops!).toFixed(2), best(rounds.tfjs_matmul_gflops!).toFixed(2));
+    }
+    ea.dispose();
+    eb.dispose();
+    tf.dispose([ta, tb]);
+    result.matmul_gflops = round3(best(rounds.matmul_gflops!));
+    result.tfjs_matmul_gflops = round3(best(rounds.tfjs_matmul_gflops!));
   }
-  ea.dispose();
-  eb.dispose();
-  tf.dispose([ta, tb]);
 
-  // ---- training-step helpers ----
+  // ---- training-step helpers (xShape, yShape: a batch's input and label shapes, batch first) ----
   const engineSteps = async (model: Module, opt: Optimizer, data: Batch[], batch: number, steps: number) => {
     await engine.sync();
     const t0 = performance.now();
@@ -219,222 +256,303 @@ async function main(): Promise<void> {
     await engine.sync();
     return (performance.now() - t0) / steps;
   };
-  const engineLoss = async (model: Module, b: Batch, batch: number) =>
-    engine.scope(async () => softmaxCrossEntropy(model.forward(engine.tensor(b.x, [batch, PIXELS])), engine.tensor(b.y, [batch, CLASSES])).item());
+  const engineLoss = async (model: Module, b: Batch, xShape: number[], yShape: number[]) =>
+    engine.scope(async () => softmaxCrossEntropy(model.forward(engine.tensor(b.x, xShape)), engine.tensor(b.y, yShape)).item());
 
-  const tfSteps = async (model: tf.LayersModel, opt: tf.Optimizer, data: Batch[], batch: number, xShape: number[], steps: number) => {
+  const tfSteps = async (model: tf.LayersModel, opt: tf.Optimizer, data: Batch[], xShape: number[], yShape: number[], steps: number) => {
     const vars = model.trainableWeights.map((w) => w.read() as unknown as tf.Variable);
     const sync = () => vars[vars.length - 1]!.data();
+    // Zeroes a stateful LSTM's state and frees the states it keeps for backpropagation (no-op without one).
+    model.resetStates();
     await sync();
     const t0 = performance.now();
     for (let i = 0; i < steps; i++) {
       const b = data[i % data.length]!;
       tf.tidy(() => {
-        const x = tf.tensor(b.x, [batch, ...xShape]);
-        const y = tf.tensor2d(b.y, [batch, CLASSES]);
+        const x = tf.tensor(b.x, xShape);
+        const y = tf.tensor(b.y, yShape);
         opt.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, false, vars);
       });
     }
     await sync();
     return (performance.now() - t0) / steps;
   };
-  const tfLoss = async (model: tf.LayersModel, b: Batch, batch: number, xShape: number[]) => {
-    const l = tf.tidy(() => tf.losses.softmaxCrossEntropy(tf.tensor2d(b.y, [batch, CLASSES]), model.predict(tf.tensor(b.x, [batch, ...xShape])) as tf.Tensor));
+  const tfLoss = async (model: tf.LayersModel, b: Batch, xShape: number[], yShape: number[]) => {
+    const l = tf.tidy(() => tf.losses.softmaxCrossEntropy(tf.tensor(b.y, yShape), model.predict(tf.tensor(b.x, xShape)) as tf.Tensor));
     const v = (await l.data())[0]!;
     l.dispose();
     return v;
   };
 
   // ---- MLP ----
-  const mlpData = batches(4, MLP_BATCH, 7);
-  const mlp = new Sequential({
-    fc1: new Dense(engine, PIXELS, 256, { seed: 1 }),
-    relu1: ReLU(),
-    fc2: new Dense(engine, 256, CLASSES, { seed: 2 }),
-  });
-  const mlpOpt = new Adam(mlp.parameters(), { lr: 1e-3 });
-  const tfMlp = tf.sequential({ layers: [tf.layers.dense({ inputShape: [PIXELS], units: 256, activation: 'relu' }), tf.layers.dense({ units: CLASSES })] });
-  const tfMlpOpt = tf.train.adam(1e-3);
-  status(`MLP 784-256-10, batch ${MLP_BATCH}: warming up…`);
-  await engineSteps(mlp, mlpOpt, mlpData, MLP_BATCH, WARMUP);
-  await tfSteps(tfMlp, tfMlpOpt, mlpData, MLP_BATCH, [PIXELS], WARMUP);
-  for (let r = 0; r < ROUNDS; r++) {
-    const e = (MLP_BATCH * 1000) / (await engineSteps(mlp, mlpOpt, mlpData, MLP_BATCH, MLP_STEPS));
-    const t = (MLP_BATCH * 1000) / (await tfSteps(tfMlp, tfMlpOpt, mlpData, MLP_BATCH, [PIXELS], MLP_STEPS));
-    record('mlp_samples_per_s', e);
-    record('tfjs_mlp_samples_per_s', t);
-    log(`MLP round ${r + 1}/${ROUNDS}: engine ${e.toFixed(1)} samples/s, tfjs ${t.toFixed(1)} samples/s`);
-    show('MLP training (samples/s)', best(rounds.mlp_samples_per_s!).toFixed(1), best(rounds.tfjs_mlp_samples_per_s!).toFixed(1));
-  }
-  const mlpLoss = await engineLoss(mlp, mlpData[0]!, MLP_BATCH);
-  const tfMlpLoss = await tfLoss(tfMlp, mlpData[0]!, MLP_BATCH, [PIXELS]);
-  log(`MLP loss on a training batch after ${WARMUP + ROUNDS * MLP_STEPS} steps: engine ${mlpLoss.toFixed(4)}, tfjs ${tfMlpLoss.toFixed(4)}`);
-  tfMlp.dispose();
-  tfMlpOpt.dispose();
+  if (runs('mlp')) {
+    const mlpData = batches(4, MLP_BATCH, 7);
+    const mlpX = [MLP_BATCH, PIXELS];
+    const mlpY = [MLP_BATCH, CLASSES];
+    const mlp = new Sequential({
+      fc1: new Dense(engine, PIXELS, 256, { seed: 1 }),
+      relu1: ReLU(),
+      fc2: new Dense(engine, 256, CLASSES, { seed: 2 }),
+    });
+    const mlpOpt = new Adam(mlp.parameters(), { lr: 1e-3 });
+    const tfMlp = tf.sequential({ layers: [tf.layers.dense({ inputShape: [PIXELS], units: 256, activation: 'relu' }), tf.layers.dense({ units: CLASSES })] });
+    const tfMlpOpt = tf.train.adam(1e-3);
+    status(`MLP 784-256-10, batch ${MLP_BATCH}: warming up…`);
+    await engineSteps(mlp, mlpOpt, mlpData, MLP_BATCH, WARMUP);
+    await tfSteps(tfMlp, tfMlpOpt, mlpData, mlpX, mlpY, WARMUP);
+    for (let r = 0; r < ROUNDS; r++) {
+      const e = (MLP_BATCH * 1000) / (await engineSteps(mlp, mlpOpt, mlpData, MLP_BATCH, MLP_STEPS));
+      const t = (MLP_BATCH * 1000) / (await tfSteps(tfMlp, tfMlpOpt, mlpData, mlpX, mlpY, MLP_STEPS));
+      record('mlp_samples_per_s', e);
+      record('tfjs_mlp_samples_per_s', t);
+      log(`MLP round ${r + 1}/${ROUNDS}: engine ${e.toFixed(1)} samples/s, tfjs ${t.toFixed(1)} samples/s`);
+      show('MLP training (samples/s)', best(rounds.mlp_samples_per_s!).toFixed(1), best(rounds.tfjs_mlp_samples_per_s!).toFixed(1));
+    }
+    losses.mlp = round3(await engineLoss(mlp, mlpData[0]!, mlpX, mlpY));
+    losses.tfjs_mlp = round3(await tfLoss(tfMlp, mlpData[0]!, mlpX, mlpY));
+    log(`MLP loss on a training batch after ${WARMUP + ROUNDS * MLP_STEPS} steps: engine ${losses.mlp}, tfjs ${losses.tfjs_mlp}`);
+    tfMlp.dispose();
+    tfMlpOpt.dispose();
+    result.mlp_samples_per_s = round1(best(rounds.mlp_samples_per_s!));
+    result.tfjs_mlp_samples_per_s = round1(best(rounds.tfjs_mlp_samples_per_s!));
 
-  // ---- frozen step ratio (MLP, everything but fc2 frozen) ----
-  status('MLP with fc1 frozen: warming up…');
-  const fullMs: number[] = [];
-  const frozenMs: number[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    await engineSteps(mlp, mlpOpt, mlpData, MLP_BATCH, 1);
-    fullMs.push(await engineSteps(mlp, mlpOpt, mlpData, MLP_BATCH, MLP_STEPS));
-    mlp.freeze('fc1');
-    await engineSteps(mlp, mlpOpt, mlpData, MLP_BATCH, 1);
-    frozenMs.push(await engineSteps(mlp, mlpOpt, mlpData, MLP_BATCH, MLP_STEPS));
-    mlp.unfreeze('fc1');
-    log(`frozen round ${r + 1}/${ROUNDS}: full ${fullMs[r]!.toFixed(2)} ms/step, fc1 frozen ${frozenMs[r]!.toFixed(2)} ms/step`);
+    // ---- frozen step ratio (MLP, everything but fc2 frozen) ----
+    status('MLP with fc1 frozen: warming up…');
+    const fullMs: number[] = [];
+    const frozenMs: number[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      await engineSteps(mlp, mlpOpt, mlpData, MLP_BATCH, 1);
+      fullMs.push(await engineSteps(mlp, mlpOpt, mlpData, MLP_BATCH, MLP_STEPS));
+      mlp.freeze('fc1');
+      await engineSteps(mlp, mlpOpt, mlpData, MLP_BATCH, 1);
+      frozenMs.push(await engineSteps(mlp, mlpOpt, mlpData, MLP_BATCH, MLP_STEPS));
+      mlp.unfreeze('fc1');
+      log(`frozen round ${r + 1}/${ROUNDS}: full ${fullMs[r]!.toFixed(2)} ms/step, fc1 frozen ${frozenMs[r]!.toFixed(2)} ms/step`);
+    }
+    const frozenRatio = Math.min(...frozenMs) / Math.min(...fullMs);
+    show('MLP step time, fc1 frozen / full', frozenRatio.toFixed(3), '–');
+    result.mlp_frozen_step_ratio = round3(frozenRatio);
+    result.mlp_step_ms = { full: fullMs.map(round3), fc1_frozen: frozenMs.map(round3) };
+
+    // ---- memory over many steps ----
+    status(`GPU memory over ${MEM_STEPS} MLP steps…`);
+    await engineSteps(mlp, mlpOpt, mlpData, MLP_BATCH, WARMUP);
+    const memStart = engine.memory();
+    const memMs = await engineSteps(mlp, mlpOpt, mlpData, MLP_BATCH, MEM_STEPS);
+    const memEnd = engine.memory();
+    log(`memory: ${memStart.bytes} bytes (${memStart.buffers} buffers) -> ${memEnd.bytes} bytes (${memEnd.buffers} buffers) over ${MEM_STEPS} steps (${((MLP_BATCH * 1000) / memMs).toFixed(1)} samples/s)`);
+    show(`GPU bytes before / after ${MEM_STEPS} steps`, `${memStart.bytes} / ${memEnd.bytes}`, '–');
+    result.gpu_bytes_start = memStart.bytes;
+    result.gpu_bytes_end = memEnd.bytes;
   }
-  const frozenRatio = Math.min(...frozenMs) / Math.min(...fullMs);
-  show('MLP step time, fc1 frozen / full', frozenRatio.toFixed(3), '–');
 
   // ---- federated local step: 10 replicas of the 2NN, each on its own batch ----
-  status(`2NN, ${REPLICAS} replicas x batch ${REPLICA_BATCH}: warming up…`);
-  const twoNN = new Sequential({
-    fc1: new Dense(engine, PIXELS, 200, { seed: 7 }),
-    relu1: ReLU(),
-    fc2: new Dense(engine, 200, 200, { seed: 8 }),
-    relu2: ReLU(),
-    fc3: new Dense(engine, 200, CLASSES, { seed: 9 }),
-  });
-  const clients = replicate(twoNN, REPLICAS);
-  const jointOpt = new SGD(clients, { lr: 0.01 });
-  const ownOpts = clients.models.map((m) => new SGD(m, { lr: 0.01 }));
-  const clientData = batches(2, REPLICAS * REPLICA_BATCH, 13); // replica k's batch: rows 10k .. 10k + 9
-  const replicaSteps = async (step: (b: Batch) => void) => {
-    await engine.sync();
-    const d0 = engine.dispatchCount;
-    const t0 = performance.now();
-    for (let i = 0; i < REPLICA_STEPS; i++) {
-      await engine.scope(async () => {
-        step(clientData[i % clientData.length]!);
-        await engine.flush();
-      });
-    }
-    await engine.sync();
-    return { ms: (performance.now() - t0) / REPLICA_STEPS, dispatches: (engine.dispatchCount - d0) / REPLICA_STEPS };
-  };
-  const all = REPLICAS * REPLICA_BATCH;
-  const batchedStep = (b: Batch) => {
-    const logits = clients.forward(engine.tensor(b.x, [REPLICAS, REPLICA_BATCH, PIXELS], 'x'));
-    // K x the mean over all K * B rows: each replica gets the gradient of its own mean loss.
-    backward(scale(softmaxCrossEntropy(reshape(logits, [all, CLASSES]), engine.tensor(b.y, [all, CLASSES], 'y')), REPLICAS));
-    jointOpt.step();
-    jointOpt.zeroGrad();
-  };
-  const sequentialStep = (b: Batch) =>
-    clients.models.forEach((m, k) => {
-      const x = b.x.subarray(k * REPLICA_BATCH * PIXELS, (k + 1) * REPLICA_BATCH * PIXELS);
-      const y = b.y.subarray(k * REPLICA_BATCH * CLASSES, (k + 1) * REPLICA_BATCH * CLASSES);
-      backward(softmaxCrossEntropy(m.forward(engine.tensor(x, [REPLICA_BATCH, PIXELS], 'x')), engine.tensor(y, [REPLICA_BATCH, CLASSES], 'y')));
-      ownOpts[k]!.step();
-      ownOpts[k]!.zeroGrad();
+  if (runs('replicas')) {
+    status(`2NN, ${REPLICAS} replicas x batch ${REPLICA_BATCH}: warming up…`);
+    const twoNN = new Sequential({
+      fc1: new Dense(engine, PIXELS, 200, { seed: 7 }),
+      relu1: ReLU(),
+      fc2: new Dense(engine, 200, 200, { seed: 8 }),
+      relu2: ReLU(),
+      fc3: new Dense(engine, 200, CLASSES, { seed: 9 }),
     });
-  await replicaSteps(batchedStep);
-  await replicaSteps(sequentialStep);
-  const replicaDispatches = { batched: 0, sequential: 0 };
-  for (let r = 0; r < ROUNDS; r++) {
-    const batched = await replicaSteps(batchedStep);
-    const sequential = await replicaSteps(sequentialStep);
-    record('replica_batched_ms', batched.ms);
-    record('replica_sequential_ms', sequential.ms);
-    replicaDispatches.batched = batched.dispatches;
-    replicaDispatches.sequential = sequential.dispatches;
-    log(`replicas round ${r + 1}/${ROUNDS}: batched ${batched.ms.toFixed(2)} ms/step (${batched.dispatches} dispatches), sequential ${sequential.ms.toFixed(2)} ms/step (${sequential.dispatches} dispatches)`);
+    const clients = replicate(twoNN, REPLICAS);
+    const jointOpt = new SGD(clients, { lr: 0.01 });
+    const ownOpts = clients.models.map((m) => new SGD(m, { lr: 0.01 }));
+    const clientData = batches(2, REPLICAS * REPLICA_BATCH, 13); // replica k's batch: rows 10k .. 10k + 9
+    const replicaSteps = async (step: (b: Batch) => void) => {
+      await engine.sync();
+      const d0 = engine.dispatchCount;
+      const t0 = performance.now();
+      for (let i = 0; i < REPLICA_STEPS; i++) {
+        await engine.scope(async () => {
+          step(clientData[i % clientData.length]!);
+          await engine.flush();
+        });
+      }
+      await engine.sync();
+      return { ms: (performance.now() - t0) / REPLICA_STEPS, dispatches: (engine.dispatchCount - d0) / REPLICA_STEPS };
+    };
+    const all = REPLICAS * REPLICA_BATCH;
+    const batchedStep = (b: Batch) => {
+      const logits = clients.forward(engine.tensor(b.x, [REPLICAS, REPLICA_BATCH, PIXELS], 'x'));
+      // K x the mean over all K * B rows: each replica gets the gradient of its own mean loss.
+      backward(scale(softmaxCrossEntropy(reshape(logits, [all, CLASSES]), engine.tensor(b.y, [all, CLASSES], 'y')), REPLICAS));
+      jointOpt.step();
+      jointOpt.zeroGrad();
+    };
+    const sequentialStep = (b: Batch) =>
+      clients.models.forEach((m, k) => {
+        const x = b.x.subarray(k * REPLICA_BATCH * PIXELS, (k + 1) * REPLICA_BATCH * PIXELS);
+        const y = b.y.subarray(k * REPLICA_BATCH * CLASSES, (k + 1) * REPLICA_BATCH * CLASSES);
+        backward(softmaxCrossEntropy(m.forward(engine.tensor(x, [REPLICA_BATCH, PIXELS], 'x')), engine.tensor(y, [REPLICA_BATCH, CLASSES], 'y')));
+        ownOpts[k]!.step();
+        ownOpts[k]!.zeroGrad();
+      });
+    await replicaSteps(batchedStep);
+    await replicaSteps(sequentialStep);
+    const replicaDispatches = { batched: 0, sequential: 0 };
+    for (let r = 0; r < ROUNDS; r++) {
+      const batched = await replicaSteps(batchedStep);
+      const sequential = await replicaSteps(sequentialStep);
+      record('replica_batched_ms', batched.ms);
+      record('replica_sequential_ms', sequential.ms);
+      replicaDispatches.batched = batched.dispatches;
+      replicaDispatches.sequential = sequential.dispatches;
+      log(`replicas round ${r + 1}/${ROUNDS}: batched ${batched.ms.toFixed(2)} ms/step (${batched.dispatches} dispatches), sequential ${sequential.ms.toFixed(2)} ms/step (${sequential.dispatches} dispatches)`);
+    }
+    const replicaRatio = Math.min(...rounds.replica_sequential_ms!) / Math.min(...rounds.replica_batched_ms!);
+    show(`2NN step, ${REPLICAS} replicas: sequential / batched`, replicaRatio.toFixed(2), '–');
+    for (const o of [jointOpt, ...ownOpts]) o.dispose();
+    clients.dispose();
+    twoNN.dispose();
+    result.replica_step_ratio = round3(replicaRatio);
+    result.replica_dispatches_per_step = replicaDispatches;
   }
-  const replicaRatio = Math.min(...rounds.replica_sequential_ms!) / Math.min(...rounds.replica_batched_ms!);
-  show(`2NN step, ${REPLICAS} replicas: sequential / batched`, replicaRatio.toFixed(2), '–');
-  for (const o of [jointOpt, ...ownOpts]) o.dispose();
-  clients.dispose();
-  twoNN.dispose();
-
-  // ---- memory over many steps ----
-  status(`GPU memory over ${MEM_STEPS} MLP steps…`);
-  await engineSteps(mlp, mlpOpt, mlpData, MLP_BATCH, WARMUP);
-  const memStart = engine.memory();
-  const memMs = await engineSteps(mlp, mlpOpt, mlpData, MLP_BATCH, MEM_STEPS);
-  const memEnd = engine.memory();
-  log(`memory: ${memStart.bytes} bytes (${memStart.buffers} buffers) -> ${memEnd.bytes} bytes (${memEnd.buffers} buffers) over ${MEM_STEPS} steps (${((MLP_BATCH * 1000) / memMs).toFixed(1)} samples/s)`);
-  show(`GPU bytes before / after ${MEM_STEPS} steps`, `${memStart.bytes} / ${memEnd.bytes}`, '–');
 
   // ---- CNN ----
-  const cnnData = batches(2, CNN_BATCH, 11);
-  const cnn = new Sequential({
-    image: new Reshape([1, 28, 28]),
-    conv1: new Conv2d(engine, 1, 32, 5, { padding: 2, seed: 3 }),
-    relu1: ReLU(),
-    pool1: new MaxPool2d(2),
-    conv2: new Conv2d(engine, 32, 64, 5, { padding: 2, seed: 4 }),
-    relu2: ReLU(),
-    pool2: new MaxPool2d(2),
-    flatten: new Flatten(),
-    fc1: new Dense(engine, 7 * 7 * 64, 512, { seed: 5 }),
-    relu3: ReLU(),
-    fc2: new Dense(engine, 512, CLASSES, { seed: 6 }),
-  });
-  const cnnOpt = new Adam(cnn.parameters(), { lr: 1e-3 });
-  const tfCnn = tf.sequential({
-    layers: [
-      tf.layers.conv2d({ inputShape: [28, 28, 1], filters: 32, kernelSize: 5, padding: 'same', activation: 'relu' }),
-      tf.layers.maxPooling2d({ poolSize: 2 }),
-      tf.layers.conv2d({ filters: 64, kernelSize: 5, padding: 'same', activation: 'relu' }),
-      tf.layers.maxPooling2d({ poolSize: 2 }),
-      tf.layers.flatten(),
-      tf.layers.dense({ units: 512, activation: 'relu' }),
-      tf.layers.dense({ units: CLASSES }),
-    ],
-  });
-  const tfCnnOpt = tf.train.adam(1e-3);
-  const NHWC = [28, 28, 1];
-  status(`CNN (FedAvg), batch ${CNN_BATCH}: warming up…`);
-  await engineSteps(cnn, cnnOpt, cnnData, CNN_BATCH, 1);
-  await tfSteps(tfCnn, tfCnnOpt, cnnData, CNN_BATCH, NHWC, 1);
-  for (let r = 0; r < ROUNDS; r++) {
-    const e = (CNN_BATCH * 1000) / (await engineSteps(cnn, cnnOpt, cnnData, CNN_BATCH, CNN_STEPS));
-    const t = (CNN_BATCH * 1000) / (await tfSteps(tfCnn, tfCnnOpt, cnnData, CNN_BATCH, NHWC, CNN_STEPS));
-    record('cnn_samples_per_s', e);
-    record('tfjs_cnn_samples_per_s', t);
-    log(`CNN round ${r + 1}/${ROUNDS}: engine ${e.toFixed(1)} samples/s, tfjs ${t.toFixed(1)} samples/s`);
-    show('CNN training (samples/s)', best(rounds.cnn_samples_per_s!).toFixed(1), best(rounds.tfjs_cnn_samples_per_s!).toFixed(1));
+  if (runs('cnn')) {
+    const cnnData = batches(2, CNN_BATCH, 11);
+    const cnn = new Sequential({
+      image: new Reshape([1, 28, 28]),
+      conv1: new Conv2d(engine, 1, 32, 5, { padding: 2, seed: 3 }),
+      relu1: ReLU(),
+      pool1: new MaxPool2d(2),
+      conv2: new Conv2d(engine, 32, 64, 5, { padding: 2, seed: 4 }),
+      relu2: ReLU(),
+      pool2: new MaxPool2d(2),
+      flatten: new Flatten(),
+      fc1: new Dense(engine, 7 * 7 * 64, 512, { seed: 5 }),
+      relu3: ReLU(),
+      fc2: new Dense(engine, 512, CLASSES, { seed: 6 }),
+    });
+    const cnnOpt = new Adam(cnn.parameters(), { lr: 1e-3 });
+    const tfCnn = tf.sequential({
+      layers: [
+        tf.layers.conv2d({ inputShape: [28, 28, 1], filters: 32, kernelSize: 5, padding: 'same', activation: 'relu' }),
+        tf.layers.maxPooling2d({ poolSize: 2 }),
+        tf.layers.conv2d({ filters: 64, kernelSize: 5, padding: 'same', activation: 'relu' }),
+        tf.layers.maxPooling2d({ poolSize: 2 }),
+        tf.layers.flatten(),
+        tf.layers.dense({ units: 512, activation: 'relu' }),
+        tf.layers.dense({ units: CLASSES }),
+      ],
+    });
+    const tfCnnOpt = tf.train.adam(1e-3);
+    const cnnX = [CNN_BATCH, 28, 28, 1]; // TF.js's NHWC images (ours reshapes the rows itself)
+    const cnnY = [CNN_BATCH, CLASSES];
+    status(`CNN (FedAvg), batch ${CNN_BATCH}: warming up…`);
+    await engineSteps(cnn, cnnOpt, cnnData, CNN_BATCH, 1);
+    await tfSteps(tfCnn, tfCnnOpt, cnnData, cnnX, cnnY, 1);
+    for (let r = 0; r < ROUNDS; r++) {
+      const e = (CNN_BATCH * 1000) / (await engineSteps(cnn, cnnOpt, cnnData, CNN_BATCH, CNN_STEPS));
+      const t = (CNN_BATCH * 1000) / (await tfSteps(tfCnn, tfCnnOpt, cnnData, cnnX, cnnY, CNN_STEPS));
+      record('cnn_samples_per_s', e);
+      record('tfjs_cnn_samples_per_s', t);
+      log(`CNN round ${r + 1}/${ROUNDS}: engine ${e.toFixed(1)} samples/s, tfjs ${t.toFixed(1)} samples/s`);
+      show('CNN training (samples/s)', best(rounds.cnn_samples_per_s!).toFixed(1), best(rounds.tfjs_cnn_samples_per_s!).toFixed(1));
+    }
+    losses.cnn = round3(await engineLoss(cnn, cnnData[0]!, [CNN_BATCH, PIXELS], cnnY));
+    losses.tfjs_cnn = round3(await tfLoss(tfCnn, cnnData[0]!, cnnX, cnnY));
+    log(`CNN loss on a training batch: engine ${losses.cnn}, tfjs ${losses.tfjs_cnn}`);
+
+    // CNN with everything but fc2 frozen (an extra: transfer learning's case).
+    cnn.freeze('conv1', 'conv2', 'fc1');
+    await engineSteps(cnn, cnnOpt, cnnData, CNN_BATCH, 1);
+    const cnnFrozenMs = await engineSteps(cnn, cnnOpt, cnnData, CNN_BATCH, CNN_STEPS);
+    cnn.unfreeze();
+    const cnnFullMs = (CNN_BATCH * 1000) / best(rounds.cnn_samples_per_s!);
+    const cnnFrozenRatio = cnnFrozenMs / cnnFullMs;
+    log(`CNN frozen: ${cnnFrozenMs.toFixed(1)} ms/step vs ${cnnFullMs.toFixed(1)} ms/step full (ratio ${cnnFrozenRatio.toFixed(3)})`);
+    show('CNN step time, all but fc2 frozen / full', cnnFrozenRatio.toFixed(3), '–');
+    tfCnn.dispose();
+    tfCnnOpt.dispose();
+    result.cnn_samples_per_s = round1(best(rounds.cnn_samples_per_s!));
+    result.tfjs_cnn_samples_per_s = round1(best(rounds.tfjs_cnn_samples_per_s!));
+    result.frozen_step_ratio = round3(cnnFrozenRatio);
   }
-  const cnnLoss = await engineLoss(cnn, cnnData[0]!, CNN_BATCH);
-  const tfCnnLoss = await tfLoss(tfCnn, cnnData[0]!, CNN_BATCH, NHWC);
-  log(`CNN loss on a training batch: engine ${cnnLoss.toFixed(4)}, tfjs ${tfCnnLoss.toFixed(4)}`);
 
-  // CNN with everything but fc2 frozen (an extra: transfer learning's case).
-  cnn.freeze('conv1', 'conv2', 'fc1');
-  await engineSteps(cnn, cnnOpt, cnnData, CNN_BATCH, 1);
-  const cnnFrozenMs = await engineSteps(cnn, cnnOpt, cnnData, CNN_BATCH, CNN_STEPS);
-  cnn.unfreeze();
-  const cnnFullMs = (CNN_BATCH * 1000) / best(rounds.cnn_samples_per_s!);
-  const cnnFrozenRatio = cnnFrozenMs / cnnFullMs;
-  log(`CNN frozen: ${cnnFrozenMs.toFixed(1)} ms/step vs ${cnnFullMs.toFixed(1)} ms/step full (ratio ${cnnFrozenRatio.toFixed(3)})`);
-  show('CNN step time, all but fc2 frozen / full', cnnFrozenRatio.toFixed(3), '–');
-  tfCnn.dispose();
-  tfCnnOpt.dispose();
+  // ---- keyboard model: training a standard-LSTM language model ----
+  if (runs('lstm')) {
+    const { vocab, embedding, hidden, streams, unroll, lr } = KEYBOARD;
+    const tokensPerStep = streams * unroll;
+    // One stream of random ids: ours trains on it with trainLanguageModel (B streams of T-token
+    // windows, the state carried); TF.js (stateful LSTM) and jax-js on the same windows in the same
+    // order, uploaded from CPU arrays every step like ours (ids and one-hot targets).
+    const randomId = lcg(17);
+    const stream = Uint32Array.from({ length: streams * (unroll * LSTM_STEPS + 1) }, () => Math.floor(randomId() * vocab));
+    const streamRows = batchify(stream, streams);
+    const lstmData = Array.from({ length: LSTM_STEPS }, (_, s) => {
+      const { inputs, targets } = streamWindow(streamRows, s * unroll, unroll);
+      return { x: inputs, y: oneHotRows(targets, vocab) };
+    });
+    const keyboard = new KeyboardModel(engine, { vocab, embedding, hidden, cell: 'lstm', seed: 1 });
+    const keyboardOpt = new Adam(keyboard, { lr });
+    // Each stream's first `steps` windows, joined: the token stream trainLanguageModel cuts into those windows.
+    const firstWindows = (steps: number) => {
+      const length = unroll * steps + 1;
+      const out = new Uint32Array(streams * length);
+      for (let b = 0; b < streams; b++) out.set(streamRows.rows.subarray(b * streamRows.length, b * streamRows.length + length), b * length);
+      return out;
+    };
+    const keyboardSteps = async (steps: number) => {
+      const run = await trainLanguageModel(engine, keyboard, keyboardOpt, firstWindows(steps), { batchSize: streams, steps: unroll, epochs: 1, logEvery: steps });
+      return (run.seconds * 1000) / run.steps;
+    };
+    const lstmX = [streams, unroll];
+    const tfLstmY = [streams, unroll, vocab];
+    const tfLstm = tf.sequential({
+      layers: [
+        tf.layers.embedding({ batchInputShape: [streams, unroll], inputDim: vocab, outputDim: embedding }),
+        tf.layers.lstm({ units: hidden, returnSequences: true, stateful: true, recurrentActivation: 'sigmoid' }),
+        tf.layers.dense({ units: embedding, useBias: false }), // TiedEmbedding's projection hidden -> embedding
+        tf.layers.dense({ units: vocab }), // in place of the tied table: TF.js has no tied output layer
+      ],
+    });
+    const tfLstmOpt = tf.train.adam(lr);
+    status('Initialising jax-js (webgpu device)…');
+    const jaxLstm = await JaxLstm.create(KEYBOARD, lcg(23));
+    log(`jax-js adapter=${jaxLstm.adapter}`);
+    log(`keyboard LSTM parameters: engine ${countValues(keyboard.parameters().values())} (tied), tfjs ${tfLstm.countParams()} (untied output), jax-js ${jaxLstm.parameterCount} (tied)`);
+    status(`Keyboard LSTM ${vocab}-${embedding}-${hidden}, ${streams} x ${unroll} tokens a step: warming up (jax-js compiles its step)…`);
+    await keyboardSteps(1);
+    await tfSteps(tfLstm, tfLstmOpt, lstmData, lstmX, tfLstmY, 1);
+    const compileMs = await jaxLstm.steps(lstmData, 1);
+    log(`jax-js: first step (tracing and compiling the jit) ${(compileMs / 1000).toFixed(1)} s`);
+    const tokensPerS = (ms: number) => (tokensPerStep * 1000) / ms;
+    for (let r = 0; r < ROUNDS; r++) {
+      const e = tokensPerS(await keyboardSteps(LSTM_STEPS));
+      const t = tokensPerS(await tfSteps(tfLstm, tfLstmOpt, lstmData, lstmX, tfLstmY, LSTM_STEPS));
+      const j = tokensPerS(await jaxLstm.steps(lstmData, LSTM_STEPS));
+      record('lstm_tokens_per_s', e);
+      record('tfjs_lstm_tokens_per_s', t);
+      record('jax_lstm_tokens_per_s', j);
+      log(`keyboard LSTM round ${r + 1}/${ROUNDS}: engine ${e.toFixed(1)} tokens/s, tfjs ${t.toFixed(1)} tokens/s, jax-js ${j.toFixed(1)} tokens/s`);
+      show('Keyboard LSTM training (tokens/s)', best(rounds.lstm_tokens_per_s!).toFixed(1), best(rounds.tfjs_lstm_tokens_per_s!).toFixed(1), best(rounds.jax_lstm_tokens_per_s!).toFixed(1));
+    }
+    losses.lstm = round3(await engineLoss(keyboard, lstmData[0]!, lstmX, [tokensPerStep, vocab]));
+    tfLstm.resetStates(); // from a zero state, as the other two
+    losses.tfjs_lstm = round3(await tfLoss(tfLstm, lstmData[0]!, lstmX, tfLstmY));
+    losses.jax_lstm = round3(await jaxLstm.loss(lstmData[0]!));
+    log(`keyboard LSTM loss on a training batch (random ids: ln ${vocab} = ${Math.log(vocab).toFixed(3)}): engine ${losses.lstm}, tfjs ${losses.tfjs_lstm}, jax-js ${losses.jax_lstm}`);
+    keyboardOpt.dispose();
+    keyboard.dispose();
+    tfLstm.dispose();
+    tfLstmOpt.dispose();
+    jaxLstm.dispose();
+    result.lstm_tokens_per_s = round1(best(rounds.lstm_tokens_per_s!));
+    result.tfjs_lstm_tokens_per_s = round1(best(rounds.tfjs_lstm_tokens_per_s!));
+    result.jax_lstm_tokens_per_s = round1(best(rounds.jax_lstm_tokens_per_s!));
+    result.lstm_speedup_over_tfjs = round3(result.lstm_tokens_per_s / result.tfjs_lstm_tokens_per_s);
+    result.lstm_speedup_over_jax = round3(result.lstm_tokens_per_s / result.jax_lstm_tokens_per_s);
+    result.jax_adapter = jaxLstm.adapter;
+    result.jax_lstm_first_step_s = round1(compileMs / 1000);
+  }
 
-  const result: BenchResult = {
-    adapter: engine.adapterName,
-    matmul_gflops: round3(best(rounds.matmul_gflops!)),
-    tfjs_matmul_gflops: round3(best(rounds.tfjs_matmul_gflops!)),
-    mlp_samples_per_s: round1(best(rounds.mlp_samples_per_s!)),
-    tfjs_mlp_samples_per_s: round1(best(rounds.tfjs_mlp_samples_per_s!)),
-    cnn_samples_per_s: round1(best(rounds.cnn_samples_per_s!)),
-    tfjs_cnn_samples_per_s: round1(best(rounds.tfjs_cnn_samples_per_s!)),
-    frozen_step_ratio: round3(cnnFrozenRatio),
-    gpu_bytes_start: memStart.bytes,
-    gpu_bytes_end: memEnd.bytes,
-    tfjs_version: tf.version.tfjs,
-    tfjs_adapter: tfAdapter,
-    mlp_frozen_step_ratio: round3(frozenRatio),
-    replica_step_ratio: round3(replicaRatio),
-    replica_dispatches_per_step: replicaDispatches,
-    mlp_step_ms: { full: fullMs.map(round3), fc1_frozen: frozenMs.map(round3) },
-    losses: { mlp: round3(mlpLoss), tfjs_mlp: round3(tfMlpLoss), cnn: round3(cnnLoss), tfjs_cnn: round3(tfCnnLoss) },
-    rounds,
-    settings: { rounds: ROUNDS, matmul_reps: MATMUL_REPS, mlp_steps: MLP_STEPS, cnn_steps: CNN_STEPS, mem_steps: MEM_STEPS, replica_steps: REPLICA_STEPS, warmup: WARMUP, statistic: 'best round' },
-    seconds: round1((performance.now() - pageStart) / 1000),
-  };
+  result.losses = losses;
+  result.rounds = rounds;
+  result.settings = { parts: [...PARTS], rounds: ROUNDS, matmul_reps: MATMUL_REPS, mlp_steps: MLP_STEPS, cnn_steps: CNN_STEPS, mem_steps: MEM_STEPS, replica_steps: REPLICA_STEPS, lstm_steps: LSTM_STEPS, warmup: WARMUP, statistic: 'best round' };
+  result.seconds = round1((performance.now() - pageStart) / 1000);
   status(`Done in ${result.seconds} s.`);
   page.__result = result;
   console.log('[result] ' + JSON.stringify(result));

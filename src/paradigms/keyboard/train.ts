@@ -30,8 +30,8 @@ function windows(length: number, steps: number): { start: number; steps: number 
   return out;
 }
 
-/** Inputs [B, T] and targets [B * T] of one window. */
-function window(data: { rows: Uint32Array; streams: number; length: number }, start: number, steps: number): { inputs: Float32Array; targets: Uint32Array } {
+/** Inputs [B, T] (ids as f32) and targets [B * T] of the window of every stream from `start`: tokens start .. start + steps - 1, targets one later. */
+export function streamWindow(data: { rows: Uint32Array; streams: number; length: number }, start: number, steps: number): { inputs: Float32Array<ArrayBuffer>; targets: Uint32Array } {
   const inputs = new Float32Array(data.streams * steps);
   const targets = new Uint32Array(data.streams * steps);
   for (let b = 0; b < data.streams; b++) {
@@ -44,7 +44,7 @@ function window(data: { rows: Uint32Array; streams: number; length: number }, st
 }
 
 /** One-hot rows of the targets; unlike train.ts's oneHot, the error speaks of token ids and the vocabulary. */
-function oneHotRows(targets: Uint32Array, vocab: number): Float32Array {
+export function oneHotRows(targets: Uint32Array, vocab: number): Float32Array<ArrayBuffer> {
   const out = new Float32Array(targets.length * vocab);
   targets.forEach((c, r) => {
     if (c >= vocab) throw new Error(`language model: token id ${c} is outside the ${vocab}-word vocabulary`);
@@ -110,7 +110,7 @@ export async function trainLanguageModel(engine: Engine, model: KeyboardModel, o
       let state: RecurrentState | undefined;
       try {
         for (const w of plan) {
-          const { inputs, targets } = window(data, w.start, w.steps);
+          const { inputs, targets } = streamWindow(data, w.start, w.steps);
           const loss = await ctx.scope(async () => {
             const { logits, state: next } = model.run(ctx.tensor(inputs, [data.streams, w.steps], `${op}.inputs`), state);
             const value = softmaxCrossEntropy(logits, ctx.tensor(oneHotRows(targets, model.vocab), [targets.length, model.vocab], `${op}.targets`));
@@ -159,7 +159,7 @@ export async function evaluateLanguageModel(engine: Engine, model: KeyboardModel
   let state: RecurrentState | undefined;
   try {
     for (const w of windows(data.length, options.steps)) {
-      const { inputs, targets } = window(data, w.start, w.steps);
+      const { inputs, targets } = streamWindow(data, w.start, w.steps);
       await ctx.scope(async () => {
         const { logits, state: next } = noGrad(() => model.run(ctx.tensor(inputs, [data.streams, w.steps], 'evaluate.inputs'), state));
         state = carry(ctx, state, next);
