@@ -29,6 +29,19 @@ for (let i = 0; i < args.length; i += 2) {
   else query[name] = value;
 }
 
+if (demo === 'federated-keyboard') {
+  // Not one page: a coordinator, user pages and Node clients (scripts/federated-keyboard.mjs).
+  const { runFederatedKeyboard } = await import('./federated-keyboard.mjs');
+  try {
+    const result = await runFederatedKeyboard({ query, timeoutMs: timeoutSeconds * 1000 });
+    console.log(JSON.stringify({ demo, ...result }));
+    process.exit(0);
+  } catch (e) {
+    console.error(`[headless] federated-keyboard failed: ${e instanceof Error ? e.message : String(e)}`);
+    console.log(JSON.stringify({ demo, error: e instanceof Error ? e.message : String(e) }));
+    process.exit(1);
+  }
+}
 const { ok, outcome } = await runPage({ demo, query, timeoutMs: timeoutSeconds * 1000 });
 console.log(JSON.stringify({ demo, ...outcome }));
 process.exit(ok ? 0 : 1);

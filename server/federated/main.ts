@@ -7,7 +7,9 @@
 // --overselect (1.3), --deadline (120 s a round), --stageDeadline (20 s), --secagg (1; 0 sends
 // plain updates), --range (0.5: each coordinate's clip under secure aggregation), --maxWeight
 // (100000 examples), --strategy (fedavg | fedadam), --epochs (1), --batch (8), --lr (1),
-// --evaluate (1: ask the clients for a federated evaluation at the end), --waitClients (600 s).
+// --evaluate (1: ask the clients for a federated evaluation at the end), --grace (20 s: a round
+// waits this long for --target clients before starting with fewer), --waitClients (600 s: for the
+// fewest a round needs).
 // Prints `[coordinator] ...` lines and, per round and at the end, one line of JSON starting
 // `[round] ` or `[done] ` for scripts that follow it. A killed coordinator restarted with the same
 // --db resumes after the last committed round.
@@ -29,7 +31,7 @@ function settings(argv: readonly string[]): Map<string, string> {
   return out;
 }
 
-const KNOWN = ['db', 'port', 'enrol', 'tokens', 'vocab', 'embedding', 'hidden', 'rounds', 'target', 'minClients', 'overselect', 'deadline', 'stageDeadline', 'secagg', 'range', 'maxWeight', 'strategy', 'epochs', 'batch', 'lr', 'evaluate', 'waitClients', 'seed'];
+const KNOWN = ['db', 'port', 'enrol', 'tokens', 'vocab', 'embedding', 'hidden', 'rounds', 'target', 'minClients', 'overselect', 'deadline', 'stageDeadline', 'secagg', 'range', 'maxWeight', 'strategy', 'epochs', 'batch', 'lr', 'evaluate', 'waitClients', 'grace', 'seed'];
 
 async function main(): Promise<void> {
   const args = settings(process.argv.slice(2));
@@ -68,13 +70,14 @@ async function main(): Promise<void> {
     training: { epochs: number('epochs', 1), batchSize: number('batch', 8), learningRate: number('lr', 1), proximalMu: 0, compression: null },
   });
   const secure = number('secagg', 1) !== 0;
+  const target = number('target', 3);
   const coordinator = await Coordinator.start({
     engine,
     server,
     modelName: model.spec,
     store,
     port: number('port', 8787),
-    target: number('target', 3),
+    target,
     overselect: number('overselect', 1.3),
     roundDeadlineMs: 1000 * number('deadline', 120),
     stageDeadlineMs: 1000 * number('stageDeadline', 20),
@@ -91,7 +94,8 @@ async function main(): Promise<void> {
   const rounds = number('rounds', 20);
   const waitMs = 1000 * number('waitClients', 600);
   while (server.round < rounds) {
-    await coordinator.waitForClients(server.required, waitMs);
+    // A round starts once the target's worth of clients have checked in, or after a grace period with the fewest a round needs.
+    await coordinator.waitForClients(target, 1000 * number('grace', 20)).catch(() => coordinator.waitForClients(server.required, waitMs));
     const r = await coordinator.runRound();
     console.log(`[round] ${JSON.stringify({ round: r.round, sampled: r.sampled.length, accepted: r.accepted.length, dropped: r.dropped, rejected: r.rejected, aggregated: r.aggregated, secure: r.secure, frameBytesDown: r.frameBytesDown, frameBytesUp: r.frameBytesUp, plainBytes: r.plainBytes, seconds: r.seconds, secAggSeconds: r.secAggSeconds, trainLoss: r.trainLoss, weightsHash: await weightsHash() })}`);
   }

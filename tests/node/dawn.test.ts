@@ -4,12 +4,10 @@
 // only when the process starts. WEBGPU_ADAPTER=gpu uses the machine's own Vulkan driver instead.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { expect, test } from 'vitest';
-import { bundleNodeScript, ROOT } from './bundle.js';
+import { SWIFTSHADER_ICD } from '../../scripts/node-program.mjs';
+import { bundleNodeScript, dawnEnv, ROOT } from './bundle.js';
 
-const CHROMIUM_LIB = '/usr/lib/chromium';
-const SWIFTSHADER_ICD = join(CHROMIUM_LIB, 'vk_swiftshader_icd.json');
 const realGpu = process.env.WEBGPU_ADAPTER === 'gpu';
 const skip = !realGpu && !existsSync(SWIFTSHADER_ICD);
 
@@ -28,12 +26,7 @@ interface SmokeResult {
 test.skipIf(skip)('the engine runs on Node through Dawn: matmul matches the CPU, an MLP learns, and so does a two-task model with PCGrad', async () => {
   const outfile = await bundleNodeScript('dawn-smoke');
 
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  if (!realGpu) {
-    env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
-    env.LD_LIBRARY_PATH = [CHROMIUM_LIB, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':');
-  }
-  const child = spawnSync(process.execPath, ['--expose-gc', outfile], { cwd: ROOT, env, encoding: 'utf8', timeout: 90_000 });
+  const child = spawnSync(process.execPath, ['--expose-gc', outfile], { cwd: ROOT, env: dawnEnv(), encoding: 'utf8', timeout: 90_000 });
   const lastLine = child.stdout.trim().split('\n').at(-1) ?? '';
   const context = `exit ${child.status}${child.signal ? ` (${child.signal})` : ''}\nstdout: ${child.stdout}\nstderr: ${child.stderr}`;
   let result: SmokeResult;
