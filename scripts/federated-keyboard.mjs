@@ -23,7 +23,7 @@ import { sotuDir, startServer } from './serve.mjs';
 const DEFAULTS = {
   users: 4,
   nodeClients: 1,
-  rounds: 12,
+  rounds: 10,
   target: 3,
   minClients: 2,
   killClientAtRound: 3,
@@ -32,13 +32,13 @@ const DEFAULTS = {
   vocab: 1000,
   embedding: 32,
   hidden: 64,
-  trainTokens: 3000,
+  trainTokens: 6000,
   testTokens: 1000,
   epochs: 1,
   batch: 8,
   lr: 1,
   range: 0.5,
-  centralEpochs: 12,
+  centralEpochs: 10,
   personalEpochs: 2,
   personalLr: 0.5,
   /** The federations to run, the first with the faults. */
@@ -144,6 +144,9 @@ export async function runFederatedKeyboard({ query = {}, timeoutMs = 60 * 60 * 1
     };
     const pages = {};
     for (const id of pageUsers) pages[id] = await openPage(id);
+    // The coordinator's page, following /status: what it shows is part of the result.
+    const view = faults ? await browser.newPage() : null;
+    await view?.goto(`${web.url}federated-keyboard/?${new URLSearchParams({ headless: '1', coordinator: url })}`);
     for (const id of nodeUsers) {
       const args = ['--url', url, '--user', id, '--tokens', tokensFile, '--frames', join(dir, `${strategy}-${id}.frames`), '--users', String(s.users), '--trainTokens', String(s.trainTokens), '--testTokens', String(s.testTokens), '--vocab', String(s.vocab), '--embedding', String(s.embedding), '--hidden', String(s.hidden), '--personalEpochs', String(s.personalEpochs), '--personalLr', String(s.personalLr)];
       procs.push(child(process.execPath, [clientProgram, ...args], (line) => {
@@ -200,6 +203,11 @@ export async function runFederatedKeyboard({ query = {}, timeoutMs = 60 * 60 * 1
       if (Date.now() > deadline) throw new Error('federated-keyboard: a Node client reported no result');
       await new Promise((r) => setTimeout(r, 200));
     }
+    if (view) {
+      await view.screenshot({ path: join(ROOT, 'reports', 'federated-keyboard-coordinator.png'), fullPage: true }).catch(() => {});
+      events.view = await view.evaluate(() => ({ round: document.getElementById('round')?.textContent, masked: document.querySelectorAll('#masked code').length, rounds: document.querySelectorAll('#roundsTable tr').length - 1, globalTop1: document.getElementById('globalTop1')?.textContent }));
+      await view.close();
+    }
     for (const page of Object.values(pages)) await page.close();
     for (const id of nodeUsers) frames[id] = readFileSync(join(dir, `${strategy}-${id}.frames`), 'utf8').split('\n').filter(Boolean).map((l) => Buffer.from(l, 'base64'));
     const resumed = events.resumedAt[0];
@@ -255,6 +263,7 @@ export async function runFederatedKeyboard({ query = {}, timeoutMs = 60 * 60 * 1
       dropouts_survived: events.rounds.filter((r) => r.dropped.length > 0 && r.aggregated).length,
       server_restarts_survived: events.restartsSurvived,
       clients_killed: events.killed.length,
+      coordinator_view: events.view,
       frames_checked: Object.values(frameTypes).reduce((a, b) => a + b, 0),
       frame_types: frameTypes,
       text_in_frames: leaks,

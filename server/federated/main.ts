@@ -101,6 +101,8 @@ async function main(): Promise<void> {
   }
   const evaluations = number('evaluate', 1) ? await coordinator.evaluate(1000 * number('deadline', 120)) : [];
   console.log(`[done] ${JSON.stringify({ round: server.round, evaluations, pooled: coordinator.status().evaluation })}`);
+  // Status pages poll once a second: give them the final state before the port closes.
+  await new Promise((r) => setTimeout(r, 2500));
   await coordinator.close(true);
   store.close();
   model.dispose();

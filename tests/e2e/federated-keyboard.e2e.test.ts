@@ -10,7 +10,7 @@ import { runFederatedKeyboard } from '../../scripts/federated-keyboard.mjs';
 
 test('users train a keyboard together through a coordinator that sees only masked updates, survives a client killed mid-round and its own restart', async () => {
   const r = await runFederatedKeyboard({
-    query: { rounds: 5, killClientAtRound: 2, restartAfterRound: 3, trainTokens: 2000, testTokens: 600, centralEpochs: 1, personalEpochs: 1 },
+    query: { strategies: 'fedavg', rounds: 5, killClientAtRound: 2, restartAfterRound: 3, trainTokens: 2000, testTokens: 600, centralEpochs: 1, personalEpochs: 1 },
     timeoutMs: 900_000,
   });
   console.log(`federated keyboard e2e: ${JSON.stringify(r)}`);
@@ -31,4 +31,10 @@ test('users train a keyboard together through a coordinator that sees only maske
     expect(u.personalised_top1).toBeGreaterThan(0);
   }
   expect(r.secagg_overhead_bytes).toBeGreaterThan(0);
+  // The coordinator's page showed every round and, of the last one, masked bytes only.
+  const view = r.coordinator_view as { round: string; masked: number; rounds: number; globalTop1: string };
+  expect(view.round).toBe('5');
+  expect(view.rounds).toBe(5);
+  expect(view.masked).toBeGreaterThanOrEqual(2);
+  expect(view.globalTop1).toMatch(/%$/);
 }, 1_000_000);
