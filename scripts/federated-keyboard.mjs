@@ -41,6 +41,8 @@ const DEFAULTS = {
   centralEpochs: 10,
   personalEpochs: 2,
   personalLr: 0.5,
+  /** FedAdam's server learning rate (Reddi et al.'s for Stack Overflow next-word prediction). */
+  serverLr: 0.01,
   /** The federations to run, the first with the faults. */
   strategies: 'fedavg,fedadam',
 };
@@ -116,7 +118,7 @@ export async function runFederatedKeyboard({ query = {}, timeoutMs = 60 * 60 * 1
     let onCoordinatorLine = () => {};
     const startCoordinator = (enrol) =>
       new Promise((resolve, reject) => {
-        const args = ['--db', db, '--port', String(port), '--strategy', strategy, '--rounds', String(s.rounds), '--target', String(s.target), '--minClients', String(s.minClients), '--deadline', String(s.deadline), '--range', String(s.range), '--epochs', String(s.epochs), '--batch', String(s.batch), '--lr', String(s.lr), '--vocab', String(s.vocab), '--embedding', String(s.embedding), '--hidden', String(s.hidden)];
+        const args = ['--db', db, '--port', String(port), '--strategy', strategy, '--serverLr', String(s.serverLr), '--rounds', String(s.rounds), '--target', String(s.target), '--minClients', String(s.minClients), '--deadline', String(s.deadline), '--range', String(s.range), '--epochs', String(s.epochs), '--batch', String(s.batch), '--lr', String(s.lr), '--vocab', String(s.vocab), '--embedding', String(s.embedding), '--hidden', String(s.hidden)];
         if (enrol) args.push('--enrol', users.join(','), '--tokens', tokensFile);
         coordinator = child(process.execPath, [coordinatorProgram, ...args], (line) => {
           const listening = tagged(line, 'listening');

@@ -6,7 +6,7 @@
 // --rounds (20: the round to stop after), --target (3 reports a round), --minClients (2),
 // --overselect (1.3), --deadline (120 s a round), --stageDeadline (20 s), --secagg (1; 0 sends
 // plain updates), --range (0.5: each coordinate's clip under secure aggregation), --maxWeight
-// (100000 examples), --strategy (fedavg | fedadam), --epochs (1), --batch (8), --lr (1),
+// (100000 examples), --strategy (fedavg | fedadam), --serverLr (FedAdam's eta, 0.01), --epochs (1), --batch (8), --lr (1),
 // --evaluate (1: ask the clients for a federated evaluation at the end), --grace (20 s: a round
 // waits this long for --target clients before starting with fewer), --waitClients (600 s: for the
 // fewest a round needs).
@@ -31,7 +31,7 @@ function settings(argv: readonly string[]): Map<string, string> {
   return out;
 }
 
-const KNOWN = ['db', 'port', 'enrol', 'tokens', 'vocab', 'embedding', 'hidden', 'rounds', 'target', 'minClients', 'overselect', 'deadline', 'stageDeadline', 'secagg', 'range', 'maxWeight', 'strategy', 'epochs', 'batch', 'lr', 'evaluate', 'waitClients', 'grace', 'seed'];
+const KNOWN = ['db', 'port', 'enrol', 'tokens', 'vocab', 'embedding', 'hidden', 'rounds', 'target', 'minClients', 'overselect', 'deadline', 'stageDeadline', 'secagg', 'range', 'maxWeight', 'strategy', 'epochs', 'batch', 'lr', 'evaluate', 'waitClients', 'grace', 'serverLr', 'seed'];
 
 async function main(): Promise<void> {
   const args = settings(process.argv.slice(2));
@@ -59,7 +59,7 @@ async function main(): Promise<void> {
   const engine = await Engine.create({ gpu });
   const model = new KeyboardModel(engine, { vocab: number('vocab', 1000), embedding: number('embedding', 32), hidden: number('hidden', 64), seed: number('seed', 1) });
   const strategyName = text('strategy', 'fedavg');
-  const strategy = strategyName === 'fedadam' ? new FedAdam({ eta: 0.01 }) : strategyName === 'fedavg' ? new FedAvg() : null;
+  const strategy = strategyName === 'fedadam' ? new FedAdam({ eta: number('serverLr', 0.01) }) : strategyName === 'fedavg' ? new FedAvg() : null;
   if (!strategy) throw new Error(`fl:server: --strategy ${strategyName}: expected fedavg or fedadam`);
   const server = new FederatedServer(engine, model, {
     strategy,
