@@ -179,7 +179,7 @@ async function coordinatorPage(): Promise<void> {
         secure: boolean;
         maskedPreview: Record<string, string>;
         evaluation: { metrics: Record<string, number> } | null;
-        rounds: { round: number; sampled: number; accepted: number; dropped: number; rejected: number; aggregated: boolean; frameBytesDown: number; frameBytesUp: number; seconds: number; trainLoss: number }[];
+        rounds: { round: number; sampled: number; accepted: number; dropped: number; rejected: number; aggregated: boolean | null; frameBytesDown: number; frameBytesUp: number; seconds: number; trainLoss: number | null }[];
       };
       setText('round', String(s.round));
       setText('connected', `${s.connected.length}: ${s.connected.join(', ')}`);
@@ -193,7 +193,7 @@ async function coordinatorPage(): Promise<void> {
           return p;
         }),
       );
-      $('roundsTable').replaceChildren(resultTable('Rounds', ['round', 'selected', 'accepted', 'dropped', 'rejected', 'aggregated', 'bytes down', 'bytes up', 'seconds', 'train loss'], s.rounds.map((r) => [r.round, r.sampled, r.accepted, r.dropped, r.rejected, r.aggregated ? 'yes' : 'no', r.frameBytesDown, r.frameBytesUp, r.seconds, r.trainLoss])));
+      $('roundsTable').replaceChildren(resultTable('Rounds', ['round', 'selected', 'accepted', 'dropped', 'rejected', 'aggregated', 'bytes down', 'bytes up', 'seconds', 'train loss'], s.rounds.map((r) => [r.round, r.sampled, r.accepted, r.dropped, r.rejected, r.aggregated === null ? null : r.aggregated ? 'yes' : 'no', r.frameBytesDown, r.frameBytesUp, r.seconds, r.trainLoss])));
     } catch (e) {
       status(`${url}: ${e instanceof Error ? e.message : String(e)} (is npm run fl:server running?)`);
     }

@@ -234,7 +234,11 @@ export class Coordinator {
       strategy: this.options.server.strategy.name,
       secure: Boolean(this.options.secureAggregation),
       connected: this.connected,
-      rounds: this.rounds.map(({ round, sampled, accepted, dropped, rejected, aggregated, frameBytesDown, frameBytesUp, plainBytes, seconds, secAggSeconds, trainLoss }) => ({ round, sampled: sampled.length, accepted: accepted.length, dropped: dropped.length, rejected: rejected.length, aggregated, frameBytesDown, frameBytesUp, plainBytes, seconds, secAggSeconds, trainLoss })),
+      // Every committed round from the store (a restarted coordinator shows those before it too); what only this process measured where it has it.
+      rounds: this.options.store.roundLog().map((e) => {
+        const seen = this.rounds.find((r) => r.round === e.round);
+        return { round: e.round, sampled: e.sampled.length, accepted: e.reported.length - e.rejected.length, dropped: e.dropped.length, rejected: e.rejected.length, frameBytesDown: e.bytesDown, frameBytesUp: e.bytesUp, seconds: e.seconds, aggregated: seen?.aggregated ?? null, trainLoss: seen?.trainLoss ?? null };
+      }),
       maskedPreview: this.maskedPreview,
       evaluation: this.lastEvaluation,
     };
