@@ -4,7 +4,7 @@
 // be chosen for a new process.
 import { bundleNodeProgram, ROOT } from '../../scripts/node-program.mjs';
 
-export { dawnEnv } from '../../scripts/node-program.mjs';
+export { dawnEnv, SWIFTSHADER_ICD } from '../../scripts/node-program.mjs';
 export { ROOT };
 
 /** Bundles tests/node/<name>.ts and returns the output file's path. */

@@ -133,6 +133,8 @@ export class RemoteClient {
   private current: RoundInProgress | null = null;
   /** Training and evaluation, one at a time (they load weights into the same model). */
   private modelWork: Promise<void> = Promise.resolve();
+  /** Set when the connection closes: work that has not started by then is skipped (nothing could be answered). */
+  private disconnected = false;
   private welcomed!: (ok: boolean, reason: string) => void;
   /** Whether the coordinator ended the federation (bye): nothing to reconnect for. */
   finished = false;
@@ -147,7 +149,12 @@ export class RemoteClient {
     const make = options.socket ?? ((url: string) => new WebSocket(url) as unknown as SocketLike);
     this.socket = make(options.url);
     this.socket.binaryType = 'arraybuffer';
-    this.closed = new Promise((resolve) => this.socket.addEventListener('close', (e) => resolve({ code: e.code ?? 1006, reason: e.reason ?? '' })));
+    this.closed = new Promise((resolve) =>
+      this.socket.addEventListener('close', (e) => {
+        this.disconnected = true;
+        resolve({ code: e.code ?? 1006, reason: e.reason ?? '' });
+      }),
+    );
   }
 
   /** Connects and says hello; resolves once the coordinator admits the client, rejects with its reason otherwise. */
@@ -166,6 +173,17 @@ export class RemoteClient {
 
   close(): void {
     this.socket.close(1000, 'client closed');
+  }
+
+  /**
+   * Settles once no training or evaluation of this connection runs: a closed connection's round
+   * may still be training the model, and a new connection must not train it alongside.
+   */
+  async idle(): Promise<void> {
+    for (let work = this.modelWork; ; work = this.modelWork) {
+      await work;
+      if (work === this.modelWork) return;
+    }
   }
 
   private log(line: string): void {
@@ -246,7 +264,7 @@ export class RemoteClient {
       this.send({ type: 'secagg', round, stage: 'AdvertiseKeys', fields: packSecAgg(advertise) });
     }
     const work = this.modelWork.then(async () => {
-      if (this.current !== state) return;
+      if (this.current !== state || this.disconnected) return;
       const message = this.globalModel(m.weights, m.config);
       let delta: Float32Array | null = null;
       let encoded: UpdateDelta | null = null;
@@ -311,6 +329,7 @@ export class RemoteClient {
   private async evaluate(m: Extract<WireMessage, { type: 'evaluate' }>): Promise<void> {
     const { client, engine } = this.options;
     const work = this.modelWork.then(async () => {
+      if (this.disconnected) return;
       const message = this.globalModel(m.weights, { round: m.round, epochs: 1, batchSize: 1, learningRate: 1, proximalMu: 0, seed: 0, compression: null });
       try {
         const r = await client.evaluate(engine, message);
@@ -329,7 +348,8 @@ export class RemoteClient {
 
 /**
  * Keeps a client in the federation: connects, and whenever the connection is lost (the coordinator
- * restarted, the network dropped) connects again after `retryMs`, until the coordinator says bye
+ * restarted, the network dropped) connects again after `retryMs`, once the lost connection's
+ * training is over (the model is the same), until the coordinator says bye
  * or stop() is called. `finished` settles then; a refusal (a wrong token) rejects it.
  */
 export function keepConnected(options: RemoteClientOptions & { retryMs?: number; onConnect?: (client: RemoteClient) => void }): { stop(): void; finished: Promise<void>; lastGlobal(): Float32Array | null; stats: RemoteClientStats } {
@@ -350,6 +370,7 @@ export function keepConnected(options: RemoteClientOptions & { retryMs?: number;
       }
       options.onConnect?.(current);
       await current.closed;
+      await current.idle();
       lastGlobal = current.lastGlobal ?? lastGlobal;
       if (current.finished) return;
       if (!stopped) await retry();
