@@ -91,6 +91,7 @@ export { trainBatched } from './paradigms/federated/batched.js';
 export { simulate, type RoundRecord, type SimulationMode, type SimulationOptions } from './paradigms/federated/simulation.js';
 export { ATTACKS, poisonDelta, type Attack } from './paradigms/federated/attacks.js';
 export { decodeFrame, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_HEADER_BYTES, encodeFrame, flatFromNamed, namedFromFlat, WIRE_FORMAT, WIRE_VERSION, WIRE_VERSIONS, type ByeMessage, type DecodeOptions, type ErrorMessage, type EvaluateMessage, type EvaluationMessage, type HelloMessage, type NamedTensors, type RoundMessage, type SecAggFields, type SecAggMessage, type UpdateDelta, type UpdateMessage, type WelcomeMessage, type WireMessage, type WireMessageType } from './paradigms/federated/wire.js';
+export { CLIENT_CAPABILITIES, keepConnected, modelVersion, packSecAgg, personaliseAfterFederation, RemoteClient, secAggFields, unpackSecAgg, type RemoteClientOptions, type RemoteClientStats, type RoundSecAgg, type SocketLike } from './paradigms/federated/remote.js';
 export {
   distributedNoiseStddev,
   messageBytes,

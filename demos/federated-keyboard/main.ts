@@ -18,6 +18,7 @@ import {
   Engine,
   evaluateLanguageModel,
   FederatedClient,
+  keepConnected,
   KeyboardModel,
   keyboardUsers,
   keyboardWords,
@@ -25,13 +26,13 @@ import {
   loadSotu,
   NextWordTally,
   noGrad,
+  personaliseAfterFederation,
   SGD,
   topKIds,
   trainLanguageModel,
   type KeyboardUser,
   type WordTokenizer,
 } from '../../src/index.js';
-import { keepConnected, personaliseAfterFederation } from '../../src/paradigms/federated/remote.js';
 import { $, dataFetcher, finish, intParam, log, numberParam, params, resultTable, run, setText, status } from '../common/ui.js';
 
 const settings = {

@@ -15,17 +15,21 @@ import {
   DPFedAvg,
   encodeFrame,
   flatFromNamed,
+  modelVersion,
   namedFromFlat,
+  packSecAgg,
   permutation,
+  secAggFields,
+  unpackSecAgg,
   type ClientUpdate,
   type Engine,
   type FederatedServer,
   type RoundReport,
+  type RoundSecAgg,
   type ServerState,
   type StrategyState,
   type WireMessage,
 } from '../../src/index.js';
-import { modelVersion, packSecAgg, secAggFields, unpackSecAgg, type RoundSecAgg } from '../../src/paradigms/federated/remote.js';
 import { SecAggServer, type SecAggClientMessage, type SecAggConfig, type SecAggResult } from '../../src/paradigms/federated/secagg.js';
 import type { CoordinatorState, CoordinatorStore } from './store.js';
 

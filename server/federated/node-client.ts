@@ -10,8 +10,7 @@ import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { create } from 'webgpu';
 import WebSocket from 'ws';
-import { Engine, FederatedClient, KeyboardModel, keyboardUsers, loadSotu } from '../../src/index.js';
-import { keepConnected, personaliseAfterFederation, type SocketLike } from '../../src/paradigms/federated/remote.js';
+import { Engine, FederatedClient, keepConnected, KeyboardModel, keyboardUsers, loadSotu, personaliseAfterFederation, type SocketLike } from '../../src/index.js';
 
 function settings(argv: readonly string[]): Map<string, string> {
   const out = new Map<string, string>();
