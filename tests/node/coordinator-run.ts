@@ -2,11 +2,10 @@
 // scenario: a Coordinator on Dawn with a tiny model (one Dense 4 -> 3) and its clients in the same
 // process, over real loopback WebSockets (the `ws` package): RemoteClients that train, each with a
 // model and an engine context of its own, and raw sockets that send hand-made frames.
-//   node coordinator-run.mjs <rounds | dropout | admission | restart-serve | restart-resume> [directory]
+//   node coordinator-run.mjs <rounds | dropout | admission | restart-serve | restart-resume> <directory>
 // Prints one line of JSON and exits; restart-serve prints its line in the middle of a round and
 // waits there to be killed.
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create } from 'webgpu';
 import WebSocket from 'ws';
@@ -37,7 +36,7 @@ import { keepConnected, RemoteClient, type SocketLike } from '../../src/paradigm
 const MODEL = 'dense-4x3';
 const SECURE = { range: 1, maxWeight: 100 };
 const engine = await Engine.create({ gpu: create(['backend=vulkan']) });
-const dir = process.argv[3] ?? mkdtempSync(join(tmpdir(), 'coordinator-run-'));
+const dir = process.argv[3]!;
 
 const denseModel = (seed: number) => new Sequential({ fc: new Dense(engine, 4, 3, { seed }) });
 
@@ -86,7 +85,7 @@ type FederationOptions = Partial<Pick<CoordinatorOptions, 'target' | 'secureAggr
 /** A coordinator (FedAvg unless said, no over-selection, target: every client) with `ids` enrolled. */
 async function federation(ids: readonly string[], options: FederationOptions = {}): Promise<Federation> {
   const log: string[] = [];
-  const store = CoordinatorStore.open(options.store ?? mkdtempSync(join(dir, 'store-')) + '/coordinator.sqlite');
+  const store = CoordinatorStore.open(options.store ?? join(mkdtempSync(join(dir, 'store-')), 'coordinator.sqlite'));
   const tokens = options.tokens ?? new Map(ids.map((id) => [id, store.enrol(id)]));
   const server = new FederatedServer(engine, denseModel(1), {
     strategy: options.strategy ?? new FedAvg(),

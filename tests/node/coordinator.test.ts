@@ -22,12 +22,13 @@ beforeAll(async () => {
 });
 
 /**
- * Runs a scenario of coordinator-run.ts in a child process and resolves with its line of JSON;
- * with `kill`, SIGKILLs the child as soon as the line comes (restart-serve prints it mid-round).
+ * Runs a scenario of coordinator-run.ts in a child process (its stores in `options.dir`, default a
+ * fresh folder) and resolves with its line of JSON; with `kill`, SIGKILLs the child as soon as the
+ * line comes (restart-serve prints it mid-round).
  */
 function runScenario<T>(scenario: string, options: { dir?: string; kill?: boolean } = {}): Promise<T> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, scenario, ...(options.dir ? [options.dir] : [])], { cwd: ROOT, env: dawnEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [script, scenario, options.dir ?? mkdtempSync(join(dir, `${scenario}-`))], { cwd: ROOT, env: dawnEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     let result: (T & { ok: boolean; error?: string }) | null = null;

@@ -75,7 +75,8 @@ export function secAggFields(s: RoundSecAgg): SecAggFields {
   return fields;
 }
 
-function roundSecAgg(fields: SecAggFields): RoundSecAgg {
+/** The secure aggregation settings a round message's fields carry (secAggFields's inverse). */
+export function roundSecAgg(fields: SecAggFields): RoundSecAgg {
   const { clipNorm, noiseStddev, ...config } = fields as Record<string, number | string>;
   return { config: config as unknown as SecAggConfig, clipNorm: clipNorm as number | undefined, noiseStddev: noiseStddev as number | undefined };
 }
