@@ -418,6 +418,18 @@ function checkThreshold(where: string, count: number, threshold: number, what: s
 }
 
 /** masked += sign * PRG(seed) mod 2^32 over all P + 1 words. */
+/** Masks regenerated at once when unmasking: each holds its P words while it is added, so unbounded they would hold dropped x survivors of them (1.9 GB at n = 150, P = 54k). */
+const MASKS_IN_FLIGHT = 8;
+
+/** Runs the jobs with at most `limit` of them in flight. */
+async function inParallel(jobs: readonly (() => Promise<void>)[], limit: number): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < jobs.length) await jobs[next++]!();
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, jobs.length) }, worker));
+}
+
 async function addMask(masked: Uint32Array, seed: Uint8Array<ArrayBuffer>, sign: 1 | -1): Promise<void> {
   const mask = await expandSeed(seed, masked.length);
   if (sign > 0) for (let i = 0; i < masked.length; i++) masked[i]! += mask[i]!;
@@ -855,14 +867,14 @@ export class SecAggServer {
     const maskingScalars = dropped.map((v) => rebuild(v, 'maskingKeyShares', 'masking key'));
     const survivorKeys = await Promise.all(survivors.map((u) => importPublicKey(where, u, roster.publicKeys(u), 'maskingKey')));
     const droppedKeys = await Promise.all(dropped.map((v, k) => importPrivateKey(where, v, maskingScalars[k]!, roster.publicKeys(v).maskingKey)));
-    const removals = selfMaskSeeds.map((seed) => addMask(sum, seed, -1));
+    const removals: (() => Promise<void>)[] = selfMaskSeeds.map((seed) => () => addMask(sum, seed, -1));
     dropped.forEach((v, k) => {
       survivors.forEach((u, j) => {
         // u added +PRG(s_uv) if it precedes v, -PRG(s_uv) otherwise: take back the same.
-        removals.push(roster.maskSeed(session, droppedKeys[k]!, survivorKeys[j]!, u, v).then((seed) => addMask(sum, seed, roster.precedes(u, v) ? -1 : 1)));
+        removals.push(() => roster.maskSeed(session, droppedKeys[k]!, survivorKeys[j]!, u, v).then((seed) => addMask(sum, seed, roster.precedes(u, v) ? -1 : 1)));
       });
     });
-    await Promise.all(removals);
+    await inParallel(removals, MASKS_IN_FLIGHT);
 
     const weightTotal = sum[length]!;
     if (weightTotal > survivors.length * maxWeight) {
