@@ -14,6 +14,7 @@ import { CoordinatorStore } from '../../server/federated/store.js';
 import {
   decodeFrame,
   Dense,
+  DPFedAvg,
   disposeUpdate,
   encodeFrame,
   Engine,
@@ -23,6 +24,7 @@ import {
   FederatedServer,
   namedFromFlat,
   randomNormal,
+  RdpAccountant,
   secAggSettings,
   Sequential,
   type ClassificationData,
@@ -420,6 +422,46 @@ async function admission(): Promise<Record<string, unknown>> {
   return out;
 }
 
+/**
+ * DP-FedAvg under secure aggregation (distributed DP): the coordinator sends each round's clip norm
+ * and noise share, the clients clip and noise before masking, and the server only averages the
+ * sum over E and accounts. Without noise the round must give global + (1/E) sum of the clipped
+ * deltas; with noise z the accountant must have recorded one round of (q = 1, z).
+ */
+async function dp(): Promise<Record<string, unknown>> {
+  const ids = ['c0', 'c1', 'c2'];
+  const out: Record<string, unknown> = {};
+  for (const z of [0, 0.8]) {
+    const clipNorm = 0.02;
+    const strategy = new DPFedAvg({ noiseMultiplier: z, clientsPerRound: ids.length, clipNorm, seed: 5 });
+    const f = await federation(ids, { strategy, secureAggregation: SECURE });
+    const clients = await Promise.all(ids.map((id, k) => trainingClient(f, id, k)));
+    const message = f.server.globalModel(1);
+    const global = await message.weights.data();
+    f.server.release(message);
+    const { deltas } = await expectedRound(f.server, ids.map((id, k) => ({ id, k })), 1);
+    const report = await f.coordinator.runRound();
+    const after = (await f.server.saveState()).weights;
+    // Float64: each delta scaled to norm clipNorm, their sum over E added to the global weights.
+    const expected = Float64Array.from(global);
+    const norms = deltas.map((d) => Math.sqrt(d.reduce((s, v) => s + v * v, 0)));
+    deltas.forEach((d, k) => d.forEach((v, i) => (expected[i]! += (v * Math.min(1, clipNorm / norms[k]!)) / ids.length)));
+    const reference = new RdpAccountant();
+    reference.step(1, z);
+    out[z === 0 ? 'exact' : 'noised'] = {
+      accepted: report.accepted,
+      norms,
+      maxError: maxDifference(after, expected),
+      tolerance: secureTolerance({ clients: ids.length, length: f.server.layout.length, range: SECURE.range, maxWeight: 1 }, ids.length),
+      epsilon: strategy.epsilon(1e-5),
+      referenceEpsilon: reference.epsilon(1e-5).epsilon,
+    };
+    for (const c of clients) c.remote.close();
+    await closeFederation(f);
+  }
+  return out;
+}
+
 const RESTART_IDS = ['c0', 'c1', 'c2'];
 /** The restart scenarios' coordinator: FedAdam (moments to keep) under secure aggregation, on the store in `dir`. */
 const restartFederation = (tokens?: Map<string, string>) => federation(RESTART_IDS, { strategy: new FedAdam({ eta: 0.05 }), secureAggregation: SECURE, store: join(dir, 'coordinator.sqlite'), tokens, roundDeadlineMs: 600_000 });
@@ -457,7 +499,7 @@ async function restartResume(): Promise<Record<string, unknown>> {
   return result;
 }
 
-const scenarios: Record<string, () => Promise<Record<string, unknown> | void>> = { rounds, dropout, admission, 'restart-serve': restartServe, 'restart-resume': restartResume };
+const scenarios: Record<string, () => Promise<Record<string, unknown> | void>> = { rounds, dropout, admission, dp, 'restart-serve': restartServe, 'restart-resume': restartResume };
 const scenario = scenarios[process.argv[2] ?? ''];
 if (!scenario) throw new Error(`coordinator-run: unknown scenario ${process.argv[2]}; known: ${Object.keys(scenarios).join(', ')}`);
 scenario().then(

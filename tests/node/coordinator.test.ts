@@ -120,6 +120,39 @@ interface SavedState {
 
 const sorted = (ids: readonly string[]) => [...ids].sort();
 
+interface DpRound {
+  accepted: string[];
+  norms: number[];
+  maxError: number;
+  tolerance: number;
+  epsilon: number | null;
+  referenceEpsilon: number;
+}
+
+describe.skipIf(skip)('Coordinator: DP-FedAvg under secure aggregation', () => {
+  let r: { exact: DpRound; noised: DpRound };
+  beforeAll(async () => {
+    r = await runScenario<typeof r>('dp');
+  }, 90_000);
+
+  it('the clients clip to the round\'s norm before masking: the round adds the mean of the clipped deltas over E', () => {
+    expect(sorted(r.exact.accepted)).toEqual(['c0', 'c1', 'c2']);
+    // The set-up must clip: every delta is longer than the clip norm.
+    for (const n of r.exact.norms) expect(n).toBeGreaterThan(0.02);
+    expect(r.exact.maxError).toBeLessThanOrEqual(r.exact.tolerance);
+    // No noise, no privacy: epsilon is Infinity (null once through JSON).
+    expect(r.exact.epsilon).toBeNull();
+  });
+
+  it('with noise, the round is accounted as one of multiplier z over the full cohort, and the noised result moved away from the exact mean', () => {
+    expect(sorted(r.noised.accepted)).toEqual(['c0', 'c1', 'c2']);
+    expect(r.noised.epsilon).toBeCloseTo(r.noised.referenceEpsilon, 9);
+    expect(Number.isFinite(r.noised.epsilon)).toBe(true);
+    expect(r.noised.epsilon).toBeGreaterThan(0);
+    expect(r.noised.maxError).toBeGreaterThan(10 * r.noised.tolerance);
+  });
+});
+
 describe.skipIf(skip)('Coordinator: rounds over WebSockets', () => {
   let r: RoundsResult;
   beforeAll(async () => {
