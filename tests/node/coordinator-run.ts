@@ -29,6 +29,7 @@ import {
   Sequential,
   type ClassificationData,
   type GlobalModel,
+  type RoundConfig,
   type SecAggConfig,
   type Strategy,
   type WireMessage,
@@ -79,6 +80,8 @@ interface Federation {
 
 type FederationOptions = Partial<Pick<CoordinatorOptions, 'target' | 'secureAggregation' | 'maxFrameBytes' | 'roundDeadlineMs'>> & {
   strategy?: Strategy;
+  /** 8-bit updates (compression.ts) instead of f32. */
+  compression?: RoundConfig['compression'];
   /** The store's file (default a fresh one) and, for one that has them enrolled already, the clients' tokens. */
   store?: string;
   tokens?: Map<string, string>;
@@ -95,7 +98,7 @@ async function federation(ids: readonly string[], options: FederationOptions = {
     minClients: 2,
     seed: 3,
     normFactor: Infinity,
-    training: { epochs: 1, batchSize: 4, learningRate: 0.1, proximalMu: 0, compression: null },
+    training: { epochs: 1, batchSize: 4, learningRate: 0.1, proximalMu: 0, compression: options.compression ?? null },
     log: (line) => log.push(`server: ${line}`),
   });
   const coordinator = await Coordinator.start({
@@ -422,6 +425,24 @@ async function admission(): Promise<Record<string, unknown>> {
   return out;
 }
 
+/** 8-bit updates over the wire: each client's codes and scales travel as q8 tensors, and the round is the mean of what they decode to. */
+async function quantised(): Promise<Record<string, unknown>> {
+  const ids = ['c0', 'c1', 'c2'];
+  const f = await federation(ids, { compression: { bits: 8, errorFeedback: false } });
+  const clients = await Promise.all(ids.map((id, k) => trainingClient(f, id, k)));
+  // f32 deltas of the same local training: the 8-bit round must land within the codes' step of their mean.
+  const plain = await federation(ids);
+  const { expected, deltas } = await expectedRound(plain.server, ids.map((id, k) => ({ id, k })), Infinity);
+  await closeFederation(plain);
+  const report = await f.coordinator.runRound();
+  const after = (await f.server.saveState()).weights;
+  const range = Math.max(...deltas.map((d) => Math.max(...d) - Math.min(...d)));
+  const result = { accepted: report.accepted, maxError: maxDifference(after, expected), step: range / 255, received: clients.map((c) => c.received) };
+  for (const c of clients) c.remote.close();
+  await closeFederation(f);
+  return result;
+}
+
 /**
  * DP-FedAvg under secure aggregation (distributed DP): the coordinator sends each round's clip norm
  * and noise share, the clients clip and noise before masking, and the server only averages the
@@ -499,7 +520,7 @@ async function restartResume(): Promise<Record<string, unknown>> {
   return result;
 }
 
-const scenarios: Record<string, () => Promise<Record<string, unknown> | void>> = { rounds, dropout, admission, dp, 'restart-serve': restartServe, 'restart-resume': restartResume };
+const scenarios: Record<string, () => Promise<Record<string, unknown> | void>> = { rounds, dropout, admission, dp, quantised, 'restart-serve': restartServe, 'restart-resume': restartResume };
 const scenario = scenarios[process.argv[2] ?? ''];
 if (!scenario) throw new Error(`coordinator-run: unknown scenario ${process.argv[2]}; known: ${Object.keys(scenarios).join(', ')}`);
 scenario().then(

@@ -129,6 +129,20 @@ interface DpRound {
   referenceEpsilon: number;
 }
 
+describe.skipIf(skip)('Coordinator: 8-bit updates', () => {
+  let r: { accepted: string[]; maxError: number; step: number; received: string[][] };
+  beforeAll(async () => {
+    r = await runScenario<typeof r>('quantised');
+  }, 90_000);
+
+  it('travel as codes and scales and aggregate to the mean of the f32 deltas within the codes\' step', () => {
+    expect(sorted(r.accepted)).toEqual(['c0', 'c1', 'c2']);
+    expect(r.maxError).toBeLessThanOrEqual(r.step);
+    expect(r.maxError).toBeGreaterThan(0);
+    for (const frames of r.received) expect(frames).toEqual(['welcome', 'round']);
+  });
+});
+
 describe.skipIf(skip)('Coordinator: DP-FedAvg under secure aggregation', () => {
   let r: { exact: DpRound; noised: DpRound };
   beforeAll(async () => {
