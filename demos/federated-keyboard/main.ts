@@ -89,17 +89,10 @@ async function userPage(): Promise<void> {
     onConnect: () => setText('connection', 'connected'),
     log: (line) => log(line),
   });
-  const render = () => {
-    setText('rounds', String(connection.stats.rounds));
-    setText('sent', connection.stats.bytesSent.toLocaleString('en-US'));
-    setText('secagg', `${Math.round(connection.stats.secAggMs)} ms`);
-  };
-  const timer = setInterval(render, 500);
-
   // Suggestions from this page's model for what has been typed (its weights: the last round's local training, or the personalised head at the end).
   const box = $<HTMLTextAreaElement>('text');
   box.disabled = false;
-  box.addEventListener('input', () => {
+  const suggest = () => {
     const context = [tokenizer.bosId, ...keyboardWords(box.value).map((w) => tokenizer.idOf(w))].slice(-settings.steps);
     void engine
       .scope(async () => {
@@ -107,7 +100,20 @@ async function userPage(): Promise<void> {
         return topKIds((await logits.data()).subarray((context.length - 1) * model.vocab), 3, tokenizer.markerIds);
       })
       .then((ids) => ids.forEach((id, i) => setText(`s${i}`, tokenizer.vocab[id]!)));
-  });
+  };
+  box.addEventListener('input', suggest);
+  let shownAfter = -1;
+  const render = () => {
+    setText('rounds', String(connection.stats.rounds));
+    setText('sent', connection.stats.bytesSent.toLocaleString('en-US'));
+    setText('secagg', `${Math.round(connection.stats.secAggMs)} ms`);
+    // New suggestions after each round the page trained.
+    if (connection.stats.rounds !== shownAfter) {
+      shownAfter = connection.stats.rounds;
+      suggest();
+    }
+  };
+  const timer = setInterval(render, 500);
 
   await connection.finished;
   clearInterval(timer);
@@ -118,6 +124,7 @@ async function userPage(): Promise<void> {
   status('The federation has ended: personalising the head on this user’s own text…');
   const r = await personaliseAfterFederation(engine, client, global, { head: ['embedding.projection', 'embedding.bias'], epochs: settings.personalEpochs, batchSize: 4, learningRate: settings.personalLr });
   status(`Top-1 next-word recall on ${me.name}'s held-out text: global model ${pct(r.global)}, personalised ${pct(r.personalised)}.`);
+  suggest();
   finish({ user: me.id, global_top1: r.global, personalised_top1: r.personalised, ...connection.stats, adapter: engine.adapterName });
 }
 
