@@ -92,11 +92,13 @@ async function userPage(): Promise<void> {
   // Suggestions from this page's model for what has been typed (its weights: the last round's local training, or the personalised head at the end).
   const box = $<HTMLTextAreaElement>('text');
   box.disabled = false;
+  // A context of its own: suggesting runs while the client trains, and neither's scope may take the other's tensors.
+  const suggestions = engine.context();
   const suggest = () => {
     const context = [tokenizer.bosId, ...keyboardWords(box.value).map((w) => tokenizer.idOf(w))].slice(-settings.steps);
-    void engine
+    void suggestions
       .scope(async () => {
-        const logits = noGrad(() => model.forward(engine.tensor(context, [1, context.length], 'suggest.context')));
+        const logits = noGrad(() => model.forward(suggestions.tensor(context, [1, context.length], 'suggest.context')));
         return topKIds((await logits.data()).subarray((context.length - 1) * model.vocab), 3, tokenizer.markerIds);
       })
       .then((ids) => ids.forEach((id, i) => setText(`s${i}`, tokenizer.vocab[id]!)));
