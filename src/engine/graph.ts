@@ -22,11 +22,16 @@ function tracked(t: Tensor): boolean {
   return t instanceof Parameter || t.requiresGrad || t.node !== null;
 }
 
+/** Whether record() will attach a node for these inputs: an op saves what its backward needs only then. */
+export function willRecord(inputs: readonly Tensor[]): boolean {
+  return recording && inputs.some(tracked);
+}
+
 /**
  * Attaches the op's node to its output when any input takes part in differentiation. `saved`
  * lists what the gradient functions read besides the inputs (the output, saved statistics).
  */
 export function record(out: Tensor, op: string, inputs: Tensor[], grads: (GradientFn | null)[], saved: Tensor[] = []): Tensor {
-  if (recording && inputs.some(tracked)) out.node = { id: nextNodeId++, op, inputs, grads, saved } satisfies Node;
+  if (willRecord(inputs)) out.node = { id: nextNodeId++, op, inputs, grads, saved } satisfies Node;
   return out;
 }

@@ -62,6 +62,8 @@ interface Part {
 
 /** Invocations per workgroup of the update kernels. */
 const OPTIMIZER_WG = 256;
+/** Elements an optimizer invocation updates (CHUNK vec4s in lib/optimizer_step.wgsl). */
+const OPTIMIZER_CHUNK = 16;
 
 function checkNumber(op: string, what: string, v: number, ok: (v: number) => boolean, rule: string): void {
   if (typeof v !== 'number' || !ok(v)) throw new Error(`${op}: invalid ${what}: ${v} (${rule})`);
@@ -348,8 +350,8 @@ export abstract class Optimizer {
       table.set(extra, 8 * s + 4);
     });
     const { kernel, bindings, uniforms, constants } = this.update(state.tensors, this.lr(index), g.weightDecay);
-    // x (and y past the per-dimension limit) over the state, four elements an invocation; z over the rows stepped.
-    const groups = Math.ceil(state.size / 4 / OPTIMIZER_WG);
+    // x (and y past the per-dimension limit) over the state, 16 elements an invocation; z over the rows stepped.
+    const groups = Math.ceil(state.size / OPTIMIZER_CHUNK / OPTIMIZER_WG);
     const maxPerDim = this.engine.limits.maxComputeWorkgroupsPerDimension;
     this.engine.dispatch(kernel, {
       bindings: {

@@ -3,7 +3,7 @@
 // Weights, gradients and masks are the model's flat buffers (rows of row_size elements, R rows
 // stepped at once from row_start: replicas, the z of the grid); the velocity is the group's own
 // state, its parameters one after another, R rows of state_size. Which parameters and where is
-// the segment table (see optimizer_step.wgsl). Four elements per invocation.
+// the segment table (see optimizer_step.wgsl). Sixteen elements (four vec4s) per invocation.
 #import "lib/optimizer_step.wgsl"
 
 override HAS_MOMENTUM: bool = false;
@@ -23,14 +23,18 @@ struct Params { state_size: u32, row_size: u32, row_start: u32, segments: u32, l
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let e = locate(gid.x + gid.y * groups.x * WG, gid.z, p.state_size, p.row_size, p.row_start, p.segments);
   if (!e.update) { return; }
-  let k = e.param_index;
-  let w = param[k];
-  var g = grad[k] * e.grad_scale + p.weight_decay * w;
-  if (HAS_MOMENTUM) {
-    let v0 = velocity[e.state_index];
-    let v = p.momentum * v0 + g;
-    velocity[e.state_index] = select(v0, v, e.lanes);
-    g = select(v, g + p.momentum * v, NESTEROV);
+  for (var q = 0u; q < CHUNK; q++) {
+    let k = e.param_index + q;
+    let on = lanes(e, q);
+    let w = param[k];
+    var g = grad[k] * e.grad_scale + p.weight_decay * w;
+    if (HAS_MOMENTUM) {
+      let s = e.state_index + q;
+      let v0 = velocity[s];
+      let v = p.momentum * v0 + g;
+      velocity[s] = select(v0, v, on);
+      g = select(v, g + p.momentum * v, NESTEROV);
+    }
+    param[k] = select(w, w - p.lr * g, on);
   }
-  param[k] = select(w, w - p.lr * g, e.lanes);
 }

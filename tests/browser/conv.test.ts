@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { backward, gradients } from '../../src/engine/autograd.js';
 import { Engine } from '../../src/engine/engine.js';
+import { noGrad } from '../../src/engine/graph.js';
 import * as ops from '../../src/engine/ops/index.js';
 import type { Tensor } from '../../src/engine/tensor.js';
 import {
@@ -259,6 +260,11 @@ describe('pooling', () => {
     { N: 3, C: 2, H: 7, W: 9, k: 2, stride: 2, max: true },
     { N: 1, C: 3, H: 6, W: 7, k: 3, stride: 1, max: true },
     { N: 2, C: 2, H: 9, W: 7, k: 3, stride: 2, max: true },
+    // Stride above the kernel: elements in no window (and the rows and columns past the last
+    // window) get 0 from the per-window backward; 1050 windows, not a multiple of a workgroup.
+    { N: 5, C: 7, H: 13, W: 11, k: 2, stride: 2, max: true },
+    { N: 2, C: 3, H: 11, W: 10, k: 2, stride: 3, max: true },
+    { N: 2, C: 3, H: 11, W: 10, k: 2, stride: 3, max: false },
     { N: 3, C: 2, H: 7, W: 9, k: 2, stride: 2, max: false },
     { N: 2, C: 3, H: 7, W: 9, k: 3, stride: 2, max: false },
     { N: 1, C: 2, H: 6, W: 5, k: 2, stride: 1, max: false },
@@ -289,6 +295,7 @@ describe('pooling', () => {
       data.fill(3, 0, 7); // a whole row of equal values
       for (const [k, stride] of [
         [2, 2],
+        [2, 3],
         [3, 1],
         [3, 2],
       ] as const) {
@@ -305,6 +312,21 @@ describe('pooling', () => {
         } finally {
           x.dispose();
         }
+      }
+    });
+  });
+
+  test('max-pool saves its argmax only when the graph is recorded', async () => {
+    await engine.scope(async () => {
+      const x = engine.parameter(Float32Array.from(ref.normal([1, 2, 4, 4], 78)), [1, 2, 4, 4], 'x');
+      try {
+        const plain = noGrad(() => ops.maxPool2d(x, 2));
+        expect(plain.node).toBeNull();
+        const y = ops.maxPool2d(x, 2);
+        expect(y.node!.saved.map((t) => t.name)).toEqual(['maxPool2d.argmax']);
+        expect(Array.from(await plain.data())).toEqual(Array.from(await y.data()));
+      } finally {
+        x.dispose();
       }
     });
   });

@@ -1,7 +1,10 @@
-// 2-D pooling over NCHW tensors (no padding): max pooling (the gradient goes to the first maximum
-// of each window, recomputed in the backward gather kernel, so ties send it to exactly one
-// element), average pooling, and global average pooling (a mean over H*W, composed).
-import { record } from '../graph.js';
+// 2-D pooling over NCHW tensors (no padding): max pooling, average pooling, and global average
+// pooling (a mean over H*W, composed). What the backward needs: for max pooling, the offset of
+// each window's first maximum (ties send the gradient to exactly one element), which the forward
+// saves in a u32 buffer only when the graph is recorded; the backward routes dy with it (one
+// invocation per window when windows do not overlap, else a gather per input element over the
+// windows that contain it). Average pooling needs only dy.
+import { record, willRecord } from '../graph.js';
 import { shapeString, type Tensor } from '../tensor.js';
 import { alive, rank } from './check.js';
 import { mean } from './reduce.js';
@@ -27,19 +30,35 @@ function pool(op: string, max: boolean, x: Tensor, kernel: number | readonly [nu
   const engine = x.engine;
   const out = engine.empty([N, C, OH, OW], op);
   const dims = { planes: N * C, H, W, OH, OW, KH, KW, SH, SW };
-  engine.dispatch('pool2d', { bindings: { x, out }, uniforms: { ...dims, total: out.size }, constants: { MAX: max }, threads: out.size });
-  return record(out, op, [x], [
-    (dy) => {
-      const dx = engine.empty(x.shape, `d(${x.name})`);
-      engine.dispatch('pool2d_backward', {
-        bindings: { x: max ? x : dy, dy, dx },
-        uniforms: { ...dims, total: x.size },
-        constants: { MAX: max },
-        threads: x.size,
-      });
-      return dx;
-    },
-  ]);
+  // The window maxima's offsets within their planes (u32 bits), kept for the backward.
+  const argmax = max && willRecord([x]) ? engine.empty([N, C, OH, OW], `${op}.argmax`) : null;
+  engine.dispatch('pool2d', {
+    bindings: { x, out, argmax: argmax ?? engine.placeholder() },
+    uniforms: { ...dims, total: out.size },
+    constants: { MAX: max, SAVE_ARGMAX: argmax !== null },
+    threads: out.size,
+  });
+  return record(
+    out,
+    op,
+    [x],
+    [
+      (dy) => {
+        const dx = engine.empty(x.shape, `d(${x.name})`);
+        // Windows that share no element: one invocation per window writes its stride cell; else a gather per input element.
+        const overlap = KH > SH || KW > SW;
+        const threads = overlap ? x.size : out.size;
+        engine.dispatch('pool2d_backward', {
+          bindings: { argmax: argmax ?? engine.placeholder(), dy, dx },
+          uniforms: { ...dims, total: threads },
+          constants: { MAX: max, OVERLAP: overlap },
+          threads,
+        });
+        return dx;
+      },
+    ],
+    argmax ? [argmax] : [],
+  );
 }
 
 /** Max over kernel windows of x [N, C, H, W] (stride defaults to the kernel size). */
