@@ -1,13 +1,15 @@
-// `npm run bench`: runs demos/bench (this engine and TensorFlow.js 4.22 on WebGPU, and jax-js
-// 0.1.25 for the keyboard model, in the same page on the same adapter) in headless Chromium.
+// `npm run bench`: runs demos/bench (this engine, TensorFlow.js 4.22 and jax-js 0.1.25 on WebGPU,
+// in the same page on the same adapter) in headless Chromium.
 // SwiftShader unless WEBGPU_ADAPTER=gpu.
 //   npm run bench [-- --rounds N --mlp-steps N --cnn-steps N --matmul-reps N --mem-steps N --replica-steps N --lstm-steps N
 //                     --parts matmul,mlp,replicas,cnn,lstm --timeout SECONDS]
 // Prints progress lines; the last line of stdout is one JSON object (adapter, matmul_gflops,
-// tfjs_matmul_gflops, mlp_samples_per_s, tfjs_mlp_samples_per_s, cnn_samples_per_s,
-// tfjs_cnn_samples_per_s, frozen_step_ratio, gpu_bytes_start, gpu_bytes_end, lstm_tokens_per_s,
-// tfjs_lstm_tokens_per_s, and extras, among them replica_step_ratio, jax_lstm_tokens_per_s,
-// lstm_speedup_over_tfjs and lstm_speedup_over_jax); with --parts, only the named parts' figures.
+// tfjs_matmul_gflops, jax_matmul_gflops, mlp_samples_per_s, tfjs_mlp_samples_per_s,
+// jax_mlp_samples_per_s, cnn_samples_per_s, tfjs_cnn_samples_per_s, jax_cnn_samples_per_s,
+// frozen_step_ratio, gpu_bytes_start, gpu_bytes_end, lstm_tokens_per_s, tfjs_lstm_tokens_per_s,
+// jax_lstm_tokens_per_s, and extras, among them replica_step_ratio, the ratios ours / jax-js
+// (matmul_, mlp_, cnn_ and lstm_speedup_over_jax) and lstm_speedup_over_tfjs); with --parts, only
+// the named parts' figures.
 // Saves a screenshot to reports/bench.png.
 import { parseArgs } from 'node:util';
 import { runPage } from './page-runner.mjs';

@@ -8,9 +8,11 @@
 //     primitive scatter input is not imm"), so the lookup is a one-hot [B*T, V] x [V, E] matmul, as
 //     in jax-js's own char-rnn demo: 4 B*T*V*E FLOPs a step (that product and the table's gradient
 //     through it) that a gather does not spend;
-//   - its optimizers (@jax-js/optax) are not on the npm registry: Adam is written with array ops.
+//   - its optimizers (@jax-js/optax) are not on the npm registry: Adam is written with array ops
+//     (jax-train.ts).
 // Arrays follow jax-js's ownership rules: every call consumes its arguments, `.ref` keeps one.
-import { defaultDevice, getWebGPUDevice, init, jit, lax, nn, numpy as np, tree, valueAndGrad } from '@jax-js/jax';
+import { blockUntilReady, jit, lax, nn, numpy as np, tree, valueAndGrad } from '@jax-js/jax';
+import { adamUpdate, AdamState, uniformArray } from './jax-train.js';
 
 export interface LstmSizes {
   vocab: number;
@@ -30,10 +32,6 @@ export interface LstmBatch {
 }
 
 type Params = { table: np.Array; bias: np.Array; projection: np.Array; wIh: np.Array; wHh: np.Array; b: np.Array };
-
-const BETA1 = 0.9;
-const BETA2 = 0.999;
-const EPSILON = 1e-8;
 
 /** Mean cross-entropy of the next-token logits for ids [B, T] (int32) against one-hot targets [B*T, V], from state (h, c); the final state is the aux output. */
 function lstmLoss(sizes: LstmSizes, p: Params, ids: np.Array, targets: np.Array, h: np.Array, c: np.Array): [np.Array, [np.Array, np.Array]] {
@@ -60,44 +58,24 @@ function lstmLoss(sizes: LstmSizes, p: Params, ids: np.Array, targets: np.Array,
 /** Forward, gradient and Adam update of one batch, as one jit (compiled on its first call). */
 function compileTrainStep(sizes: LstmSizes) {
   const lossAndGradient = valueAndGrad((p: Params, ids: np.Array, targets: np.Array, h: np.Array, c: np.Array) => lstmLoss(sizes, p, ids, targets, h, c), { hasAux: true });
-  // lr: the step's learning rate with Adam's bias corrections folded in, a scalar array so that every step runs the same program.
   return jit((p: Params, m: Params, v: Params, ids: np.Array, targets: np.Array, h: np.Array, c: np.Array, lr: np.Array) => {
     const [[loss, [hNext, cNext]], g] = lossAndGradient(tree.ref(p), ids, targets, h, c);
-    const mNext = tree.map((mi: np.Array, gi: np.Array) => mi.mul(BETA1).add(gi.mul(1 - BETA1)), m, tree.ref(g)) as Params;
-    const vNext = tree.map((vi: np.Array, gi: np.Array) => vi.mul(BETA2).add(gi.ref.mul(gi).mul(1 - BETA2)), v, g) as Params;
-    const pNext = tree.map((pi: np.Array, mi: np.Array, vi: np.Array) => pi.sub(mi.mul(lr.ref).div(np.sqrt(vi).add(EPSILON))), p, tree.ref(mNext), tree.ref(vNext)) as Params;
-    lr.dispose();
-    return [pNext, mNext, vNext, loss, hNext, cNext] as const;
+    return [...adamUpdate(p, m, v, g, lr), loss, hNext, cNext] as const;
   });
 }
 
 export class JaxLstm {
   private params: Params;
-  private m: Params;
-  private v: Params;
-  private adamSteps = 0;
+  private readonly adam: AdamState<Params>;
   private readonly trainStep: ReturnType<typeof compileTrainStep>;
 
-  private constructor(private readonly sizes: LstmSizes, rand: () => number) {
+  /** The weights from `rand`, on jax-js's default device (startJaxWebGpu). */
+  constructor(private readonly sizes: LstmSizes, rand: () => number) {
     const { vocab: V, embedding: E, hidden: H } = sizes;
-    const uniform = (shape: [number, number], scale: number) => np.array(Float32Array.from({ length: shape[0] * shape[1] }, () => (2 * rand() - 1) * scale)).reshape(shape);
+    const uniform = (shape: [number, number], scale: number) => uniformArray(shape, scale, rand);
     this.params = { table: uniform([V, E], 1 / Math.sqrt(E)), bias: np.zeros([V]), projection: uniform([H, E], 1 / Math.sqrt(H)), wIh: uniform([E, 4 * H], 1 / Math.sqrt(H)), wHh: uniform([H, 4 * H], 1 / Math.sqrt(H)), b: np.zeros([4 * H]) };
-    this.m = tree.map((w: np.Array) => np.zerosLike(w), tree.ref(this.params)) as Params;
-    this.v = tree.map((w: np.Array) => np.zerosLike(w), tree.ref(this.params)) as Params;
+    this.adam = new AdamState(this.params, sizes.lr);
     this.trainStep = compileTrainStep(sizes);
-  }
-
-  /** Starts jax-js's WebGPU backend (its own device) and initialises the weights from `rand`. */
-  static async create(sizes: LstmSizes, rand: () => number): Promise<JaxLstm> {
-    if (!(await init('webgpu')).includes('webgpu')) throw new Error('jax-js: the webgpu backend did not initialise');
-    defaultDevice('webgpu');
-    return new JaxLstm(sizes, rand);
-  }
-
-  /** The adapter jax-js's device runs on (vendor and architecture). */
-  get adapter(): string {
-    const info = getWebGPUDevice().adapterInfo;
-    return [info.vendor, info.architecture].filter(Boolean).join(' ') || 'unknown';
   }
 
   get parameterCount(): number {
@@ -106,19 +84,18 @@ export class JaxLstm {
 
   /** Milliseconds a step over `steps` steps on the batches in turn (ids as f32, one-hot targets), from a zero state, synchronised only at the end. */
   async steps(data: LstmBatch[], steps: number): Promise<number> {
-    const { vocab: V, hidden: H, streams: B, unroll: T, lr } = this.sizes;
-    const sync = () => this.params.bias.ref.data();
+    const { vocab: V, hidden: H, streams: B, unroll: T } = this.sizes;
+    // jax-js is lazy: waiting on every parameter runs every step's whole update, not only the bias's kernels.
+    const sync = () => blockUntilReady(this.params);
     await sync();
     let h = np.zeros([B, H]);
     let c = np.zeros([B, H]);
     const t0 = performance.now();
     for (let i = 0; i < steps; i++) {
       const b = data[i % data.length]!;
-      const k = ++this.adamSteps;
-      const stepLr = np.array([(lr * Math.sqrt(1 - BETA2 ** k)) / (1 - BETA1 ** k)]).reshape([]);
       const ids = np.array(Int32Array.from(b.x), { dtype: np.int32 }).reshape([B, T]);
       let loss: np.Array;
-      [this.params, this.m, this.v, loss, h, c] = this.trainStep(this.params, this.m, this.v, ids, np.array(b.y).reshape([B * T, V]), h, c, stepLr);
+      [this.params, this.adam.m, this.adam.v, loss, h, c] = this.trainStep(this.params, this.adam.m, this.adam.v, ids, np.array(b.y).reshape([B * T, V]), h, c, this.adam.nextLr());
       loss.dispose();
     }
     await sync();
@@ -138,6 +115,7 @@ export class JaxLstm {
   }
 
   dispose(): void {
-    tree.dispose([this.params, this.m, this.v]);
+    tree.dispose(this.params);
+    this.adam.dispose();
   }
 }

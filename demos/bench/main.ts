@@ -1,5 +1,6 @@
-// Benchmark page: this engine against TensorFlow.js 4.22 (WebGPU backend), and for the keyboard
-// model also jax-js 0.1.25 (WebGPU), in the same page, on the same adapter. Driven by
+// Benchmark page: this engine against TensorFlow.js 4.22 (WebGPU backend) and jax-js 0.1.25
+// (WebGPU; its steps under jit, jax-classifier.ts and jax-lstm.ts), in the same page, on the same
+// adapter. Driven by
 // scripts/bench.mjs (`npm run bench`); the result goes to window.__result and a `[result] {...}`
 // console line.
 //
@@ -30,8 +31,9 @@
 // parts=lstm runs only the keyboard model's comparison). mlp includes the memory measurement.
 //
 // Every library uploads each batch from CPU arrays every step and synchronises only at the end of
-// a timed run (the engine with sync(), TF.js and jax-js by reading back a small variable), so none
-// pays a per-step readback.
+// a timed run (the engine with sync(), TF.js by reading back a small variable, jax-js, which is
+// lazy and dispatches its kernels only when an array is awaited, with blockUntilReady on its
+// parameters), so none pays a per-step readback.
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-webgpu';
 import {
@@ -59,18 +61,24 @@ import {
   type Optimizer,
 } from '../../src/index.js';
 import { oneHotRows, streamWindow } from '../../src/paradigms/keyboard/train.js';
+import { blockUntilReady, numpy as jnp } from '@jax-js/jax';
 import { countValues } from '../common/ui.js';
+import { cnnModel, JaxClassifier, mlpModel } from './jax-classifier.js';
 import { JaxLstm } from './jax-lstm.js';
+import { jaxAdapter, startJaxWebGpu, uniformArray } from './jax-train.js';
 
 /** The figures of the parts that ran (all by default). */
 interface BenchResult {
   adapter: string;
   matmul_gflops?: number;
   tfjs_matmul_gflops?: number;
+  jax_matmul_gflops?: number;
   mlp_samples_per_s?: number;
   tfjs_mlp_samples_per_s?: number;
+  jax_mlp_samples_per_s?: number;
   cnn_samples_per_s?: number;
   tfjs_cnn_samples_per_s?: number;
+  jax_cnn_samples_per_s?: number;
   frozen_step_ratio?: number;
   gpu_bytes_start?: number;
   gpu_bytes_end?: number;
@@ -191,9 +199,13 @@ async function main(): Promise<void> {
   const tfAdapter = [tfInfo?.vendor, tfInfo?.architecture].filter(Boolean).join(' ') || 'unknown';
   log(`tfjs ${tf.version.tfjs} backend=${tf.getBackend()} adapter=${tfAdapter}`);
 
+  status('Initialising jax-js (webgpu device)…');
+  await startJaxWebGpu();
+  log(`jax-js adapter=${jaxAdapter()}`);
+
   const rounds: Record<string, number[]> = {};
   const record = (key: string, v: number) => (rounds[key] ??= []).push(round3(v));
-  const result: BenchResult = { adapter: engine.adapterName, tfjs_version: tf.version.tfjs, tfjs_adapter: tfAdapter };
+  const result: BenchResult = { adapter: engine.adapterName, tfjs_version: tf.version.tfjs, tfjs_adapter: tfAdapter, jax_adapter: jaxAdapter() };
   const losses: Record<string, number> = {};
 
   // ---- matmul ----
@@ -203,6 +215,8 @@ async function main(): Promise<void> {
     const eb = engine.keep(engine.randn([MATMUL_N, MATMUL_N], { seed: 2, name: 'bench.b' }));
     const ta = tf.randomNormal([MATMUL_N, MATMUL_N], 0, 1, 'float32', 1);
     const tb = tf.randomNormal([MATMUL_N, MATMUL_N], 0, 1, 'float32', 2);
+    const ja = uniformArray([MATMUL_N, MATMUL_N], 1, lcg(1));
+    const jb = uniformArray([MATMUL_N, MATMUL_N], 1, lcg(2));
     const engineMatmul = async (reps: number) =>
       engine.scope(async () => {
         await engine.sync();
@@ -221,22 +235,40 @@ async function main(): Promise<void> {
       tf.dispose(cs);
       return ms;
     };
+    const jaxMatmul = async (reps: number) => {
+      const t0 = performance.now();
+      const cs: jnp.Array[] = [];
+      for (let i = 0; i < reps; i++) cs.push(jnp.dot(ja.ref, jb.ref));
+      // jax-js is lazy: a product disposed before it is needed never runs, so every one is dispatched and awaited.
+      await blockUntilReady(cs);
+      await cs.pop()!.data();
+      const ms = (performance.now() - t0) / reps;
+      for (const c of cs) c.dispose();
+      return ms;
+    };
     status('matmul 1024: warming up…');
     await engineMatmul(1);
     await tfMatmul(1);
+    await jaxMatmul(1);
     for (let r = 0; r < ROUNDS; r++) {
       const e = flops / ((await engineMatmul(MATMUL_REPS)) * 1e6);
       const t = flops / ((await tfMatmul(MATMUL_REPS)) * 1e6);
+      const j = flops / ((await jaxMatmul(MATMUL_REPS)) * 1e6);
       record('matmul_gflops', e);
       record('tfjs_matmul_gflops', t);
-      log(`matmul round ${r + 1}/${ROUNDS}: engine ${e.toFixed(2)} GFLOP/s, tfjs ${t.toFixed(2)} GFLOP/s`);
-      show('matmul 1024³ (GFLOP/s)', best(rounds.matmul_gflops!).toFixed(2), best(rounds.tfjs_matmul_gflops!).toFixed(2));
+      record('jax_matmul_gflops', j);
+      log(`matmul round ${r + 1}/${ROUNDS}: engine ${e.toFixed(2)} GFLOP/s, tfjs ${t.toFixed(2)} GFLOP/s, jax-js ${j.toFixed(2)} GFLOP/s`);
+      show('matmul 1024³ (GFLOP/s)', best(rounds.matmul_gflops!).toFixed(2), best(rounds.tfjs_matmul_gflops!).toFixed(2), best(rounds.jax_matmul_gflops!).toFixed(2));
     }
     ea.dispose();
     eb.dispose();
     tf.dispose([ta, tb]);
+    ja.dispose();
+    jb.dispose();
     result.matmul_gflops = round3(best(rounds.matmul_gflops!));
     result.tfjs_matmul_gflops = round3(best(rounds.tfjs_matmul_gflops!));
+    result.jax_matmul_gflops = round3(best(rounds.jax_matmul_gflops!));
+    result.matmul_speedup_over_jax = round3(result.matmul_gflops / result.jax_matmul_gflops);
   }
 
   // ---- training-step helpers (xShape, yShape: a batch's input and label shapes, batch first) ----
@@ -297,24 +329,32 @@ async function main(): Promise<void> {
     const mlpOpt = new Adam(mlp.parameters(), { lr: 1e-3 });
     const tfMlp = tf.sequential({ layers: [tf.layers.dense({ inputShape: [PIXELS], units: 256, activation: 'relu' }), tf.layers.dense({ units: CLASSES })] });
     const tfMlpOpt = tf.train.adam(1e-3);
-    status(`MLP 784-256-10, batch ${MLP_BATCH}: warming up…`);
+    const jaxMlp = new JaxClassifier(mlpModel(MLP_BATCH, lcg(19)), 1e-3);
+    status(`MLP 784-256-10, batch ${MLP_BATCH}: warming up (jax-js compiles its step)…`);
     await engineSteps(mlp, mlpOpt, mlpData, MLP_BATCH, WARMUP);
     await tfSteps(tfMlp, tfMlpOpt, mlpData, mlpX, mlpY, WARMUP);
+    await jaxMlp.steps(mlpData, WARMUP);
     for (let r = 0; r < ROUNDS; r++) {
       const e = (MLP_BATCH * 1000) / (await engineSteps(mlp, mlpOpt, mlpData, MLP_BATCH, MLP_STEPS));
       const t = (MLP_BATCH * 1000) / (await tfSteps(tfMlp, tfMlpOpt, mlpData, mlpX, mlpY, MLP_STEPS));
+      const j = (MLP_BATCH * 1000) / (await jaxMlp.steps(mlpData, MLP_STEPS));
       record('mlp_samples_per_s', e);
       record('tfjs_mlp_samples_per_s', t);
-      log(`MLP round ${r + 1}/${ROUNDS}: engine ${e.toFixed(1)} samples/s, tfjs ${t.toFixed(1)} samples/s`);
-      show('MLP training (samples/s)', best(rounds.mlp_samples_per_s!).toFixed(1), best(rounds.tfjs_mlp_samples_per_s!).toFixed(1));
+      record('jax_mlp_samples_per_s', j);
+      log(`MLP round ${r + 1}/${ROUNDS}: engine ${e.toFixed(1)} samples/s, tfjs ${t.toFixed(1)} samples/s, jax-js ${j.toFixed(1)} samples/s`);
+      show('MLP training (samples/s)', best(rounds.mlp_samples_per_s!).toFixed(1), best(rounds.tfjs_mlp_samples_per_s!).toFixed(1), best(rounds.jax_mlp_samples_per_s!).toFixed(1));
     }
     losses.mlp = round3(await engineLoss(mlp, mlpData[0]!, mlpX, mlpY));
     losses.tfjs_mlp = round3(await tfLoss(tfMlp, mlpData[0]!, mlpX, mlpY));
-    log(`MLP loss on a training batch after ${WARMUP + ROUNDS * MLP_STEPS} steps: engine ${losses.mlp}, tfjs ${losses.tfjs_mlp}`);
+    losses.jax_mlp = round3(await jaxMlp.loss(mlpData[0]!));
+    log(`MLP loss on a training batch after ${WARMUP + ROUNDS * MLP_STEPS} steps: engine ${losses.mlp}, tfjs ${losses.tfjs_mlp}, jax-js ${losses.jax_mlp}`);
     tfMlp.dispose();
     tfMlpOpt.dispose();
+    jaxMlp.dispose();
     result.mlp_samples_per_s = round1(best(rounds.mlp_samples_per_s!));
     result.tfjs_mlp_samples_per_s = round1(best(rounds.tfjs_mlp_samples_per_s!));
+    result.jax_mlp_samples_per_s = round1(best(rounds.jax_mlp_samples_per_s!));
+    result.mlp_speedup_over_jax = round3(result.mlp_samples_per_s / result.jax_mlp_samples_per_s);
 
     // ---- frozen step ratio (MLP, everything but fc2 frozen) ----
     status('MLP with fc1 frozen: warming up…');
@@ -441,20 +481,27 @@ async function main(): Promise<void> {
     const tfCnnOpt = tf.train.adam(1e-3);
     const cnnX = [CNN_BATCH, 28, 28, 1]; // TF.js's NHWC images (ours reshapes the rows itself)
     const cnnY = [CNN_BATCH, CLASSES];
-    status(`CNN (FedAvg), batch ${CNN_BATCH}: warming up…`);
+    const jaxCnn = new JaxClassifier(cnnModel(CNN_BATCH, lcg(29)), 1e-3);
+    status(`CNN (FedAvg), batch ${CNN_BATCH}: warming up (jax-js compiles its step)…`);
     await engineSteps(cnn, cnnOpt, cnnData, CNN_BATCH, 1);
     await tfSteps(tfCnn, tfCnnOpt, cnnData, cnnX, cnnY, 1);
+    const jaxCnnFirstMs = await jaxCnn.steps(cnnData, 1);
+    log(`jax-js CNN: first step (tracing and compiling the jit) ${(jaxCnnFirstMs / 1000).toFixed(1)} s`);
     for (let r = 0; r < ROUNDS; r++) {
       const e = (CNN_BATCH * 1000) / (await engineSteps(cnn, cnnOpt, cnnData, CNN_BATCH, CNN_STEPS));
       const t = (CNN_BATCH * 1000) / (await tfSteps(tfCnn, tfCnnOpt, cnnData, cnnX, cnnY, CNN_STEPS));
+      const j = (CNN_BATCH * 1000) / (await jaxCnn.steps(cnnData, CNN_STEPS));
       record('cnn_samples_per_s', e);
       record('tfjs_cnn_samples_per_s', t);
-      log(`CNN round ${r + 1}/${ROUNDS}: engine ${e.toFixed(1)} samples/s, tfjs ${t.toFixed(1)} samples/s`);
-      show('CNN training (samples/s)', best(rounds.cnn_samples_per_s!).toFixed(1), best(rounds.tfjs_cnn_samples_per_s!).toFixed(1));
+      record('jax_cnn_samples_per_s', j);
+      log(`CNN round ${r + 1}/${ROUNDS}: engine ${e.toFixed(1)} samples/s, tfjs ${t.toFixed(1)} samples/s, jax-js ${j.toFixed(1)} samples/s`);
+      show('CNN training (samples/s)', best(rounds.cnn_samples_per_s!).toFixed(1), best(rounds.tfjs_cnn_samples_per_s!).toFixed(1), best(rounds.jax_cnn_samples_per_s!).toFixed(1));
     }
     losses.cnn = round3(await engineLoss(cnn, cnnData[0]!, [CNN_BATCH, PIXELS], cnnY));
     losses.tfjs_cnn = round3(await tfLoss(tfCnn, cnnData[0]!, cnnX, cnnY));
-    log(`CNN loss on a training batch: engine ${losses.cnn}, tfjs ${losses.tfjs_cnn}`);
+    losses.jax_cnn = round3(await jaxCnn.loss(cnnData[0]!));
+    log(`CNN loss on a training batch: engine ${losses.cnn}, tfjs ${losses.tfjs_cnn}, jax-js ${losses.jax_cnn}`);
+    jaxCnn.dispose();
 
     // CNN with everything but fc2 frozen (an extra: transfer learning's case).
     cnn.freeze('conv1', 'conv2', 'fc1');
@@ -469,6 +516,9 @@ async function main(): Promise<void> {
     tfCnnOpt.dispose();
     result.cnn_samples_per_s = round1(best(rounds.cnn_samples_per_s!));
     result.tfjs_cnn_samples_per_s = round1(best(rounds.tfjs_cnn_samples_per_s!));
+    result.jax_cnn_samples_per_s = round1(best(rounds.jax_cnn_samples_per_s!));
+    result.cnn_speedup_over_jax = round3(result.cnn_samples_per_s / result.jax_cnn_samples_per_s);
+    result.jax_cnn_first_step_s = round1(jaxCnnFirstMs / 1000);
     result.frozen_step_ratio = round3(cnnFrozenRatio);
   }
 
@@ -510,9 +560,7 @@ async function main(): Promise<void> {
       ],
     });
     const tfLstmOpt = tf.train.adam(lr);
-    status('Initialising jax-js (webgpu device)…');
-    const jaxLstm = await JaxLstm.create(KEYBOARD, lcg(23));
-    log(`jax-js adapter=${jaxLstm.adapter}`);
+    const jaxLstm = new JaxLstm(KEYBOARD, lcg(23));
     log(`keyboard LSTM parameters: engine ${countValues(keyboard.parameters().values())} (tied), tfjs ${tfLstm.countParams()} (untied output), jax-js ${jaxLstm.parameterCount} (tied)`);
     status(`Keyboard LSTM ${vocab}-${embedding}-${hidden}, ${streams} x ${unroll} tokens a step: warming up (jax-js compiles its step)…`);
     await keyboardSteps(1);
@@ -545,7 +593,6 @@ async function main(): Promise<void> {
     result.jax_lstm_tokens_per_s = round1(best(rounds.jax_lstm_tokens_per_s!));
     result.lstm_speedup_over_tfjs = round3(result.lstm_tokens_per_s / result.tfjs_lstm_tokens_per_s);
     result.lstm_speedup_over_jax = round3(result.lstm_tokens_per_s / result.jax_lstm_tokens_per_s);
-    result.jax_adapter = jaxLstm.adapter;
     result.jax_lstm_first_step_s = round1(compileMs / 1000);
   }
 
