@@ -94,6 +94,19 @@ export function oneHot(rows: number, cols: number, seed: number): Float64Array {
   return out;
 }
 
+/** Random class ids in [0, cols), one per row. */
+export function classIds(rows: number, cols: number, seed: number): Float64Array {
+  const next = generator(seed);
+  return Float64Array.from({ length: rows }, () => Math.floor(next() * cols));
+}
+
+/** One-hot rows [ids.length, cols] of class ids. */
+export function oneHotOf(ids: ArrayLike<number>, cols: number): Float64Array {
+  const out = new Float64Array(ids.length * cols);
+  for (let r = 0; r < ids.length; r++) out[r * cols + ids[r]!] = 1;
+  return out;
+}
+
 // ---------------------------------------------------------------- elementwise
 
 export type UnaryName = 'relu' | 'leaky_relu' | 'gelu' | 'sigmoid' | 'tanh' | 'square' | 'scale' | 'exp' | 'log';

@@ -46,6 +46,8 @@ import softmax from '../shaders/softmax.wgsl';
 import softmaxBackward from '../shaders/softmax_backward.wgsl';
 import softmaxCrossEntropy from '../shaders/softmax_cross_entropy.wgsl';
 import softmaxCrossEntropyBackward from '../shaders/softmax_cross_entropy_backward.wgsl';
+import softmaxCrossEntropyIndices from '../shaders/softmax_cross_entropy_indices.wgsl';
+import softmaxCrossEntropyIndicesBackward from '../shaders/softmax_cross_entropy_indices_backward.wgsl';
 import trimmedMean from '../shaders/trimmed_mean.wgsl';
 import unary from '../shaders/unary.wgsl';
 import unaryBackward from '../shaders/unary_backward.wgsl';
@@ -98,6 +100,8 @@ const SOURCES = {
   softmax_backward: softmaxBackward,
   softmax_cross_entropy: softmaxCrossEntropy,
   softmax_cross_entropy_backward: softmaxCrossEntropyBackward,
+  softmax_cross_entropy_indices: softmaxCrossEntropyIndices,
+  softmax_cross_entropy_indices_backward: softmaxCrossEntropyIndicesBackward,
   trimmed_mean: trimmedMean,
   unary,
   unary_backward: unaryBackward,

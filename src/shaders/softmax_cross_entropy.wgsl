@@ -4,7 +4,7 @@
 // target adds nothing, even against a logit of -inf (0 log 0 = 0); NaN propagates otherwise.
 // COOPERATIVE: one workgroup per row, its invocations striding over the columns (many classes);
 // otherwise one invocation per row and no barriers (few classes).
-#import "lib/workgroup_reduce.wgsl"
+#import "lib/row_logsumexp.wgsl"
 override WG: u32 = 64;
 override COOPERATIVE: bool = false;
 
@@ -17,11 +17,7 @@ struct Params { rows: u32, cols: u32 }
 
 fn row_loss(row: u32) -> f32 {
   let base = row * p.cols;
-  var m = -3.402823e38;
-  for (var j = 0u; j < p.cols; j++) { m = max_nan(m, logits[base + j]); }
-  var s = 0.0;
-  for (var j = 0u; j < p.cols; j++) { s += exp_ieee(logits[base + j] - m); }
-  let lse = m + log_ieee(s);
+  let lse = row_lse(base, p.cols);
   var l = 0.0;
   for (var j = 0u; j < p.cols; j++) { l += term(targets[base + j], lse, logits[base + j]); }
   return l;
@@ -44,16 +40,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_invocation
   let row = wid.x + wid.y * groups.x; // uniform across the workgroup
   let valid = row < p.rows;
   let base = row * p.cols;
-  var m = -3.402823e38;
-  if (valid) {
-    for (var j = lid.x; j < p.cols; j += WG) { m = max_nan(m, logits[base + j]); }
-  }
-  m = reduce_max(m, lid.x);
-  var s = 0.0;
-  if (valid) {
-    for (var j = lid.x; j < p.cols; j += WG) { s += exp_ieee(logits[base + j] - m); }
-  }
-  let lse = m + log_ieee(reduce_sum(s, lid.x));
+  let lse = row_lse_cooperative(base, p.cols, valid, lid.x);
   var l = 0.0;
   if (valid) {
     for (var j = lid.x; j < p.cols; j += WG) { l += term(targets[base + j], lse, logits[base + j]); }

@@ -318,6 +318,113 @@ describe('softmax cross-entropy', () => {
   });
 });
 
+describe('softmax cross-entropy with class-id targets', () => {
+  const idsCase = (name: string, rows: number, cols: number, logits: Float64Array, ids: Float64Array, tol: Tol, fdCount?: number) =>
+    test(name, async () => {
+      const hot = ref.oneHotOf(ids, cols);
+      await checkOp(`softmaxCrossEntropyIndices ${name}`, {
+        inputs: [
+          { data: logits, shape: [rows, cols] },
+          { data: ids, shape: [rows], diff: false },
+        ],
+        gpu: ([l, t]) => ops.softmaxCrossEntropyIndices(l!, t!),
+        forward: ([l]) => ({ data: Float64Array.of(ref.softmaxCrossEntropy(l!, hot, rows, cols)), shape: [] }),
+        grad: ([l], dy) => [ref.softmaxCrossEntropyGrad(l!, hot, rows, cols, dy[0]!), null],
+        tol,
+        ...(fdCount === undefined ? {} : { fdCount }),
+      });
+      await checkOp(`softmaxCrossEntropyIndicesRows ${name}`, {
+        inputs: [
+          { data: logits, shape: [rows, cols] },
+          { data: ids, shape: [rows], diff: false },
+        ],
+        gpu: ([l, t]) => ops.softmaxCrossEntropyIndicesRows(l!, t!),
+        forward: ([l]) => ({ data: ref.softmaxCrossEntropyRows(l!, hot, rows, cols), shape: [rows] }),
+        grad: ([l], dy) => [ref.softmaxCrossEntropyRowsGrad(l!, hot, rows, cols, dy), null],
+        tol,
+        ...(fdCount === undefined ? {} : { fdCount }),
+      });
+    });
+
+  idsCase('[7,13]: an invocation per row', 7, 13, ref.normal([7, 13], 70, 2), ref.classIds(7, 13, 71), TRANSCENDENTAL);
+  idsCase('[5,300]: a workgroup per row', 5, 300, ref.normal([5, 300], 72, 2), ref.classIds(5, 300, 73), TRANSCENDENTAL);
+  idsCase('[640,2000]: the keyboard model', 640, 2000, ref.normal([640, 2000], 74, 2), ref.classIds(640, 2000, 75), TRANSCENDENTAL, 8);
+  const spread = f32(ref.normal([4, 9], 76, 300));
+  spread[0] = 1000;
+  spread[10] = -1000;
+  spread[18] = 1000;
+  spread[19] = 1000;
+  idsCase('logits spread over +-1000', 4, 9, spread, Float64Array.of(0, 1, 2, 8), { atol: 3e-4, rtol: 2e-5 });
+
+  test('large logits give finite, exact values', async () => {
+    await engine.scope(async () => {
+      const logits = engine.parameter([1000, 0, 1000, 0, -1000, 1000], [3, 2], 'big');
+      try {
+        const rows = ops.softmaxCrossEntropyIndicesRows(logits, engine.tensor([0, 1, 0], [3]));
+        expect(Array.from(await rows.data())).toEqual([0, 1000, 2000]);
+        const g = gradients(ops.sum(rows), [logits]).get(logits)!;
+        expect(Array.from(await g.data())).toEqual([0, 0, 1, -1, -1, 1]);
+      } finally {
+        logits.dispose();
+      }
+    });
+  });
+
+  test('equals the one-hot op on the same data', async () => {
+    const [rows, cols] = [33, 517];
+    const ids = ref.classIds(rows, cols, 77);
+    const data = ref.normal([rows, cols], 78, 3);
+    await engine.scope(async () => {
+      const a = engine.parameter(data, [rows, cols], 'a');
+      const b = engine.parameter(data, [rows, cols], 'b');
+      try {
+        const la = ops.softmaxCrossEntropyIndices(a, engine.tensor(ids, [rows]));
+        const lb = ops.softmaxCrossEntropy(b, engine.tensor(ref.oneHotOf(ids, cols), [rows, cols]));
+        expectClose(await la.data(), await lb.data(), TRANSCENDENTAL, 'loss');
+        const ga = gradients(la, [a]).get(a)!;
+        const gb = gradients(lb, [b]).get(b)!;
+        expectClose(await ga.data(), await gb.data(), TRANSCENDENTAL, 'gradient');
+      } finally {
+        a.dispose();
+        b.dispose();
+      }
+    });
+  });
+
+  test('an id outside [0, classes) gives NaN for its row only, reading nothing out of bounds', async () => {
+    await engine.scope(async () => {
+      const logits = engine.parameter([1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3], [4, 3], 'l');
+      try {
+        const rows = ops.softmaxCrossEntropyIndicesRows(logits, engine.tensor([3, -1, 0.5, 2], [4]));
+        const out = Array.from(await rows.data());
+        expect(out.slice(0, 3).every(Number.isNaN)).toBe(true);
+        expect(out[3]).toBeCloseTo(Math.log(Math.exp(1) + Math.exp(2) + Math.exp(3)) - 3, 5);
+        const g = Array.from(await gradients(ops.sum(rows), [logits]).get(logits)!.data());
+        expect(g.slice(0, 9).every(Number.isNaN)).toBe(true);
+        expect(g.slice(9).every(Number.isFinite)).toBe(true);
+      } finally {
+        logits.dispose();
+      }
+    });
+  });
+
+  test('refuses targets of the wrong shape, naming the op and the shapes', async () => {
+    await engine.scope(() => {
+      const logits = engine.tensor(new Float32Array(12), [4, 3], 'logits');
+      expect(() => ops.softmaxCrossEntropyIndices(logits, engine.tensor([0, 1, 2], [3], 'ids'))).toThrow(/softmaxCrossEntropyIndices: targets ids \[3\] must be \[4\].*logits \[4, ?3\]/);
+      expect(() => ops.softmaxCrossEntropyIndices(logits, engine.tensor(new Float32Array(12), [4, 3], 'ids'))).toThrow(/softmaxCrossEntropyIndices: targets ids/);
+      expect(() => ops.softmaxCrossEntropyIndices(engine.tensor(new Float32Array(0), [2, 0]), engine.tensor([0, 0], [2]))).toThrow(/no classes/);
+    });
+  });
+
+  test('checkIndices refuses ids outside [0, classes), negative or fractional, naming the op and the limit', () => {
+    expect(() => ops.checkIndices('trainLanguageModel', [0, 5, 2000], 2000)).toThrow('trainLanguageModel: index 2000 at position 2 is not an integer in [0, 2000)');
+    expect(() => ops.checkIndices('op', [-1], 10)).toThrow('op: index -1 at position 0 is not an integer in [0, 10)');
+    expect(() => ops.checkIndices('op', [1.5], 10)).toThrow(/index 1.5/);
+    expect(() => ops.checkIndices('op', [0, 9], 10)).not.toThrow();
+  });
+});
+
 describe('mse', () => {
   for (const shape of [[5, 7], [33]]) {
     test(`[${shape}]`, async () => {

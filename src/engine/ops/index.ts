@@ -2,7 +2,7 @@ export { add, exp, gelu, leakyRelu, log, mul, relu, scale, sigmoid, square, sub,
 export { fusable, FUSED_ACTIVATIONS, UNARY_OP_NAMES, UNARY_OPS, type FusedActivation, type UnaryOp } from './activation.js';
 export { addBias, linear, matmul, replicaLinear, type MatmulOptions } from './matmul.js';
 export { mean, sum } from './reduce.js';
-export { mse, softmaxCrossEntropy, softmaxCrossEntropyRows } from './loss.js';
+export { mse, softmaxCrossEntropy, softmaxCrossEntropyIndices, softmaxCrossEntropyIndicesRows, softmaxCrossEntropyRows } from './loss.js';
 export { distillationLoss, type DistillationOptions } from './loss.js';
 export { softmax } from './softmax.js';
 export { concat, inContext, reshape, slice } from './shape.js';

@@ -1,8 +1,10 @@
 // Losses. Softmax cross-entropy is one fused, numerically stable kernel per direction; MSE is
 // composed from elementwise ops and a mean.
+import type { Engine } from '../engine.js';
 import { noGrad, record } from '../graph.js';
 import { shapeString, type Tensor } from '../tensor.js';
 import { alive, rank, sameShape } from './check.js';
+import { MAX_EMBEDDING_VOCAB } from './embedding.js';
 import { add, scale, square, sub } from './elementwise.js';
 import { mean } from './reduce.js';
 import { softmax } from './softmax.js';
@@ -20,9 +22,7 @@ export function softmaxCrossEntropyRows(logits: Tensor, targets: Tensor): Tensor
   if (cols === 0) throw new Error(`softmaxCrossEntropy: logits ${shapeString(logits.shape)} have no classes`);
   const engine = logits.engine;
   const loss = engine.empty([rows], 'softmaxCrossEntropy');
-  // A workgroup per row pays off for many classes; for few, an invocation per row needs no barriers.
-  const cooperative = cols > 256;
-  const layout = cooperative ? { constants: { COOPERATIVE: true }, workgroups: rowGrid(engine.limits.maxComputeWorkgroupsPerDimension, rows) } : { threads: rows };
+  const layout = rowLayout(engine, rows, cols);
   engine.dispatch('softmax_cross_entropy', { bindings: { logits, targets, loss }, uniforms: { rows, cols }, ...layout });
   return record(loss, 'softmaxCrossEntropy', [logits, targets], [
     (dloss) => {
@@ -37,6 +37,48 @@ export function softmaxCrossEntropyRows(logits: Tensor, targets: Tensor): Tensor
 /** Mean over rows of the softmax cross-entropy: the usual classification loss. */
 export function softmaxCrossEntropy(logits: Tensor, targets: Tensor): Tensor {
   return mean(softmaxCrossEntropyRows(logits, targets));
+}
+
+/**
+ * Per-row cross-entropy between softmax(logits [rows, classes]) and targets [rows] given as class
+ * ids (f32 tensors holding integers, as embedding ids are): the one-hot case of
+ * softmaxCrossEntropyRows without the [rows, classes] one-hot matrix. The forward saves each row's
+ * log-sum-exp ([rows]), so the backward forms the softmax with one exp per logit:
+ *   dlogits[r, j] = dloss[r] * (exp(logits[r, j] - lse[r]) - [j == targets[r]]).
+ * Ids must be integers in [0, classes); they are not checked here (that would need a readback):
+ * check them where they come from the CPU (`checkIndices`). A row whose id is anything else
+ * (out of range, negative, fractional, NaN) is read nowhere and gets a NaN loss and gradient, so
+ * that a finite check stops the training. No gradient flows into the targets.
+ */
+export function softmaxCrossEntropyIndicesRows(logits: Tensor, targets: Tensor): Tensor {
+  const op = 'softmaxCrossEntropyIndices';
+  alive(op, logits, targets);
+  rank(op, logits, 2);
+  const [rows, cols] = logits.shape as [number, number];
+  if (targets.rank !== 1 || targets.shape[0] !== rows) {
+    throw new Error(`${op}: targets ${targets.name} ${shapeString(targets.shape)} must be [${rows}], one class id per row of logits ${shapeString(logits.shape)}`);
+  }
+  if (cols === 0) throw new Error(`${op}: logits ${shapeString(logits.shape)} have no classes`);
+  if (cols > MAX_EMBEDDING_VOCAB) throw new Error(`${op}: logits ${shapeString(logits.shape)} have more classes than f32 ids can address exactly (${MAX_EMBEDDING_VOCAB})`);
+  const engine = logits.engine;
+  const loss = engine.empty([rows], op);
+  const lse = engine.empty([rows], `${op}.lse`);
+  const layout = rowLayout(engine, rows, cols);
+  if (rows > 0) engine.dispatch('softmax_cross_entropy_indices', { bindings: { logits, targets, loss, lse }, uniforms: { rows, cols }, ...layout });
+  return record(loss, op, [logits, targets], [
+    (dloss) => {
+      const dlogits = engine.empty(logits.shape, `d(${logits.name})`);
+      const n = rows * cols;
+      if (n > 0) engine.dispatch('softmax_cross_entropy_indices_backward', { bindings: { logits, targets, lse, dloss, dlogits }, uniforms: { n, cols }, threads: n });
+      return dlogits;
+    },
+    null,
+  ]);
+}
+
+/** Mean over rows of softmaxCrossEntropyIndicesRows: the classification loss for class-id targets. */
+export function softmaxCrossEntropyIndices(logits: Tensor, targets: Tensor): Tensor {
+  return mean(softmaxCrossEntropyIndicesRows(logits, targets));
 }
 
 /** Mean squared error over all elements. */
@@ -86,7 +128,13 @@ export function distillationLoss(student: Tensor, teacher: Tensor, targets: Tens
   return terms.length === 2 ? add(terms[0]!, terms[1]!) : terms[0]!;
 }
 
-/** One workgroup per row, over a 2-D grid when rows exceed the per-dimension limit. */
-function rowGrid(maxPerDim: number, rows: number): [number, number?] {
-  return [Math.min(rows, maxPerDim), Math.ceil(rows / maxPerDim)];
+/**
+ * The dispatch of a row-wise loss kernel: a workgroup per row (COOPERATIVE, over a 2-D grid when
+ * rows exceed the per-dimension limit) pays off for many classes; for few, an invocation per row
+ * needs no barriers.
+ */
+function rowLayout(engine: Engine, rows: number, cols: number) {
+  if (cols <= 256) return { threads: rows };
+  const maxPerDim = engine.limits.maxComputeWorkgroupsPerDimension;
+  return { constants: { COOPERATIVE: true }, workgroups: [Math.min(rows, maxPerDim), Math.ceil(rows / maxPerDim)] as [number, number] };
 }

@@ -7,7 +7,7 @@
 import { backward } from '../../engine/autograd.js';
 import { noGrad } from '../../engine/graph.js';
 import type { Engine } from '../../engine/engine.js';
-import { addScaledInPlace, softmaxCrossEntropy } from '../../engine/ops/index.js';
+import { addScaledInPlace, softmaxCrossEntropyIndices } from '../../engine/ops/index.js';
 import type { Optimizer } from '../../engine/optim.js';
 import type { RecurrentState } from '../../engine/recurrent.js';
 import { NextWordTally, type NextWordMetrics } from './metrics.js';
@@ -43,14 +43,19 @@ export function streamWindow(data: { rows: Uint32Array; streams: number; length:
   return { inputs, targets };
 }
 
-/** One-hot rows of the targets; unlike train.ts's oneHot, the error speaks of token ids and the vocabulary. */
+/** One-hot rows of the targets (the benchmark's TF.js and jax-js peers take these); the error speaks of token ids and the vocabulary. */
 export function oneHotRows(targets: Uint32Array, vocab: number): Float32Array<ArrayBuffer> {
+  checkTokenIds(targets, vocab);
   const out = new Float32Array(targets.length * vocab);
-  targets.forEach((c, r) => {
-    if (c >= vocab) throw new Error(`language model: token id ${c} is outside the ${vocab}-word vocabulary`);
-    out[r * vocab + c] = 1;
-  });
+  targets.forEach((c, r) => (out[r * vocab + c] = 1));
   return out;
+}
+
+/** Throws unless every target token id is below the vocabulary (the ids are unsigned integers). */
+function checkTokenIds(targets: Uint32Array, vocab: number): void {
+  for (const c of targets) {
+    if (c >= vocab) throw new Error(`language model: token id ${c} is outside the ${vocab}-word vocabulary`);
+  }
 }
 
 /** Keeps a state's tensors past the step's scope, and frees the previous one. */
@@ -111,9 +116,10 @@ export async function trainLanguageModel(engine: Engine, model: KeyboardModel, o
       try {
         for (const w of plan) {
           const { inputs, targets } = streamWindow(data, w.start, w.steps);
+          checkTokenIds(targets, model.vocab);
           const loss = await ctx.scope(async () => {
             const { logits, state: next } = model.run(ctx.tensor(inputs, [data.streams, w.steps], `${op}.inputs`), state);
-            const value = softmaxCrossEntropy(logits, ctx.tensor(oneHotRows(targets, model.vocab), [targets.length, model.vocab], `${op}.targets`));
+            const value = softmaxCrossEntropyIndices(logits, ctx.tensor(targets, [targets.length], `${op}.targets`));
             if (epoch === options.epochs - 1) addScaledInPlace(lastEpochSum, value);
             backward(value);
             options.afterBackward?.();
