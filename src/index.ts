@@ -84,7 +84,7 @@ export { FedAdagrad, FedAdam, FedAvg, FedAvgM, FedMedian, FedTrimmedAvg, FedYogi
 export { acceptedStack, checkUpdates, DEFAULT_NORM_FACTOR, type CheckOptions, type CheckResult } from './paradigms/federated/checks.js';
 export { adaptiveClipFraction, adaptiveSumNoiseMultiplier, DPFedAvg, localDpEpsilon, privatizeLocally, type AdaptiveClipOptions, type DistributedDpSettings, type DPFedAvgOptions, type DPRoundRecord, type LocalDpOptions } from './paradigms/federated/privacy.js';
 export { UpdateCompressor, type EncodedUpdate, type UpdateCompressorOptions } from './paradigms/federated/compression.js';
-export { checkLayout, checkRoundConfig, disposeUpdate, gatherWeights, scatterWeights, trainableLayout, type ClientEvaluation, type ClientMetrics, type ClientUpdate, type GlobalModel, type PayloadEntry, type PayloadLayout, type RoundConfig } from './paradigms/federated/protocol.js';
+export { checkLayout, checkRoundConfig, disposeUpdate, fnv1a, gatherWeights, scatterWeights, trainableLayout, type ClientEvaluation, type ClientMetrics, type ClientUpdate, type GlobalModel, type PayloadEntry, type PayloadLayout, type RoundConfig } from './paradigms/federated/protocol.js';
 export { FederatedClient, type ClientData, type ClientOptions, type TokenData } from './paradigms/federated/client.js';
 export { FederatedServer, type RoundReport, type SecureSum, type ServerOptions, type ServerState } from './paradigms/federated/server.js';
 export { trainBatched } from './paradigms/federated/batched.js';
@@ -126,4 +126,4 @@ export { FALLBACK_DISCOUNTS, KneserNeyTrigram, modifiedDiscounts, type Discounts
 export { nextWordReport, NextWordTally, topKIds, type NextWordMetrics, type Scorer } from './paradigms/keyboard/metrics.js';
 export { keyboardUsers, loadSotu, SOTU_INDEX, SOTU_TRAIN_FRACTION, splitUserText, type KeyboardUser, type SotuAddress, type SotuUser } from './paradigms/keyboard/data.js';
 export { KeyboardModel, type KeyboardModelOptions } from './paradigms/keyboard/model.js';
-export { batchify, evaluateLanguageModel, trainLanguageModel, type LanguageModelOptions, type LanguageModelResult } from './paradigms/keyboard/train.js';
+export { batchify, evaluateLanguageModel, tokenStreams, trainLanguageModel, type LanguageModelOptions, type LanguageModelResult } from './paradigms/keyboard/train.js';

@@ -16,33 +16,15 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { create } from 'webgpu';
-import { Engine, FedAdam, FedAvg, FederatedServer, KeyboardModel } from '../../src/index.js';
+import { Engine, FedAdam, FedAvg, FederatedServer, fnv1a, KeyboardModel } from '../../src/index.js';
 import { Coordinator } from './coordinator.js';
+import { programSettings } from './settings.js';
 import { CoordinatorStore } from './store.js';
-
-function settings(argv: readonly string[]): Map<string, string> {
-  const out = new Map<string, string>();
-  for (let i = 0; i < argv.length; i += 2) {
-    const name = argv[i]!.startsWith('--') ? argv[i]!.slice(2) : '';
-    const value = argv[i + 1];
-    if (!name || value === undefined) throw new Error(`fl:server: expected --name value pairs, got "${argv.slice(i).join(' ')}"`);
-    out.set(name, value);
-  }
-  return out;
-}
 
 const KNOWN = ['db', 'port', 'enrol', 'tokens', 'vocab', 'embedding', 'hidden', 'rounds', 'target', 'minClients', 'overselect', 'deadline', 'stageDeadline', 'secagg', 'range', 'maxWeight', 'strategy', 'epochs', 'batch', 'lr', 'evaluate', 'waitClients', 'grace', 'serverLr', 'seed'];
 
 async function main(): Promise<void> {
-  const args = settings(process.argv.slice(2));
-  const unknown = [...args.keys()].filter((k) => !KNOWN.includes(k));
-  if (unknown.length) throw new Error(`fl:server: unknown setting ${unknown.map((k) => `--${k}`).join(', ')}; known: ${KNOWN.map((k) => `--${k}`).join(' ')}`);
-  const text = (name: string, fallback: string) => args.get(name) ?? fallback;
-  const number = (name: string, fallback: number) => {
-    const v = Number(args.get(name) ?? fallback);
-    if (!Number.isFinite(v)) throw new Error(`fl:server: --${name} ${args.get(name)} is not a number`);
-    return v;
-  };
+  const { text, number } = programSettings('fl:server', process.argv.slice(2), KNOWN);
   const db = text('db', 'reports/fl-coordinator.sqlite');
   mkdirSync(dirname(db), { recursive: true });
   const store = CoordinatorStore.open(db);
@@ -83,12 +65,10 @@ async function main(): Promise<void> {
     stageDeadlineMs: 1000 * number('stageDeadline', 20),
     secureAggregation: secure ? { range: number('range', 0.5), maxWeight: number('maxWeight', 100_000) } : null,
   });
-  /** FNV-1a of the global weights' bytes: scripts compare it across a restart. */
+  /** A hash of the global weights' bytes: scripts compare it across a restart. */
   const weightsHash = async () => {
     const { weights } = await server.saveState();
-    let h = 0x811c9dc5;
-    for (const b of new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength)) h = Math.imul(h ^ b, 0x01000193) >>> 0;
-    return h;
+    return fnv1a(new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength));
   };
   console.log(`[listening] ${JSON.stringify({ port: coordinator.port, round: server.round, model: model.spec, weightsHash: await weightsHash() })}`);
   const rounds = number('rounds', 20);

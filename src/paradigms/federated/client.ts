@@ -20,7 +20,7 @@ import { evaluate, fit, oneHot, takeRows, train, type ClassificationData, type D
 import { poisonDelta, type Attack } from './attacks.js';
 import { UpdateCompressor, type EncodedUpdate } from './compression.js';
 import { privatizeLocally, type LocalDpOptions } from './privacy.js';
-import { checkLayout, checkRoundConfig, f32Bytes, gatherWeights, scatterWeights, trainableLayout, withoutGaps, type ClientEvaluation, type ClientUpdate, type GlobalModel, type PayloadLayout, type RoundConfig } from './protocol.js';
+import { checkLayout, checkRoundConfig, f32Bytes, fnv1a, gatherWeights, scatterWeights, trainableLayout, withoutGaps, type ClientEvaluation, type ClientUpdate, type GlobalModel, type PayloadLayout, type RoundConfig } from './protocol.js';
 
 /** A client's text as token ids, for a next-word model (KeyboardModel). */
 export interface TokenData {
@@ -56,16 +56,6 @@ export interface ClientOptions {
   localDp?: LocalDpOptions;
   /** A poisoned client (experiments and tests): sends this attack's delta instead of its own. */
   attack?: Attack;
-}
-
-/** FNV-1a of a string: a stable default seed per client id. */
-function hashSeed(id: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < id.length; i++) {
-    h ^= id.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h;
 }
 
 /** The seed of a client's local shuffles in one round (epoch e shuffles with it + e, as train() does). */
@@ -105,7 +95,8 @@ export class FederatedClient {
     this.model = options.model;
     this.data = options.data;
     this.test = options.test ?? null;
-    this.seed = options.seed ?? hashSeed(options.id);
+    // A stable default seed per client id.
+    this.seed = options.seed ?? fnv1a(options.id);
     this.attack = options.attack ?? null;
     this.options = options;
   }

@@ -12,6 +12,16 @@ import { aligned, type Parameter } from '../../engine/parameters.js';
 import { shapeString, type Shape, type Tensor } from '../../engine/tensor.js';
 import type { EncodedUpdate } from './compression.js';
 
+/** FNV-1a (32 bits) of a string's UTF-16 code units or of bytes: stable ids for seeds, model versions and weight checks. */
+export function fnv1a(data: string | Uint8Array): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < data.length; i++) {
+    h ^= typeof data === 'string' ? data.charCodeAt(i) : data[i]!;
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
 /** One trainable parameter's place in a message's flat vector. */
 export interface PayloadEntry {
   readonly name: string;

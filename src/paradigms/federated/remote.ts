@@ -7,7 +7,7 @@
 // local training runs; everything that touches the model (training, evaluation) runs one at a time.
 import type { Engine } from '../../engine/engine.js';
 import { FederatedClient } from './client.js';
-import { disposeUpdate, f32Bytes, trainableLayout, type GlobalModel, type PayloadLayout } from './protocol.js';
+import { disposeUpdate, f32Bytes, fnv1a, trainableLayout, type GlobalModel, type PayloadLayout } from './protocol.js';
 import { SecAggClient, type KeyListMessage, type SecAggConfig, type SharesForClientMessage, type UnmaskingRequest } from './secagg.js';
 import { decodeFrame, encodeFrame, flatFromNamed, namedFromFlat, type NamedTensors, type SecAggFields, type UpdateDelta, type WireMessage } from './wire.js';
 
@@ -27,12 +27,7 @@ export const CLIENT_CAPABILITIES: readonly string[] = ['secagg', 'q8'];
  * client never trains weights of another architecture and an update for another one is refused.
  */
 export function modelVersion(layout: PayloadLayout): number {
-  let h = 0x811c9dc5;
-  for (const c of layout.entries.map((e) => `${e.name}:${e.shape.join('x')}`).join(';')) {
-    h ^= c.charCodeAt(0);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h;
+  return fnv1a(layout.entries.map((e) => `${e.name}:${e.shape.join('x')}`).join(';'));
 }
 
 /** Secure aggregation's messages as wire fields: the structure as JSON, each byte string as a field of its own. */
