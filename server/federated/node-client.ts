@@ -11,16 +11,9 @@ import { join } from 'node:path';
 import { create } from 'webgpu';
 import WebSocket from 'ws';
 import { Engine, FederatedClient, keepConnected, KeyboardModel, keyboardUsers, loadSotu, personaliseAfterFederation, type SocketLike } from '../../src/index.js';
+import { programSettings } from './settings.js';
 
-function settings(argv: readonly string[]): Map<string, string> {
-  const out = new Map<string, string>();
-  for (let i = 0; i < argv.length; i += 2) {
-    const name = argv[i]!.startsWith('--') ? argv[i]!.slice(2) : '';
-    if (!name || argv[i + 1] === undefined) throw new Error(`node-client: expected --name value pairs, got "${argv.slice(i).join(' ')}"`);
-    out.set(name, argv[i + 1]!);
-  }
-  return out;
-}
+const KNOWN = ['url', 'user', 'token', 'tokens', 'users', 'vocab', 'embedding', 'hidden', 'trainTokens', 'testTokens', 'steps', 'streams', 'frames', 'personalEpochs', 'personalLr'];
 
 /** The addresses as npm run setup writes them, else the committed subset (as scripts/serve.mjs serves them). */
 function sotuDir(): string {
@@ -29,15 +22,9 @@ function sotuDir(): string {
 }
 
 async function main(): Promise<void> {
-  const args = settings(process.argv.slice(2));
-  const need = (name: string) => {
-    const v = args.get(name);
-    if (v === undefined) throw new Error(`node-client: --${name} is required`);
-    return v;
-  };
-  const number = (name: string, fallback: number) => Number(args.get(name) ?? fallback);
-  const userId = need('user');
-  const token = args.get('token') ?? (JSON.parse(readFileSync(need('tokens'), 'utf8')) as Record<string, string>)[userId];
+  const { text, required, number, has } = programSettings('fl:client', process.argv.slice(2), KNOWN);
+  const userId = required('user');
+  const token = has('token') ? required('token') : (JSON.parse(readFileSync(required('tokens'), 'utf8')) as Record<string, string>)[userId];
   if (!token) throw new Error(`node-client: no token for ${userId}`);
   const dir = sotuDir();
   const { tokenizer, users } = keyboardUsers(await loadSotu((file) => Promise.resolve(readFileSync(join(dir, file)))), {
@@ -52,12 +39,12 @@ async function main(): Promise<void> {
   const gpu = create(['backend=vulkan']);
   const engine = await Engine.create({ gpu });
   const model = new KeyboardModel(engine, { vocab: tokenizer.vocab.length, embedding: number('embedding', 32), hidden: number('hidden', 64), seed: 1 });
-  const text = (tokens: Uint32Array) => ({ tokens, steps: number('steps', 20), streams: number('streams', 4), exclude: tokenizer.markerIds });
-  const client = new FederatedClient({ id: user.id, model, data: text(user.train), test: text(user.test) });
-  const frames = args.get('frames');
+  const tokenData = (tokens: Uint32Array) => ({ tokens, steps: number('steps', 20), streams: number('streams', 4), exclude: tokenizer.markerIds });
+  const client = new FederatedClient({ id: user.id, model, data: tokenData(user.train), test: tokenData(user.test) });
+  const frames = text('frames', '');
   const log = (line: string) => console.log(`[node-client] ${line}`);
   const connection = keepConnected({
-    url: need('url'),
+    url: required('url'),
     token,
     model: model.spec,
     client,
