@@ -14,7 +14,6 @@
 // (3000), testTokens (1000), steps (20), streams (4), batch (8), lr (1), centralEpochs (12),
 // personalEpochs (2), personalLr (0.5), coordinator (ws://127.0.0.1:8787), headless=1.
 import {
-  batchify,
   Engine,
   evaluateLanguageModel,
   FederatedClient,
@@ -28,6 +27,7 @@ import {
   noGrad,
   personaliseAfterFederation,
   SGD,
+  tokenStreams,
   topKIds,
   trainLanguageModel,
   type KeyboardUser,
@@ -140,10 +140,7 @@ async function centralPage(): Promise<void> {
   // The same positions as the federated evaluation (FederatedClient.evaluate): each user's test tokens as `streams` streams.
   const ngram = KneserNeyTrigram.train(users.map((u) => u.train), { vocabSize: V, bosId: tokenizer.bosId });
   const ngramAll = new NextWordTally(exclude);
-  for (const u of users) {
-    const b = batchify(u.test, settings.streams);
-    ngramAll.addSequences((context) => ngram.probabilities(context), Array.from({ length: b.streams }, (_, s) => b.rows.subarray(s * b.length, (s + 1) * b.length)));
-  }
+  for (const u of users) ngramAll.addSequences((context) => ngram.probabilities(context), tokenStreams(u.test, settings.streams));
   const ngramResult = ngramAll.result();
   log(`trigram: top-1 ${ngramResult.top1.toFixed(4)}`);
 

@@ -9,7 +9,7 @@
 // testTokens (per user, 3000), embedding (64), hidden (128), batch (32), steps (20), epochs (3),
 // lr (0.003), personalEpochs (1), personalLr (0.001), streams (8, evaluation), headless=1. The
 // result goes to window.__result and a `[result] {...}` console line.
-import { Adam, applyLoRA, batchify, Engine, evaluateLanguageModel, KeyboardModel, KneserNeyTrigram, loadSotu, NextWordTally, splitUserText, trainLanguageModel, WordTokenizer, type NextWordMetrics } from '../../src/index.js';
+import { Adam, applyLoRA, Engine, evaluateLanguageModel, KeyboardModel, KneserNeyTrigram, loadSotu, NextWordTally, splitUserText, tokenStreams, trainLanguageModel, WordTokenizer, type NextWordMetrics } from '../../src/index.js';
 import { $, dataFetcher, drawChart, finish, intParam, log, mean, numberParam, params, resultTable, run, type Series, setText, status } from '../common/ui.js';
 
 
@@ -56,10 +56,7 @@ run(async () => {
   log(`${users.length} users (${users.map((u) => u.id).join(', ')}), vocabulary ${V}, ${data.reduce((n, d) => n + d.train.length, 0)} training tokens, adapter ${engine.adapterName}`);
 
   // The same positions for both models: each user's test tokens as `streams` streams.
-  const testStreams = data.map((d) => {
-    const b = batchify(d.test, settings.streams);
-    return Array.from({ length: b.streams }, (_, s) => b.rows.subarray(s * b.length, (s + 1) * b.length));
-  });
+  const testStreams = data.map((d) => tokenStreams(d.test, settings.streams));
 
   setText('phase', 'n-gram');
   status('Kneser-Ney trigram…');

@@ -4,7 +4,7 @@
 import { beforeAll, describe, expect, test } from 'vitest';
 import { Adam, backward, Engine, SGD, softmaxCrossEntropy } from '../../src/index.js';
 import { KeyboardModel } from '../../src/paradigms/keyboard/model.js';
-import { batchify, evaluateLanguageModel, trainLanguageModel } from '../../src/paradigms/keyboard/train.js';
+import { batchify, evaluateLanguageModel, tokenStreams, trainLanguageModel } from '../../src/paradigms/keyboard/train.js';
 import * as ref from '../reference.js';
 
 let engine: Engine;
@@ -121,6 +121,9 @@ describe('language-model loop', () => {
   test('bad settings are refused, naming them', async () => {
     expect(() => batchify([1, 2, 3], 2)).toThrow('3 tokens make streams of 1');
     expect(() => batchify([1, 2, 3], 0)).toThrow('streams 0 must be a positive integer');
+    // The streams one by one: consecutive runs of the text, the remainder dropped.
+    expect(tokenStreams([1, 2, 3, 4, 5, 6, 7], 2).map((s) => Array.from(s))).toEqual([[1, 2, 3], [4, 5, 6]]);
+    expect(() => tokenStreams([1, 2, 3], 2)).toThrow('3 tokens make streams of 1');
     const model = new KeyboardModel(engine, { vocab: 5, embedding: 4, hidden: 4, seed: 5 });
     expect(() => model.forward(engine.tensor([1, 2, 3], [3]))).toThrow('KeyboardModel: ids tensor have shape [3], expected [batch, steps]');
     const optimizer = new Adam(model, { lr: 0.01 });

@@ -23,6 +23,12 @@ export function batchify(tokens: ArrayLike<number>, streams: number): { rows: Ui
   return { rows, streams, length };
 }
 
+/** batchify's B streams, each as its own array (views into one buffer): what an n-gram scores stream by stream. */
+export function tokenStreams(tokens: ArrayLike<number>, streams: number): Uint32Array[] {
+  const b = batchify(tokens, streams);
+  return Array.from({ length: b.streams }, (_, s) => b.rows.subarray(s * b.length, (s + 1) * b.length));
+}
+
 /** The windows of a batchified stream: start positions t (inputs t .. t + T - 1, targets one later), the last one shorter. */
 function windows(length: number, steps: number): { start: number; steps: number }[] {
   const out: { start: number; steps: number }[] = [];
