@@ -3,7 +3,7 @@
 // change of its weights, scores a global model on its own held-out text, and personalises the
 // head; FedAvg over users with different texts learns what they share.
 import { beforeAll, describe, expect, test } from 'vitest';
-import { Dense, Engine, FedAvg, FederatedClient, FederatedServer, KeyboardModel, Sequential, SGD, simulate, trainBatched, trainLanguageModel, type TokenData } from '../../src/index.js';
+import { Dense, Engine, FedAvg, FederatedClient, FederatedServer, KeyboardModel, personaliseAfterFederation, Sequential, SGD, simulate, trainBatched, trainLanguageModel, type TokenData } from '../../src/index.js';
 import { evaluateLanguageModel } from '../../src/paradigms/keyboard/train.js';
 
 let engine: Engine;
@@ -97,6 +97,7 @@ describe('federated next-word clients', () => {
     const message = server.globalModel(1);
     await expect(client.fit(engine, message)).rejects.toThrow('FederatedClient z: fit: batch size 7 is larger than its 11 examples');
     await expect(trainBatched(engine, [client], message)).rejects.toThrow('trainBatched: client z holds a text');
+    await expect(personaliseAfterFederation(engine, client, new Float32Array(3), { head: ['embedding.bias'], epochs: 1, batchSize: 1, learningRate: 0.1 })).rejects.toThrow(`personaliseAfterFederation: 3 global weights for a layout of ${message.layout.length}`);
     server.release(message);
     model.dispose();
     mlp.dispose();

@@ -21,6 +21,7 @@ import {
   FedAdam,
   FedAvg,
   FederatedClient,
+  FedMedian,
   FederatedServer,
   namedFromFlat,
   randomNormal,
@@ -425,6 +426,29 @@ async function admission(): Promise<Record<string, unknown>> {
   return out;
 }
 
+/** Coordinator.start refuses settings it cannot run, naming them, before it opens a port. */
+async function settings(): Promise<Record<string, unknown>> {
+  const store = CoordinatorStore.open(join(mkdtempSync(join(dir, 'store-')), 'coordinator.sqlite'));
+  const server = (strategy: Strategy) => new FederatedServer(engine, denseModel(1), { strategy, fraction: 1, minClients: 2, training: { epochs: 1, batchSize: 4, learningRate: 0.1, proximalMu: 0, compression: null } });
+  const base = { engine, server: server(new FedAvg()), modelName: MODEL, store, port: 0, target: 3, roundDeadlineMs: 1000 };
+  const refusal = async (options: Partial<CoordinatorOptions>) => {
+    try {
+      await Coordinator.start({ ...base, ...options });
+      return null;
+    } catch (e) {
+      return (e as Error).message;
+    }
+  };
+  const out = {
+    target: await refusal({ target: 1 }),
+    overselect: await refusal({ overselect: 0.5 }),
+    deadline: await refusal({ roundDeadlineMs: 0 }),
+    median: await refusal({ server: server(new FedMedian()), secureAggregation: SECURE }),
+  };
+  store.close();
+  return out;
+}
+
 /** 8-bit updates over the wire: each client's codes and scales travel as q8 tensors, and the round is the mean of what they decode to. */
 async function quantised(): Promise<Record<string, unknown>> {
   const ids = ['c0', 'c1', 'c2'];
@@ -520,7 +544,7 @@ async function restartResume(): Promise<Record<string, unknown>> {
   return result;
 }
 
-const scenarios: Record<string, () => Promise<Record<string, unknown> | void>> = { rounds, dropout, admission, dp, quantised, 'restart-serve': restartServe, 'restart-resume': restartResume };
+const scenarios: Record<string, () => Promise<Record<string, unknown> | void>> = { rounds, dropout, admission, dp, quantised, settings, 'restart-serve': restartServe, 'restart-resume': restartResume };
 const scenario = scenarios[process.argv[2] ?? ''];
 if (!scenario) throw new Error(`coordinator-run: unknown scenario ${process.argv[2]}; known: ${Object.keys(scenarios).join(', ')}`);
 scenario().then(

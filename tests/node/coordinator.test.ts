@@ -129,6 +129,16 @@ interface DpRound {
   referenceEpsilon: number;
 }
 
+describe.skipIf(skip)('Coordinator: settings', () => {
+  it('refuses a target below what a round needs, over-selection below 1, no deadline, and a strategy that needs each update under secure aggregation', async () => {
+    const r = await runScenario<Record<string, string | null>>('settings');
+    expect(r.target).toContain('Coordinator.start: target 1 must be an integer >= the 2 reports a round needs');
+    expect(r.overselect).toContain('Coordinator.start: overselect 0.5 must be >= 1');
+    expect(r.deadline).toContain('Coordinator.start: roundDeadlineMs 0 must be > 0');
+    expect(r.median).toContain("Coordinator.start: FedMedian needs each client's update; secure aggregation gives the server only their sum");
+  }, 90_000);
+});
+
 describe.skipIf(skip)('Coordinator: 8-bit updates', () => {
   let r: { accepted: string[]; maxError: number; step: number; received: string[][] };
   beforeAll(async () => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { loadSotu, splitUserText, type SotuUser } from '../../src/paradigms/keyboard/data.js';
+import { keyboardUsers, loadSotu, splitUserText, type SotuUser } from '../../src/paradigms/keyboard/data.js';
 import { nextWordReport } from '../../src/paradigms/keyboard/metrics.js';
 import { KneserNeyTrigram } from '../../src/paradigms/keyboard/ngram.js';
 import { keyboardWords, WordTokenizer } from '../../src/paradigms/keyboard/tokenizer.js';
@@ -159,5 +159,27 @@ describe('make-sotu', () => {
     } finally {
       rmSync(out, { recursive: true });
     }
+  });
+});
+
+describe('keyboardUsers', () => {
+  it('the last presidents are the users, each with his own train and test tokens; the vocabulary comes from the others only', async () => {
+    const all = await loadSotu(fromDir(SUBSET), { users: PRESIDENTS });
+    const { tokenizer, users } = keyboardUsers(all, { users: 2, vocab: 300, trainTokens: 500, testTokens: 100 });
+    expect(users.map((u) => u.id)).toEqual(['franklin-d-roosevelt', 'barack-obama']);
+    // An independent vocabulary from the public part (Washington and Lincoln) gives the same ids.
+    const publicVocabulary = WordTokenizer.fit(all.slice(0, 2).map((u) => u.text), { maxSize: 300 });
+    expect(tokenizer.vocab).toEqual(publicVocabulary.vocab);
+    for (const [k, u] of users.entries()) {
+      const { train, test } = splitUserText(all[2 + k]!.text);
+      expect(Array.from(u.train)).toEqual(Array.from(publicVocabulary.encode(train).subarray(0, 500)));
+      expect(Array.from(u.test)).toEqual(Array.from(publicVocabulary.encode(test).subarray(0, 100)));
+    }
+  });
+
+  it('refuses a population without public text, or no users', async () => {
+    const all = await loadSotu(fromDir(SUBSET), { users: PRESIDENTS });
+    expect(() => keyboardUsers(all, { users: 4, vocab: 100, trainTokens: 10, testTokens: 10 })).toThrow('keyboardUsers: 4 presidents for 4 users; at least one more is needed');
+    expect(() => keyboardUsers(all, { users: 0, vocab: 100, trainTokens: 10, testTokens: 10 })).toThrow('keyboardUsers: users 0 must be a positive integer');
   });
 });
