@@ -5,7 +5,8 @@
 // digits that scripts/make-mnist.mjs writes into data/mnist (npm run setup) when they are there,
 // else from the committed subset in tests/data/mnist (MNIST_DIR overrides both). /data/sotu/<file>
 // likewise: the addresses scripts/make-sotu.mjs writes into data/sotu, else the committed subset in
-// tests/data/sotu (SOTU_DIR overrides both).
+// tests/data/sotu (SOTU_DIR overrides both). /models/<file> serves the committed pretrained bases
+// (scripts/pretrain.ts).
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { dirname, extname, join, normalize, resolve, sep } from 'node:path';
@@ -28,6 +29,7 @@ const TYPES = {
   '.md': 'text/plain; charset=utf-8',
   '.wgsl': 'text/plain; charset=utf-8',
   '.gz': 'application/octet-stream',
+  '.safetensors': 'application/octet-stream',
 };
 
 /** Where /data/fashion-mnist/ is served from. */
@@ -70,6 +72,7 @@ export function startServer({ port = 8080, root = join(repo, 'demos-dist') } = {
     ['/data/fashion-mnist/', dataDir],
     ['/data/mnist/', digitsDir],
     ['/data/sotu/', speechesDir],
+    ['/models/', join(repo, 'models')],
   ];
   const server = createServer((req, res) => {
     let path;

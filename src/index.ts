@@ -25,6 +25,7 @@ export { KERNEL_NAMES, kernel } from './engine/kernels.js';
 export { Kernel, type Constants } from './engine/kernel.js';
 export { decodeSafetensors, decodeTypedSafetensors, encodeSafetensors, type NamedArray, type SafetensorsDtype, type TensorData } from './engine/io/safetensors.js';
 export { loadWeights, saveWeights } from './engine/io/weights.js';
+export { architectureDifferences, architectureOf, buildModel, loadPretrained, readPretrainedInfo, savePretrained, type LayerSpec, type PretrainedInfo } from './engine/io/pretrained.js';
 export { loadTrainingState, saveTrainingState, type LoopPosition, type TrainingParts } from './engine/io/checkpoint.js';
 export { gunzip, parseIdx, parseIdxMaybeGzip, type IdxArray } from './engine/io/idx.js';
 export { FASHION_MNIST_CLASSES, loadFashionMnist, type ImageSet } from './engine/io/fashion-mnist.js';
