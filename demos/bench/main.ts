@@ -14,6 +14,9 @@
 //     (this engine; transfer learning's case: a frozen convolutional base). The MLP's ratio (fc1
 //     frozen) is the extra mlp_frozen_step_ratio: there the frozen forward of fc1 alone is about
 //     half the FLOPs of a full step, so it cannot go far below 0.5 in FLOPs.
+//   - frozen_step_over_forward: that frozen step's time / a forward pass of the same model on the
+//     same batch (no graph recorded): the frozen step's floor, since the only extra work is fc2's
+//     backward and update; its ratio to a full step rises as backward kernels get faster.
 //   - gpu_bytes_start / gpu_bytes_end: engine.memory().bytes around 300 MLP steps
 //   - replica_step_ratio (this engine; a federated round's local step): the 2NN (784-200-200-10,
 //     ReLU), SGD, 10 replicas on a batch of 10 each: one step of each on its own model (forward,
@@ -41,16 +44,11 @@ import {
   autotune,
   backward,
   batchify,
-  Conv2d,
   Dense,
   Engine,
-  Flatten,
   KeyboardModel,
-  matmul,
-  MaxPool2d,
   ReLU,
   replicate,
-  Reshape,
   reshape,
   scale,
   Sequential,
@@ -66,6 +64,7 @@ import { countValues } from '../common/ui.js';
 import { cnnModel, JaxClassifier, mlpModel } from './jax-classifier.js';
 import { JaxLstm } from './jax-lstm.js';
 import { jaxAdapter, startJaxWebGpu, uniformArray } from './jax-train.js';
+import { batches, benchMlp, CLASSES, CNN_BATCH, forwardPasses, matmulProducts, trainSteps, fedAvgCnn, lcg, MATMUL_N, MLP_BATCH, PIXELS, type Batch } from './workloads.js';
 
 /** The figures of the parts that ran (all by default). */
 interface BenchResult {
@@ -80,6 +79,7 @@ interface BenchResult {
   tfjs_cnn_samples_per_s?: number;
   jax_cnn_samples_per_s?: number;
   frozen_step_ratio?: number;
+  frozen_step_over_forward?: number;
   gpu_bytes_start?: number;
   gpu_bytes_end?: number;
   lstm_tokens_per_s?: number;
@@ -109,19 +109,14 @@ for (const part of PARTS) {
 const runs = (part: (typeof PART_NAMES)[number]) => PARTS.has(part);
 
 const ROUNDS = intParam('rounds', 2);
-const MATMUL_N = 1024;
 const MATMUL_REPS = intParam('matmulReps', 2);
-const MLP_BATCH = 128;
 const MLP_STEPS = intParam('mlpSteps', 20);
-const CNN_BATCH = 64;
 const CNN_STEPS = intParam('cnnSteps', 2);
 const MEM_STEPS = intParam('memSteps', 300);
 const REPLICAS = 10;
 const REPLICA_BATCH = 10;
 const REPLICA_STEPS = intParam('replicaSteps', 5);
 const WARMUP = 3;
-const PIXELS = 784;
-const CLASSES = 10;
 // The keyboard model at the sizes of `npm run headless -- keyboard` (demos/keyboard).
 const KEYBOARD = { vocab: 2000, embedding: 64, hidden: 128, streams: 32, unroll: 20, lr: 3e-3 };
 const LSTM_STEPS = intParam('lstmSteps', 2);
@@ -148,33 +143,6 @@ function show(metric: string, ...figures: [ours: string, tfjs: string, jax?: str
 function status(text: string): void {
   document.getElementById('status')!.textContent = text;
   log(text);
-}
-
-// ---- random data --------------------------------------------------------------------------
-
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 4294967296;
-  };
-}
-
-
-interface Batch {
-  x: Float32Array<ArrayBuffer>;
-  y: Float32Array<ArrayBuffer>;
-}
-
-/** A few batches of uniform [0, 1) pixels with random one-hot labels, used in turn. */
-function batches(count: number, batch: number, seed: number): Batch[] {
-  const rand = lcg(seed);
-  return Array.from({ length: count }, () => {
-    const x = new Float32Array(batch * PIXELS).map(() => rand());
-    const y = new Float32Array(batch * CLASSES);
-    for (let r = 0; r < batch; r++) y[r * CLASSES + Math.floor(rand() * CLASSES)] = 1;
-    return { x, y };
-  });
 }
 
 // ---- timing -------------------------------------------------------------------------------
@@ -217,15 +185,7 @@ async function main(): Promise<void> {
     const tb = tf.randomNormal([MATMUL_N, MATMUL_N], 0, 1, 'float32', 2);
     const ja = uniformArray([MATMUL_N, MATMUL_N], 1, lcg(1));
     const jb = uniformArray([MATMUL_N, MATMUL_N], 1, lcg(2));
-    const engineMatmul = async (reps: number) =>
-      engine.scope(async () => {
-        await engine.sync();
-        const t0 = performance.now();
-        let c = matmul(ea, eb);
-        for (let i = 1; i < reps; i++) c = matmul(ea, eb);
-        await c.data();
-        return (performance.now() - t0) / reps;
-      });
+    const engineMatmul = (reps: number) => matmulProducts(engine, ea, eb, reps);
     const tfMatmul = async (reps: number) => {
       const t0 = performance.now();
       const cs: tf.Tensor[] = [];
@@ -272,22 +232,7 @@ async function main(): Promise<void> {
   }
 
   // ---- training-step helpers (xShape, yShape: a batch's input and label shapes, batch first) ----
-  const engineSteps = async (model: Module, opt: Optimizer, data: Batch[], batch: number, steps: number) => {
-    await engine.sync();
-    const t0 = performance.now();
-    for (let i = 0; i < steps; i++) {
-      const b = data[i % data.length]!;
-      await engine.scope(async () => {
-        const l = softmaxCrossEntropy(model.forward(engine.tensor(b.x, [batch, PIXELS], 'x')), engine.tensor(b.y, [batch, CLASSES], 'y'));
-        backward(l);
-        opt.step();
-        opt.zeroGrad();
-        await engine.flush();
-      });
-    }
-    await engine.sync();
-    return (performance.now() - t0) / steps;
-  };
+  const engineSteps = (model: Module, opt: Optimizer, data: Batch[], batch: number, steps: number) => trainSteps(engine, model, opt, data, batch, steps);
   const engineLoss = async (model: Module, b: Batch, xShape: number[], yShape: number[]) =>
     engine.scope(async () => softmaxCrossEntropy(model.forward(engine.tensor(b.x, xShape)), engine.tensor(b.y, yShape)).item());
 
@@ -321,11 +266,7 @@ async function main(): Promise<void> {
     const mlpData = batches(4, MLP_BATCH, 7);
     const mlpX = [MLP_BATCH, PIXELS];
     const mlpY = [MLP_BATCH, CLASSES];
-    const mlp = new Sequential({
-      fc1: new Dense(engine, PIXELS, 256, { seed: 1 }),
-      relu1: ReLU(),
-      fc2: new Dense(engine, 256, CLASSES, { seed: 2 }),
-    });
+    const mlp = benchMlp(engine);
     const mlpOpt = new Adam(mlp.parameters(), { lr: 1e-3 });
     const tfMlp = tf.sequential({ layers: [tf.layers.dense({ inputShape: [PIXELS], units: 256, activation: 'relu' }), tf.layers.dense({ units: CLASSES })] });
     const tfMlpOpt = tf.train.adam(1e-3);
@@ -453,19 +394,7 @@ async function main(): Promise<void> {
   // ---- CNN ----
   if (runs('cnn')) {
     const cnnData = batches(2, CNN_BATCH, 11);
-    const cnn = new Sequential({
-      image: new Reshape([1, 28, 28]),
-      conv1: new Conv2d(engine, 1, 32, 5, { padding: 2, seed: 3 }),
-      relu1: ReLU(),
-      pool1: new MaxPool2d(2),
-      conv2: new Conv2d(engine, 32, 64, 5, { padding: 2, seed: 4 }),
-      relu2: ReLU(),
-      pool2: new MaxPool2d(2),
-      flatten: new Flatten(),
-      fc1: new Dense(engine, 7 * 7 * 64, 512, { seed: 5 }),
-      relu3: ReLU(),
-      fc2: new Dense(engine, 512, CLASSES, { seed: 6 }),
-    });
+    const cnn = fedAvgCnn(engine);
     const cnnOpt = new Adam(cnn.parameters(), { lr: 1e-3 });
     const tfCnn = tf.sequential({
       layers: [
@@ -506,12 +435,24 @@ async function main(): Promise<void> {
     // CNN with everything but fc2 frozen (an extra: transfer learning's case).
     cnn.freeze('conv1', 'conv2', 'fc1');
     await engineSteps(cnn, cnnOpt, cnnData, CNN_BATCH, 1);
-    const cnnFrozenMs = await engineSteps(cnn, cnnOpt, cnnData, CNN_BATCH, CNN_STEPS);
+    await forwardPasses(engine, cnn, cnnData, CNN_BATCH, 1);
+    // Frozen steps and forward passes interleaved, best of each: the ratio of two noisy timings.
+    const frozenMs: number[] = [];
+    const forwardMs: number[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      frozenMs.push(await engineSteps(cnn, cnnOpt, cnnData, CNN_BATCH, CNN_STEPS));
+      forwardMs.push(await forwardPasses(engine, cnn, cnnData, CNN_BATCH, CNN_STEPS));
+    }
     cnn.unfreeze();
+    const cnnFrozenMs = Math.min(...frozenMs);
+    const cnnForwardMs = Math.min(...forwardMs);
     const cnnFullMs = (CNN_BATCH * 1000) / best(rounds.cnn_samples_per_s!);
     const cnnFrozenRatio = cnnFrozenMs / cnnFullMs;
-    log(`CNN frozen: ${cnnFrozenMs.toFixed(1)} ms/step vs ${cnnFullMs.toFixed(1)} ms/step full (ratio ${cnnFrozenRatio.toFixed(3)})`);
+    log(`CNN frozen: ${cnnFrozenMs.toFixed(1)} ms/step vs ${cnnFullMs.toFixed(1)} ms/step full (ratio ${cnnFrozenRatio.toFixed(3)}) and ${cnnForwardMs.toFixed(1)} ms a forward pass (ratio ${(cnnFrozenMs / cnnForwardMs).toFixed(3)})`);
     show('CNN step time, all but fc2 frozen / full', cnnFrozenRatio.toFixed(3), '–');
+    show('CNN step time, all but fc2 frozen / forward pass', (cnnFrozenMs / cnnForwardMs).toFixed(3), '–');
+    rounds.cnn_frozen_step_ms = frozenMs;
+    rounds.cnn_forward_ms = forwardMs;
     tfCnn.dispose();
     tfCnnOpt.dispose();
     result.cnn_samples_per_s = round1(best(rounds.cnn_samples_per_s!));
@@ -520,6 +461,7 @@ async function main(): Promise<void> {
     result.cnn_speedup_over_jax = round3(result.cnn_samples_per_s / result.jax_cnn_samples_per_s);
     result.jax_cnn_first_step_s = round1(jaxCnnFirstMs / 1000);
     result.frozen_step_ratio = round3(cnnFrozenRatio);
+    result.frozen_step_over_forward = round3(cnnFrozenMs / cnnForwardMs);
   }
 
   // ---- keyboard model: training a standard-LSTM language model ----

@@ -1,6 +1,7 @@
 // The GPU device: acquiring an adapter and a device with the limits the kernels need, and
 // watching it (device loss, uncaptured validation errors). Knows nothing of kernels or tensors.
 import { noAdapterMessage, noWebGpuMessage } from './adapter-help.js';
+import { waitWithTickInterval } from './dawn-ticks.js';
 
 export interface DeviceOptions {
   /** Use this device instead of requesting one (for example one made by the `webgpu` npm package). */
@@ -8,6 +9,12 @@ export interface DeviceOptions {
   /** The GPU entry point; defaults to `navigator.gpu`. In Node pass `create([...])` from the `webgpu` package. */
   gpu?: GPU;
   powerPreference?: GPUPowerPreference;
+  /**
+   * With dawn.node (the `webgpu` package, given as `gpu`): milliseconds between the binding's
+   * device ticks while the engine waits on the GPU (default 1; see dawn-ticks.ts). 0 leaves the
+   * binding's own busy loop, which holds a CPU core for the whole wait.
+   */
+  dawnTickIntervalMs?: number;
 }
 
 export interface AcquiredDevice {
@@ -68,7 +75,11 @@ export class DeviceHealth {
   readonly lostPromise: Promise<never>;
   private gpuError: Error | null = null;
 
-  constructor(device: GPUDevice) {
+  /** `tickIntervalMs`: see DeviceOptions.dawnTickIntervalMs (0 for none). */
+  constructor(
+    device: GPUDevice,
+    private readonly tickIntervalMs = 0,
+  ) {
     this.lostPromise = device.lost.then((info) => {
       const error = new Error(`GPU device lost (${info.reason}): ${info.message || 'no message'}`);
       this.lostError = error;
@@ -106,6 +117,6 @@ export class DeviceHealth {
 
   /** Waits for `promise`, or throws the loss's error if the device is lost first. */
   race<T>(promise: Promise<T>): Promise<T> {
-    return Promise.race([promise, this.lostPromise]);
+    return waitWithTickInterval(Promise.race([promise, this.lostPromise]), this.tickIntervalMs);
   }
 }

@@ -39,8 +39,9 @@ class Core {
     readonly gpu: GPU | null,
     readonly adapter: GPUAdapter | null,
     debug: boolean,
+    tickIntervalMs: number,
   ) {
-    this.health = new DeviceHealth(device);
+    this.health = new DeviceHealth(device, tickIntervalMs);
     this.pool = new BufferPool(device);
     const pipelines = new PipelineCache(device, () => this.queue.debug);
     this.queue = new CommandQueue(device, this.health, this.pool, pipelines, debug);
@@ -54,8 +55,10 @@ export class Engine {
 
   /** Acquires an adapter and a device (or wraps the given device) with the limits the kernels need. */
   static async create(options: EngineOptions = {}): Promise<Engine> {
+    const tickIntervalMs = options.dawnTickIntervalMs ?? (options.gpu ? 1 : 0);
+    if (!(Number.isFinite(tickIntervalMs) && tickIntervalMs >= 0)) throw new Error(`Engine.create: dawnTickIntervalMs ${tickIntervalMs} must be a non-negative number of milliseconds`);
     const acquired = await acquireDevice(options);
-    return new Engine(new Core(acquired.device, acquired.adapterName, acquired.gpu, acquired.adapter, options.debug ?? false));
+    return new Engine(new Core(acquired.device, acquired.adapterName, acquired.gpu, acquired.adapter, options.debug ?? false, tickIntervalMs));
   }
 
   /**

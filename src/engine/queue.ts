@@ -235,7 +235,7 @@ export class CommandQueue {
     if (commands.length === 0) return;
     this.pending = [];
     try {
-      for (const c of commands) if (c.kind === 'dispatch' && !c.pipeline.pipeline) await c.pipeline.promise;
+      for (const c of commands) if (c.kind === 'dispatch' && !c.pipeline.pipeline) await this.health.race(c.pipeline.promise);
     } catch (e) {
       for (const c of commands) if (c.kind === 'copy' && c.temporary) c.src.destroy();
       if (this.pending.length === 0) this.pendingBuffers.clear();
