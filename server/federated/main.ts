@@ -25,45 +25,53 @@ const KNOWN = ['db', 'port', 'enrol', 'tokens', 'vocab', 'embedding', 'hidden', 
 
 async function main(): Promise<void> {
   const { text, number } = programSettings('fl:server', process.argv.slice(2), KNOWN);
+  // Every setting is read (and a bad one refused) before anything is opened or created.
   const db = text('db', 'reports/fl-coordinator.sqlite');
+  const enrol = text('enrol', '').split(',').filter(Boolean);
+  const tokensFile = text('tokens', 'reports/fl-tokens.json');
+  const modelSettings = { vocab: number('vocab', 1000), embedding: number('embedding', 32), hidden: number('hidden', 64), seed: number('seed', 1) };
+  const strategyName = text('strategy', 'fedavg');
+  if (strategyName !== 'fedavg' && strategyName !== 'fedadam') throw new Error(`fl:server: --strategy ${strategyName}: expected fedavg or fedadam`);
+  const serverLr = number('serverLr', 0.01);
+  const minClients = number('minClients', 2);
+  const training = { epochs: number('epochs', 1), batchSize: number('batch', 8), learningRate: number('lr', 1), proximalMu: 0, compression: null };
+  const secure = number('secagg', 1) !== 0;
+  const target = number('target', 3);
+  const port = number('port', 8787);
+  const overselect = number('overselect', 1.3);
+  const deadlineMs = 1000 * number('deadline', 120);
+  const stageDeadlineMs = 1000 * number('stageDeadline', 20);
+  const secureAggregation = secure ? { range: number('range', 0.5), maxWeight: number('maxWeight', 100_000) } : null;
+  const rounds = number('rounds', 20);
+  const waitMs = 1000 * number('waitClients', 600);
+  const graceMs = 1000 * number('grace', 20);
+  const evaluate = number('evaluate', 1) !== 0;
+
   mkdirSync(dirname(db), { recursive: true });
   const store = CoordinatorStore.open(db);
-  const enrol = text('enrol', '').split(',').filter(Boolean);
   if (enrol.length) {
     const tokens = Object.fromEntries(enrol.map((id) => [id, store.enrol(id)]));
-    const file = text('tokens', 'reports/fl-tokens.json');
-    mkdirSync(dirname(file), { recursive: true });
-    writeFileSync(file, JSON.stringify(tokens, null, 2), { mode: 0o600 });
-    console.log(`[coordinator] enrolled ${enrol.join(', ')}; their tokens are in ${file}`);
+    mkdirSync(dirname(tokensFile), { recursive: true });
+    writeFileSync(tokensFile, JSON.stringify(tokens, null, 2), { mode: 0o600 });
+    console.log(`[coordinator] enrolled ${enrol.join(', ')}; their tokens are in ${tokensFile}`);
   }
 
   const gpu = create(['backend=vulkan']);
   const engine = await Engine.create({ gpu });
-  const model = new KeyboardModel(engine, { vocab: number('vocab', 1000), embedding: number('embedding', 32), hidden: number('hidden', 64), seed: number('seed', 1) });
-  const strategyName = text('strategy', 'fedavg');
-  const strategy = strategyName === 'fedadam' ? new FedAdam({ eta: number('serverLr', 0.01) }) : strategyName === 'fedavg' ? new FedAvg() : null;
-  if (!strategy) throw new Error(`fl:server: --strategy ${strategyName}: expected fedavg or fedadam`);
-  const server = new FederatedServer(engine, model, {
-    strategy,
-    fraction: 1,
-    minClients: number('minClients', 2),
-    seed: number('seed', 1),
-    normFactor: Infinity,
-    training: { epochs: number('epochs', 1), batchSize: number('batch', 8), learningRate: number('lr', 1), proximalMu: 0, compression: null },
-  });
-  const secure = number('secagg', 1) !== 0;
-  const target = number('target', 3);
+  const model = new KeyboardModel(engine, modelSettings);
+  const strategy = strategyName === 'fedadam' ? new FedAdam({ eta: serverLr }) : new FedAvg();
+  const server = new FederatedServer(engine, model, { strategy, fraction: 1, minClients, seed: modelSettings.seed, normFactor: Infinity, training });
   const coordinator = await Coordinator.start({
     engine,
     server,
     modelName: model.spec,
     store,
-    port: number('port', 8787),
+    port,
     target,
-    overselect: number('overselect', 1.3),
-    roundDeadlineMs: 1000 * number('deadline', 120),
-    stageDeadlineMs: 1000 * number('stageDeadline', 20),
-    secureAggregation: secure ? { range: number('range', 0.5), maxWeight: number('maxWeight', 100_000) } : null,
+    overselect,
+    roundDeadlineMs: deadlineMs,
+    stageDeadlineMs,
+    secureAggregation,
   });
   /** A hash of the global weights' bytes: scripts compare it across a restart. */
   const weightsHash = async () => {
@@ -71,15 +79,13 @@ async function main(): Promise<void> {
     return fnv1a(new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength));
   };
   console.log(`[listening] ${JSON.stringify({ port: coordinator.port, round: server.round, model: model.spec, weightsHash: await weightsHash() })}`);
-  const rounds = number('rounds', 20);
-  const waitMs = 1000 * number('waitClients', 600);
   while (server.round < rounds) {
     // A round starts once the target's worth of clients have checked in, or after a grace period with the fewest a round needs.
-    await coordinator.waitForClients(target, 1000 * number('grace', 20)).catch(() => coordinator.waitForClients(server.required, waitMs));
+    await coordinator.waitForClients(target, graceMs).catch(() => coordinator.waitForClients(server.required, waitMs));
     const r = await coordinator.runRound();
     console.log(`[round] ${JSON.stringify({ round: r.round, sampled: r.sampled.length, accepted: r.accepted.length, dropped: r.dropped, rejected: r.rejected, aggregated: r.aggregated, secure: r.secure, frameBytesDown: r.frameBytesDown, frameBytesUp: r.frameBytesUp, plainBytes: r.plainBytes, seconds: r.seconds, secAggSeconds: r.secAggSeconds, trainLoss: r.trainLoss, weightsHash: await weightsHash() })}`);
   }
-  const evaluations = number('evaluate', 1) ? await coordinator.evaluate(1000 * number('deadline', 120)) : [];
+  const evaluations = evaluate ? await coordinator.evaluate(deadlineMs) : [];
   console.log(`[done] ${JSON.stringify({ round: server.round, evaluations, pooled: coordinator.status().evaluation })}`);
   // Status pages poll once a second: give them the final state before the port closes.
   await new Promise((r) => setTimeout(r, 2500));
