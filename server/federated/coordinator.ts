@@ -154,6 +154,8 @@ export class Coordinator {
   /** The last federated evaluation, pooled. */
   private lastEvaluation: { round: number; clients: number; examples: number; metrics: Record<string, number> } | null = null;
   private readonly peers = new Map<string, Peer>();
+  /** plainUpdateBytes by the number of digits of the round. */
+  private readonly plainUpdateSizes = new Map<number, number>();
   private stage: OpenStage | null = null;
   private bytesUp = 0;
   private readonly log: (line: string) => void;
@@ -424,8 +426,15 @@ export class Coordinator {
 
   /** The bytes of a plain f32 update frame for this model (the same for every client). */
   private plainUpdateBytes(round: number): number {
-    const zeros = new Float32Array(this.options.server.layout.length);
-    return encodeFrame({ type: 'update', round, modelVersion: this.version, examples: 1, loss: 0, delta: { kind: 'f32', tensors: namedFromFlat(this.options.server.layout, zeros) } }).byteLength;
+    // The frame's size changes only with the digits of the round in its header: encode once per length.
+    const digits = String(round).length;
+    let bytes = this.plainUpdateSizes.get(digits);
+    if (bytes === undefined) {
+      const zeros = new Float32Array(this.options.server.layout.length);
+      bytes = encodeFrame({ type: 'update', round, modelVersion: this.version, examples: 1, loss: 0, delta: { kind: 'f32', tensors: namedFromFlat(this.options.server.layout, zeros) } }).byteLength;
+      this.plainUpdateSizes.set(digits, bytes);
+    }
+    return bytes;
   }
 
   /** The round's secure aggregation settings (DP-FedAvg's clip and noise share included), or null without it. */
