@@ -3,7 +3,7 @@
 // image's input windows into a column matrix col[K, OH*OW] (K = C*KH*KW); then
 //   forward:         y_n = W[OC, K] . col_n (one image per batch entry; the bias as a column of W
 //                    against a row of ones in col, the activation in the matmul's epilogue)
-//   weight gradient: dW = dz[OC, N*OH*OW] . col[K, N*OH*OW]^T over all images in one product
+//   weight gradient: dW = dz[N*OH*OW, OC]^T . col[N*OH*OW, K] over all images in one product
 //   input gradient:  dcol_n = W^T . dz_n, summed back onto the pixels by col2im (col2im.wgsl)
 // and the bias gradient is two sums. The column matrices of a batch are built a chunk of images at
 // a time, each at most `columnBytes`. Input, weight and bias have separate gradient functions, so a
@@ -58,28 +58,28 @@ interface Geometry {
 }
 
 /**
- * Writes the column matrices of images n0 .. n0 + batch - 1 of x into col: row k < KP of image b
- * (OH*OW values) at element b * imageStride + k * rowStride. Rows k >= C*KH*KW are zeros, but row
- * C*KH*KW is ones with `onesRow`.
+ * Writes the column matrices of images n0 .. n0 + batch - 1 of x into col (see im2col.wgsl):
+ * [batch, KP, OH*OW], or `transposed` [batch*OH*OW, KP]. Past row C*KH*KW come zeros, but a row
+ * of ones first with `onesRow`.
  */
-function im2col(x: Tensor, g: Geometry, n0: number, batch: number, KP: number, col: Tensor, imageStride: number, rowStride: number, onesRow = false): void {
+function im2col(x: Tensor, g: Geometry, n0: number, batch: number, KP: number, col: Tensor, transposed: boolean, onesRow = false): void {
   const rows = batch * KP * g.OH;
   x.engine.dispatch('im2col', {
     bindings: { x, col },
-    uniforms: { ...g, K: g.C * g.KH * g.KW, KP, n0, rows, image_stride: imageStride, row_stride: rowStride },
-    constants: { ONES_ROW: onesRow },
+    uniforms: { ...g, K: g.C * g.KH * g.KW, KP, n0, rows },
+    constants: { ONES_ROW: onesRow, TRANSPOSED: transposed },
     threads: rows,
   });
 }
 
-/** Column-matrix images per chunk: as many of `rowsPerImage` x OH*OW floats as fit the limit. */
+/** Images per chunk: as many as fit the limit with `rowsPerImage` x `pixels` floats each. */
 function imagesPerChunk(op: string, x: Tensor, N: number, rowsPerImage: number, pixels: number, options: Conv2dOptions, describe: () => string): number {
   const deviceMax = x.engine.limits.maxStorageBufferBindingSize;
   const limit = Math.min(options.columnBytes ?? COLUMN_BYTES, deviceMax);
   const bytes = rowsPerImage * pixels * 4;
   if (bytes > limit) {
     throw new Error(
-      `${op}: one image's column matrix [${rowsPerImage}, ${pixels}] needs ${bytes} bytes, over the limit of ${limit} (columnBytes ${options.columnBytes ?? COLUMN_BYTES}, maxStorageBufferBindingSize ${deviceMax}) (${describe()})`,
+      `${op}: one image's columns ([${rowsPerImage}, ${pixels}] floats) need ${bytes} bytes, over the limit of ${limit} (columnBytes ${options.columnBytes ?? COLUMN_BYTES}, maxStorageBufferBindingSize ${deviceMax}) (${describe()})`,
     );
   }
   return Math.max(1, Math.min(N, Math.floor(limit / bytes)));
@@ -137,7 +137,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
     }
     const col = engine.empty([perChunk, KP, OHW], `${op}.columns`);
     chunks(N, perChunk, (n0, batch) => {
-      im2col(x, g, n0, batch, KP, col, KP * OHW, OHW, bias !== null);
+      im2col(x, g, n0, batch, KP, col, false, bias !== null);
       batchedGemm(op, {
         batch,
         M: OC,
@@ -171,33 +171,36 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
     return dx;
   };
   const dWeight = (dy: Tensor, into?: Tensor): Tensor => {
-    // A chunk's columns laid out image after image along each row, col[K, batch*OH*OW], and dz
-    // likewise, dzRows[OC, batch*OH*OW] (dz's im2col with a 1x1 kernel): dW is their product.
-    const per = imagesPerChunk(op, x, N, Math.max(K, OC), OHW, options, describe);
+    // Every position of a chunk as a row: col [batch*OH*OW, KP] (KP = K rounded up to a multiple
+    // of 4, for the vec4 loads) and dz likewise, dzRows [batch*OH*OW, OC] (dz's im2col with a 1x1
+    // kernel); dW[OC, KP] = dzRows^T . col, summed over the chunks, then cut to K columns.
+    const KP = Math.ceil(K / 4) * 4;
+    const per = imagesPerChunk(op, x, N, KP + OC, OHW, options, describe);
+    const count = Math.ceil(N / per);
     const dz = preActivation(dy);
     const dw = output(op, engine, weight.shape, `d(${weight.name})`, into);
     if (N === 0) {
       engine.dispatch('fill', { bindings: { out: dw }, uniforms: { n: dw.size, value: 0 }, threads: dw.size });
       return dw;
     }
-    const count = Math.ceil(N / per);
-    const col = engine.empty([K, per * OHW], `d(${weight.name}).columns`);
-    const dzRows = engine.empty([OC, per * OHW], `d(${weight.name}).dy_rows`);
-    const partial = count > 1 ? engine.empty([count, OC * K], `d(${weight.name}).partial`) : null;
+    const col = engine.empty([per * OHW, KP], `d(${weight.name}).columns`);
+    const dzRows = engine.empty([per * OHW, OC], `d(${weight.name}).dy_rows`);
+    const direct = count === 1 && KP === K;
+    const partial = direct ? null : engine.empty([count, OC * KP], `d(${weight.name}).partial`);
     const rowsOfDz: Geometry = { C: OC, H: OH, W: OW, OH, OW, KH: 1, KW: 1, SH: 1, SW: 1, PH: 0, PW: 0 };
     chunks(N, per, (n0, batch, i) => {
-      im2col(x, g, n0, batch, K, col, OHW, batch * OHW);
-      im2col(dz, rowsOfDz, n0, batch, OC, dzRows, OHW, batch * OHW);
-      const c = partial ? { tensor: partial, offset: i * OC * K } : { tensor: dw };
-      batchedGemm(op, { batch: 1, M: OC, N: K, K: batch * OHW, a: { tensor: dzRows }, b: { tensor: col }, transB: true, c });
+      im2col(x, g, n0, batch, KP, col, true);
+      im2col(dz, rowsOfDz, n0, batch, OC, dzRows, true);
+      const c = partial ? { tensor: partial, offset: i * OC * KP } : { tensor: dw };
+      batchedGemm(op, { batch: 1, M: OC, N: KP, K: batch * OHW, a: { tensor: dzRows }, transA: true, b: { tensor: col }, c });
     });
     col.dispose();
     dzRows.dispose();
     if (partial) {
-      const flat = engine.view(dw, [OC * K], `d(${weight.name}).flat`);
-      sum(partial, 0, flat);
+      const total = count > 1 ? sum(partial, 0) : partial;
+      copyColumns(total, dw, OC, K, KP, 0, K, 0);
+      if (total !== partial) total.dispose();
       partial.dispose();
-      flat.dispose();
     }
     return dw;
   };
