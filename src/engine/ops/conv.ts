@@ -93,8 +93,8 @@ function chunks(N: number, per: number, fn: (n0: number, batch: number, index: n
 /**
  * y[n, oc, oh, ow] = bias[oc] + sum over ic, kh, kw of weight[oc, ic, kh, kw] * x[n, ic, oh*s - p + kh, ow*s - p + kw]
  * (zero outside x), for x [N, C, H, W] and weight [OC, C, KH, KW]; y is [N, OC, OH, OW] with
- * OH = floor((H + 2p - KH) / s) + 1. The products take the matmul kernel's vec4 path when OH*OW
- * is a multiple of 4.
+ * OH = floor((H + 2p - KH) / s) + 1. The products take the matmul kernel's vec4 path where OH*OW
+ * is a multiple of 4, and also C*KH*KW for the input gradient and OC for the weight gradient.
  */
 export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, options: Conv2dOptions = {}): Tensor {
   const op = 'conv2d';
