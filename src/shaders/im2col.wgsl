@@ -1,16 +1,13 @@
 // The column matrices of a convolution's input (im2col), for images n0 .. n0 + batch - 1:
-//   col[b][k][p] = x[n0 + b, ic, oh*SH - PH + kh, ow*SW - PW + kw]   (0 in the padding)
-// for k = (ic, kh, kw) < K = C*KH*KW and p = (oh, ow), so that image b's convolution is the
-// product W[OC, K] . col[b]. With TRANSPOSED, col[b][p][k] instead: all the images' positions as
-// rows of one [batch*OH*OW, KP] matrix, what the weight gradient's product over every position
-// reads along its rows. k runs to KP: row (or column) K is ones where ONES_ROW (a bias folded into
-// the product as one more weight column), the rest past K zeros.
-// Each invocation writes one output row oh of one k (OW values), so its index arithmetic (the
-// divisions, slow where emulated) is paid once per OW values; consecutive invocations take
-// consecutive oh, or with TRANSPOSED consecutive k, so that their writes are close together.
+//   col[b, k, oh, ow] = x[n0 + b, ic, oh*SH - PH + kh, ow*SW - PW + kw]   (0 in the padding)
+// for k = (ic, kh, kw) < K = C*KH*KW, so that image b's convolution is the product
+// W[OC, K] . col[b] and its share of the weight gradient dz[b] . col[b]^T (col[b] a [KP, OH*OW]
+// matrix). Rows k >= K pad the matrix to KP rows: row K is ones where ONES_ROW (a bias folded
+// into the product as one more weight column), the rest zeros. Each invocation writes one output
+// row (b, k, oh), OW values, so its index arithmetic (the divisions, slow where emulated) is paid
+// once per OW values.
 override WG: u32 = 64;
 override ONES_ROW: bool = false;
-override TRANSPOSED: bool = false;
 
 struct Dims { C: u32, H: u32, W: u32, OH: u32, OW: u32, KH: u32, KW: u32, SH: u32, SW: u32, PH: u32, PW: u32, K: u32, KP: u32, n0: u32, rows: u32 }
 
@@ -20,33 +17,16 @@ struct Dims { C: u32, H: u32, W: u32, OH: u32, OW: u32, KH: u32, KW: u32, SH: u3
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let i = gid.x + gid.y * groups.x * WG;
+  let i = gid.x + gid.y * groups.x * WG; // row (b*KP + k)*OH + oh
   if (i >= d.rows) { return; }
-  var k: u32;
-  var oh: u32;
-  var b: u32;
-  if (TRANSPOSED) { // i = (b*OH + oh)*KP + k
-    k = i % d.KP;
-    let r = i / d.KP;
-    oh = r % d.OH;
-    b = r / d.OH;
-  } else { // i = (b*KP + k)*OH + oh
-    oh = i % d.OH;
-    let r = i / d.OH;
-    k = r % d.KP;
-    b = r / d.KP;
-  }
-  let ohw = d.OH * d.OW;
-  // col[b][k][oh*OW + ow] at first + ow * step
-  var first = (b * d.KP + k) * ohw + oh * d.OW;
-  var step = 1u;
-  if (TRANSPOSED) {
-    first = (b * ohw + oh * d.OW) * d.KP + k;
-    step = d.KP;
-  }
+  let oh = i % d.OH;
+  let bk = i / d.OH;
+  let k = bk % d.KP;
+  let b = bk / d.KP;
+  let out = i * d.OW;
   if (k >= d.K) {
     let v = select(0.0, 1.0, ONES_ROW && k == d.K);
-    for (var ow = 0u; ow < d.OW; ow++) { col[first + ow * step] = v; }
+    for (var ow = 0u; ow < d.OW; ow++) { col[out + ow] = v; }
     return;
   }
   let khw = d.KH * d.KW;
@@ -61,7 +41,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let SW = i32(d.SW);
   for (var ow = 0u; ow < d.OW; ow++) {
     let inside = rowInside && iw >= 0 && iw < W;
-    col[first + ow * step] = select(0.0, x[base + select(0u, u32(iw), inside)], inside);
+    col[out + ow] = select(0.0, x[base + select(0u, u32(iw), inside)], inside);
     iw += SW;
   }
 }

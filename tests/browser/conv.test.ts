@@ -95,7 +95,7 @@ describe('conv2d', () => {
   // positions for several workgroups and a split weight-gradient reduction.
   // Per-axis strides and paddings; OH*OW a multiple of 4 or not (the products' vec4 path or not);
   // and columnBytes small enough that the batch is convolved in chunks of 1 or 2 images (the
-  // weight gradient's chunks hold K + OC rows an image, so they differ from the forward's).
+  // weight gradient's chunks also hold each image's [OC, K] share, so they differ from the forward's).
   const cases: (ref.ConvGeometry & { bias: boolean; columnBytes?: number })[] = [
     { N: 1, C: 3, H: 7, W: 9, OC: 5, KH: 3, KW: 3, stride: 1, padding: 1, bias: true },
     { N: 3, C: 4, H: 7, W: 9, OC: 8, KH: 3, KW: 3, stride: 2, padding: 1, bias: true },

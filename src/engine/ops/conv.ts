@@ -3,7 +3,7 @@
 // image's input windows into a column matrix col[K, OH*OW] (K = C*KH*KW); then
 //   forward:         y_n = W[OC, K] . col_n (one image per batch entry; the bias as a column of W
 //                    against a row of ones in col, the activation in the matmul's epilogue)
-//   weight gradient: dW = dz[N*OH*OW, OC]^T . col[N*OH*OW, K] over all images in one product
+//   weight gradient: dW = sum over images of dz_n[OC, OH*OW] . col_n^T (per image, then summed)
 //   input gradient:  dcol_n = W^T . dz_n, summed back onto the pixels by col2im (col2im.wgsl)
 // and the bias gradient is two sums. The column matrices of a batch are built a chunk of images at
 // a time, each at most `columnBytes`. Input, weight and bias have separate gradient functions, so a
@@ -22,7 +22,7 @@ export interface Conv2dOptions {
   stride?: number | readonly [number, number];
   /** Zero padding on each side, one number for both axes or [vertical, horizontal]; default 0. */
   padding?: number | readonly [number, number];
-  /** An activation applied in the same kernel's epilogue (one whose derivative follows from the output). */
+  /** An activation applied in the product's epilogue (one whose derivative follows from the output). */
   activation?: FusedActivation | null;
   /** leaky_relu's slope (positive); default 0.01. */
   slope?: number;
@@ -58,28 +58,27 @@ interface Geometry {
 }
 
 /**
- * Writes the column matrices of images n0 .. n0 + batch - 1 of x into col (see im2col.wgsl):
- * [batch, KP, OH*OW], or `transposed` [batch*OH*OW, KP]. Past row C*KH*KW come zeros, but a row
- * of ones first with `onesRow`.
+ * Writes the column matrices of images n0 .. n0 + batch - 1 of x into col [batch, KP, OH*OW] (see
+ * im2col.wgsl). Past row C*KH*KW come zeros, but a row of ones first with `onesRow`.
  */
-function im2col(x: Tensor, g: Geometry, n0: number, batch: number, KP: number, col: Tensor, transposed: boolean, onesRow = false): void {
+function im2col(x: Tensor, g: Geometry, n0: number, batch: number, KP: number, col: Tensor, onesRow = false): void {
   const rows = batch * KP * g.OH;
   x.engine.dispatch('im2col', {
     bindings: { x, col },
     uniforms: { ...g, K: g.C * g.KH * g.KW, KP, n0, rows },
-    constants: { ONES_ROW: onesRow, TRANSPOSED: transposed },
+    constants: { ONES_ROW: onesRow },
     threads: rows,
   });
 }
 
-/** Images per chunk: as many as fit the limit with `rowsPerImage` x `pixels` floats each. */
-function imagesPerChunk(op: string, x: Tensor, N: number, rowsPerImage: number, pixels: number, options: Conv2dOptions, describe: () => string): number {
+/** Images per chunk: as many as fit the limit with `floats` (`what`) each. */
+function imagesPerChunk(op: string, x: Tensor, N: number, floats: number, what: string, options: Conv2dOptions, describe: () => string): number {
   const deviceMax = x.engine.limits.maxStorageBufferBindingSize;
   const limit = Math.min(options.columnBytes ?? COLUMN_BYTES, deviceMax);
-  const bytes = rowsPerImage * pixels * 4;
+  const bytes = floats * 4;
   if (bytes > limit) {
     throw new Error(
-      `${op}: one image's columns ([${rowsPerImage}, ${pixels}] floats) need ${bytes} bytes, over the limit of ${limit} (columnBytes ${options.columnBytes ?? COLUMN_BYTES}, maxStorageBufferBindingSize ${deviceMax}) (${describe()})`,
+      `${op}: one image's columns (${what} floats) need ${bytes} bytes, over the limit of ${limit} (columnBytes ${options.columnBytes ?? COLUMN_BYTES}, maxStorageBufferBindingSize ${deviceMax}) (${describe()})`,
     );
   }
   return Math.max(1, Math.min(N, Math.floor(limit / bytes)));
@@ -94,7 +93,7 @@ function chunks(N: number, per: number, fn: (n0: number, batch: number, index: n
  * y[n, oc, oh, ow] = bias[oc] + sum over ic, kh, kw of weight[oc, ic, kh, kw] * x[n, ic, oh*s - p + kh, ow*s - p + kw]
  * (zero outside x), for x [N, C, H, W] and weight [OC, C, KH, KW]; y is [N, OC, OH, OW] with
  * OH = floor((H + 2p - KH) / s) + 1. The products take the matmul kernel's vec4 path where OH*OW
- * is a multiple of 4, and also C*KH*KW for the input gradient and OC for the weight gradient.
+ * is a multiple of 4 (and, for the input gradient, C*KH*KW).
  */
 export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, options: Conv2dOptions = {}): Tensor {
   const op = 'conv2d';
@@ -127,7 +126,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   // The forward's W has KP columns, a multiple of 4 for the matmul's vec4 loads: the weight, then
   // the bias (against a row of ones in col), then zeros.
   const KP = Math.ceil((K + (bias ? 1 : 0)) / 4) * 4;
-  const perChunk = imagesPerChunk(op, x, N, KP, OHW, options, describe);
+  const perChunk = imagesPerChunk(op, x, N, KP * OHW, `[${KP}, ${OHW}]`, options, describe);
   const out = engine.empty([N, OC, OH, OW], op);
   if (N > 0) {
     const w = KP === K ? weight : engine.zeros([OC, KP], `${op}.weight+bias`);
@@ -137,7 +136,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
     }
     const col = engine.empty([perChunk, KP, OHW], `${op}.columns`);
     chunks(N, perChunk, (n0, batch) => {
-      im2col(x, g, n0, batch, KP, col, false, bias !== null);
+      im2col(x, g, n0, batch, KP, col, bias !== null);
       batchedGemm(op, {
         batch,
         M: OC,
@@ -157,7 +156,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   // With a fused activation, the gradient before it, dz = dy * act'(out), is computed once for all inputs.
   const preActivation = epilogueGradient(activation, out, slope);
   const dInput = (dy: Tensor): Tensor => {
-    const per = imagesPerChunk(op, x, N, K, OHW, options, describe);
+    const per = imagesPerChunk(op, x, N, K * OHW, `[${K}, ${OHW}]`, options, describe);
     const dz = preActivation(dy);
     const dx = engine.empty(x.shape, `d(${x.name})`);
     const dcol = engine.empty([per, K, OHW], `d(${x.name}).columns`);
@@ -171,11 +170,11 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
     return dx;
   };
   const dWeight = (dy: Tensor, into?: Tensor): Tensor => {
-    // Every position of a chunk as a row: col [batch*OH*OW, KP] (KP = K rounded up to a multiple
-    // of 4, for the vec4 loads) and dz likewise, dzRows [batch*OH*OW, OC] (dz's im2col with a 1x1
-    // kernel); dW[OC, KP] = dzRows^T . col, summed over the chunks, then cut to K columns.
+    // Per image, dz_n[OC, OH*OW] . col_n^T gives its [OC, KP] share of dW (KP = K rounded up to a
+    // multiple of 4, for the vec4 loads); the shares are summed over the chunk's images, then over
+    // the chunks, and cut to K columns.
     const KP = Math.ceil(K / 4) * 4;
-    const per = imagesPerChunk(op, x, N, KP + OC, OHW, options, describe);
+    const per = imagesPerChunk(op, x, N, KP * OHW + OC * KP, `[${KP}, ${OHW}] and [${OC}, ${KP}]`, options, describe);
     const count = Math.ceil(N / per);
     const dz = preActivation(dy);
     const dw = output(op, engine, weight.shape, `d(${weight.name})`, into);
@@ -183,25 +182,29 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
       engine.dispatch('fill', { bindings: { out: dw }, uniforms: { n: dw.size, value: 0 }, threads: dw.size });
       return dw;
     }
-    const col = engine.empty([per * OHW, KP], `d(${weight.name}).columns`);
-    const dzRows = engine.empty([per * OHW, OC], `d(${weight.name}).dy_rows`);
-    const direct = count === 1 && KP === K;
-    const partial = direct ? null : engine.empty([count, OC * KP], `d(${weight.name}).partial`);
-    const rowsOfDz: Geometry = { C: OC, H: OH, W: OW, OH, OW, KH: 1, KW: 1, SH: 1, SW: 1, PH: 0, PW: 0 };
+    const col = engine.empty([per, KP, OHW], `d(${weight.name}).columns`);
+    const shares = engine.empty([per, OC * KP], `d(${weight.name}).per_image`);
+    const chunkSums = count > 1 ? engine.empty([count, OC * KP], `d(${weight.name}).per_chunk`) : null;
+    let total: Tensor | null = null;
     chunks(N, per, (n0, batch, i) => {
-      im2col(x, g, n0, batch, KP, col, true);
-      im2col(dz, rowsOfDz, n0, batch, OC, dzRows, true);
-      const c = partial ? { tensor: partial, offset: i * OC * KP } : { tensor: dw };
-      batchedGemm(op, { batch: 1, M: OC, N: KP, K: batch * OHW, a: { tensor: dzRows }, transA: true, b: { tensor: col }, c });
+      im2col(x, g, n0, batch, KP, col);
+      batchedGemm(op, { batch, M: OC, N: KP, K: OHW, a: { tensor: dz, offset: n0 * OC * OHW, stride: OC * OHW }, b: { tensor: col, stride: KP * OHW }, transB: true, c: { tensor: shares, stride: OC * KP } });
+      const rows = engine.view(shares, [batch, OC * KP], `d(${weight.name}).per_image.rows`);
+      total = sum(rows, 0);
+      rows.dispose();
+      if (chunkSums) {
+        copyColumns(total, chunkSums, 1, OC * KP, 0, 0, 0, i * OC * KP);
+        total.dispose();
+      }
     });
     col.dispose();
-    dzRows.dispose();
-    if (partial) {
-      const total = count > 1 ? sum(partial, 0) : partial;
-      copyColumns(total, dw, OC, K, KP, 0, K, 0);
-      if (total !== partial) total.dispose();
-      partial.dispose();
+    shares.dispose();
+    if (chunkSums) {
+      total = sum(chunkSums, 0);
+      chunkSums.dispose();
     }
+    copyColumns(total!, dw, OC, K, KP, 0, K, 0);
+    total!.dispose();
     return dw;
   };
   const dBias = (dy: Tensor, into?: Tensor): Tensor => {
