@@ -6,7 +6,7 @@
 // Prints progress lines; the last line of stdout is one JSON object (adapter, matmul_gflops,
 // tfjs_matmul_gflops, jax_matmul_gflops, mlp_samples_per_s, tfjs_mlp_samples_per_s,
 // jax_mlp_samples_per_s, cnn_samples_per_s, tfjs_cnn_samples_per_s, jax_cnn_samples_per_s,
-// frozen_step_ratio, frozen_step_over_forward, gpu_bytes_start, gpu_bytes_end, lstm_tokens_per_s, tfjs_lstm_tokens_per_s,
+// frozen_step_ratio, frozen_step_over_forward, conv_gflops and conv_over_matmul (conv2d's passes against the matmul kernel), gpu_bytes_start, gpu_bytes_end, lstm_tokens_per_s, tfjs_lstm_tokens_per_s,
 // jax_lstm_tokens_per_s, and extras, among them replica_step_ratio, the ratios ours / jax-js
 // (matmul_, mlp_, cnn_ and lstm_speedup_over_jax) and lstm_speedup_over_tfjs); with --parts, only
 // the named parts' figures.

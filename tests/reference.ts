@@ -525,12 +525,20 @@ export interface ConvGeometry {
   OC: number;
   KH: number;
   KW: number;
-  stride: number;
-  padding: number;
+  /** One number for both axes or [vertical, horizontal], as conv2d takes them. */
+  stride: number | readonly [number, number];
+  padding: number | readonly [number, number];
+}
+
+/** [vertical, horizontal] of a per-axis setting given as one number or a pair. */
+function axes(v: number | readonly [number, number]): [number, number] {
+  return typeof v === 'number' ? [v, v] : [v[0], v[1]];
 }
 
 export function convOutSize(g: ConvGeometry): [number, number] {
-  return [Math.floor((g.H + 2 * g.padding - g.KH) / g.stride) + 1, Math.floor((g.W + 2 * g.padding - g.KW) / g.stride) + 1];
+  const [SH, SW] = axes(g.stride);
+  const [PH, PW] = axes(g.padding);
+  return [Math.floor((g.H + 2 * PH - g.KH) / SH) + 1, Math.floor((g.W + 2 * PW - g.KW) / SW) + 1];
 }
 
 /**
@@ -540,6 +548,8 @@ export function convOutSize(g: ConvGeometry): [number, number] {
  */
 export function conv2d(x: Float64Array, w: Float64Array, b: Float64Array | null, g: ConvGeometry): Arr {
   const [OH, OW] = convOutSize(g);
+  const [SH, SW] = axes(g.stride);
+  const [PH, PW] = axes(g.padding);
   const out = new Float64Array(g.N * g.OC * OH * OW);
   for (let n = 0; n < g.N; n++) {
     for (let oc = 0; oc < g.OC; oc++) {
@@ -548,9 +558,9 @@ export function conv2d(x: Float64Array, w: Float64Array, b: Float64Array | null,
           let s = b ? b[oc]! : 0;
           for (let ic = 0; ic < g.C; ic++) {
             for (let kh = 0; kh < g.KH; kh++) {
-              const ih = oh * g.stride - g.padding + kh;
+              const ih = oh * SH - PH + kh;
               for (let kw = 0; kw < g.KW; kw++) {
-                const iw = ow * g.stride - g.padding + kw;
+                const iw = ow * SW - PW + kw;
                 const inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
                 s += w[((oc * g.C + ic) * g.KH + kh) * g.KW + kw]! * (inside ? x[((n * g.C + ic) * g.H + ih) * g.W + iw]! : 0);
               }
@@ -567,6 +577,8 @@ export function conv2d(x: Float64Array, w: Float64Array, b: Float64Array | null,
 /** Gradients [dx, dw, db] of conv2d given dy [N, OC, OH, OW] (scattered, the adjoint of the loops above). */
 export function conv2dGrad(x: Float64Array, w: Float64Array, g: ConvGeometry, dy: Float64Array): [Float64Array, Float64Array, Float64Array] {
   const [OH, OW] = convOutSize(g);
+  const [SH, SW] = axes(g.stride);
+  const [PH, PW] = axes(g.padding);
   const dx = new Float64Array(x.length);
   const dw = new Float64Array(w.length);
   const db = new Float64Array(g.OC);
@@ -578,9 +590,9 @@ export function conv2dGrad(x: Float64Array, w: Float64Array, g: ConvGeometry, dy
           db[oc]! += d;
           for (let ic = 0; ic < g.C; ic++) {
             for (let kh = 0; kh < g.KH; kh++) {
-              const ih = oh * g.stride - g.padding + kh;
+              const ih = oh * SH - PH + kh;
               for (let kw = 0; kw < g.KW; kw++) {
-                const iw = ow * g.stride - g.padding + kw;
+                const iw = ow * SW - PW + kw;
                 const inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
                 const wi = ((oc * g.C + ic) * g.KH + kh) * g.KW + kw;
                 const xi = ((n * g.C + ic) * g.H + ih) * g.W + iw;

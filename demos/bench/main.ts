@@ -10,6 +10,9 @@
 //   - MLP 784-256-10 (ReLU), Adam lr 1e-3, batch 128: training samples/s on random data
 //   - FedAvg CNN (conv5x5 32 same, maxpool 2, conv5x5 64 same, maxpool 2, dense 512, dense 10,
 //     ReLU), Adam lr 1e-3, batch 64, 28x28x1 inputs: training samples/s
+//   - conv_gflops (this engine, with the CNN): GFLOP/s of conv2d's forward, input-gradient and
+//     weight-gradient passes on the CNN's conv1 and conv2 shapes, and of the matmul kernel on the
+//     forward's own product, from GPU timestamps (conv-figures.ts); conv_over_matmul their ratios
 //   - frozen_step_ratio: CNN step time with everything but the last layer frozen / full step time
 //     (this engine; transfer learning's case: a frozen convolutional base). The MLP's ratio (fc1
 //     frozen) is the extra mlp_frozen_step_ratio: there the frozen forward of fc1 alone is about
@@ -61,6 +64,7 @@ import {
 import { oneHotRows, streamWindow } from '../../src/paradigms/keyboard/train.js';
 import { blockUntilReady, numpy as jnp } from '@jax-js/jax';
 import { countValues } from '../common/ui.js';
+import { convFigures } from './conv-figures.js';
 import { cnnModel, JaxClassifier, mlpModel } from './jax-classifier.js';
 import { JaxLstm } from './jax-lstm.js';
 import { jaxAdapter, startJaxWebGpu, uniformArray } from './jax-train.js';
@@ -462,6 +466,16 @@ async function main(): Promise<void> {
     result.jax_cnn_first_step_s = round1(jaxCnnFirstMs / 1000);
     result.frozen_step_ratio = round3(cnnFrozenRatio);
     result.frozen_step_over_forward = round3(cnnFrozenMs / cnnForwardMs);
+
+    status('Convolution passes against the matmul kernel (GPU time)…');
+    const conv = await convFigures(engine, ROUNDS);
+    for (const [layer, f] of Object.entries(conv.gflops)) {
+      log(`${layer}: GFLOP/s forward ${f.forward}, input gradient ${f.backward_input}, weight gradient ${f.backward_weight}; matmul kernel on the forward's product ${f.matmul} (${conv.method})`);
+      show(`${layer} forward / d(input) / d(weight) / matmul (GFLOP/s)`, `${f.forward} / ${f.backward_input} / ${f.backward_weight} / ${f.matmul}`, '–');
+    }
+    result.conv_gflops = conv.gflops;
+    result.conv_over_matmul = conv.overMatmul;
+    result.conv_timing = conv.method;
   }
 
   // ---- keyboard model: training a standard-LSTM language model ----

@@ -1,11 +1,10 @@
-// A small autotuner: times a few workgroup shapes of the matmul and conv2d kernels on this
-// adapter and keeps the fastest for the session (in engine.tuning, which the ops read). It sits
-// above the ops it times; the engine knows nothing of it. Each invocation computes the same register
-// block either way; the shape decides how blocks are grouped, which is what differs most between
-// GPUs (and CPU emulation).
+// A small autotuner: times a few workgroup shapes of the matmul kernel on this adapter and keeps
+// the fastest for the session (in engine.tuning, which the ops read; convolutions run on the same
+// kernel). It sits above the ops it times; the engine knows nothing of it. Each invocation computes
+// the same register block either way; the shape decides how blocks are grouped, which is what
+// differs most between GPUs (and CPU emulation).
 import type { Constants } from './kernel.js';
 import type { Engine } from './engine.js';
-import { conv2d } from './ops/conv.js';
 
 export const MATMUL_WORKGROUPS: readonly Constants[] = [
   { WG_X: 8, WG_Y: 8 },
@@ -15,11 +14,9 @@ export const MATMUL_WORKGROUPS: readonly Constants[] = [
   { WG_X: 16, WG_Y: 4 },
 ];
 
-export const CONV2D_WORKGROUPS: readonly Constants[] = [{ WG: 32 }, { WG: 64 }, { WG: 128 }, { WG: 256 }];
-
-/** Times a few configurations of the matmul and conv2d kernels on this adapter and keeps the fastest. */
+/** Times a few configurations of the matmul kernel on this adapter and keeps the fastest. */
 export async function autotune(engine: Engine): Promise<TuningResult[]> {
-  const results = [await tuneMatmul(engine), await tuneConv2d(engine)];
+  const results = [await tuneMatmul(engine)];
   for (const r of results) engine.tuning.set(r.kernel, r.best);
   return results;
 }
@@ -58,30 +55,4 @@ export async function tuneMatmul(engine: Engine, n = 256, repeats = 3): Promise<
   });
   const best = timings.reduce((x, y) => (y.ms < x.ms ? y : x)).constants;
   return { kernel: 'matmul', best, timings };
-}
-
-/** Times each conv2d forward workgroup size on a 5x5 convolution of a [8, 16, 16, 16] batch. */
-export async function tuneConv2d(engine: Engine, repeats = 3): Promise<TuningResult> {
-  const timings: { constants: Constants; ms: number }[] = [];
-  const outer = engine.tuning.get('conv2d');
-  try {
-    await engine.scope(async () => {
-      const x = engine.randn([8, 16, 16, 16], { seed: 3, name: 'autotune.x' });
-      const w = engine.randn([32, 16, 5, 5], { seed: 4, name: 'autotune.w' });
-      for (const constants of CONV2D_WORKGROUPS) {
-        engine.tuning.set('conv2d', constants);
-        conv2d(x, w, null, { padding: 2 }).dispose(); // compiles the pipeline and warms up
-        await engine.sync();
-        const start = performance.now();
-        for (let i = 0; i < repeats; i++) conv2d(x, w, null, { padding: 2 }).dispose();
-        await engine.sync();
-        timings.push({ constants, ms: (performance.now() - start) / repeats });
-      }
-    });
-  } finally {
-    if (outer) engine.tuning.set('conv2d', outer);
-    else engine.tuning.delete('conv2d');
-  }
-  const best = timings.reduce((x, y) => (y.ms < x.ms ? y : x)).constants;
-  return { kernel: 'conv2d', best, timings };
 }

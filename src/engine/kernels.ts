@@ -12,9 +12,7 @@ import biasAdd from '../shaders/bias_add.wgsl';
 import binary from '../shaders/binary.wgsl';
 import broadcast from '../shaders/broadcast.wgsl';
 import clipToNormBackward from '../shaders/clip_to_norm_backward.wgsl';
-import conv2d from '../shaders/conv2d.wgsl';
-import conv2dBackwardInput from '../shaders/conv2d_backward_input.wgsl';
-import conv2dBackwardWeight from '../shaders/conv2d_backward_weight.wgsl';
+import col2im from '../shaders/col2im.wgsl';
 import copyBlock from '../shaders/copy_block.wgsl';
 import dequantize8 from '../shaders/dequantize8.wgsl';
 import dropout from '../shaders/dropout.wgsl';
@@ -28,6 +26,7 @@ import gaussianNoise from '../shaders/gaussian_noise.wgsl';
 import gram from '../shaders/gram.wgsl';
 import gramFinish from '../shaders/gram_finish.wgsl';
 import gradStats from '../shaders/grad_stats.wgsl';
+import im2col from '../shaders/im2col.wgsl';
 import layernorm from '../shaders/layernorm.wgsl';
 import layernormBackward from '../shaders/layernorm_backward.wgsl';
 import layernormBackwardGamma from '../shaders/layernorm_backward_gamma.wgsl';
@@ -66,9 +65,7 @@ const SOURCES = {
   binary,
   broadcast,
   clip_to_norm_backward: clipToNormBackward,
-  conv2d,
-  conv2d_backward_input: conv2dBackwardInput,
-  conv2d_backward_weight: conv2dBackwardWeight,
+  col2im,
   copy_block: copyBlock,
   dequantize8,
   dropout,
@@ -82,6 +79,7 @@ const SOURCES = {
   grad_stats: gradStats,
   gram,
   gram_finish: gramFinish,
+  im2col,
   layernorm,
   layernorm_backward: layernormBackward,
   layernorm_backward_gamma: layernormBackwardGamma,

@@ -93,7 +93,10 @@ describe('conv2d', () => {
   // K = C*k*k aligned (multiple of 4: the vec4 weight path) or not; OC multiple of 4 or not;
   // strides 1 and 2; paddings 0, 1, 2; kernels 1, 3, 5; batch 1 and 3; odd image sizes; enough
   // positions for several workgroups and a split weight-gradient reduction.
-  const cases: (ref.ConvGeometry & { bias: boolean })[] = [
+  // Per-axis strides and paddings; OH*OW a multiple of 4 or not (the products' vec4 path or not);
+  // and columnBytes small enough that the batch is convolved in chunks of 1 or 2 images (the
+  // weight gradient's chunks also hold each image's [OC, K] share, so they differ from the forward's).
+  const cases: (ref.ConvGeometry & { bias: boolean; columnBytes?: number })[] = [
     { N: 1, C: 3, H: 7, W: 9, OC: 5, KH: 3, KW: 3, stride: 1, padding: 1, bias: true },
     { N: 3, C: 4, H: 7, W: 9, OC: 8, KH: 3, KW: 3, stride: 2, padding: 1, bias: true },
     { N: 3, C: 4, H: 8, W: 7, OC: 4, KH: 1, KW: 1, stride: 1, padding: 0, bias: false },
@@ -103,9 +106,15 @@ describe('conv2d', () => {
     { N: 1, C: 4, H: 7, W: 9, OC: 7, KH: 5, KW: 5, stride: 1, padding: 0, bias: true },
     { N: 3, C: 3, H: 16, W: 15, OC: 5, KH: 3, KW: 3, stride: 1, padding: 1, bias: true },
     { N: 3, C: 5, H: 7, W: 9, OC: 4, KH: 1, KW: 1, stride: 2, padding: 1, bias: true },
+    { N: 3, C: 3, H: 7, W: 5, OC: 5, KH: 3, KW: 3, stride: 2, padding: [1, 2], bias: true },
+    { N: 3, C: 3, H: 7, W: 5, OC: 5, KH: 5, KW: 3, stride: [1, 2], padding: [2, 1], bias: false },
+    { N: 3, C: 3, H: 7, W: 5, OC: 5, KH: 1, KW: 1, stride: 1, padding: [0, 2], bias: true },
+    { N: 3, C: 4, H: 8, W: 8, OC: 8, KH: 3, KW: 3, stride: 1, padding: 1, bias: true },
+    { N: 3, C: 3, H: 7, W: 5, OC: 5, KH: 3, KW: 3, stride: 1, padding: [1, 2], bias: true, columnBytes: 33 * 49 * 4 },
+    { N: 3, C: 4, H: 8, W: 8, OC: 6, KH: 5, KW: 5, stride: 1, padding: 2, bias: false, columnBytes: 2 * 100 * 64 * 4 },
   ];
   cases.forEach((g, n) => {
-    const name = `x [${g.N},${g.C},${g.H},${g.W}] w [${g.OC},${g.C},${g.KH},${g.KW}] stride ${g.stride} padding ${g.padding}${g.bias ? ' + bias' : ''}`;
+    const name = `x [${g.N},${g.C},${g.H},${g.W}] w [${g.OC},${g.C},${g.KH},${g.KW}] stride ${g.stride} padding ${g.padding}${g.bias ? ' + bias' : ''}${g.columnBytes ? ` columnBytes ${g.columnBytes}` : ''}`;
     test(name, async () => {
       const xShape = [g.N, g.C, g.H, g.W];
       const wShape = [g.OC, g.C, g.KH, g.KW];
@@ -118,7 +127,7 @@ describe('conv2d', () => {
         `conv2d ${name}`,
         {
           inputs,
-          gpu: ([x, w, b]) => ops.conv2d(x!, w!, b ?? null, { stride: g.stride, padding: g.padding }),
+          gpu: ([x, w, b]) => ops.conv2d(x!, w!, b ?? null, { stride: g.stride, padding: g.padding, columnBytes: g.columnBytes }),
           forward: ([x, w, b]) => ref.conv2d(x!, w!, b ?? null, g),
           grad: ([x, w], dy) => {
             const [dx, dw, db] = ref.conv2dGrad(x!, w!, g, dy);
@@ -179,10 +188,11 @@ describe('conv2d', () => {
       try {
         expect([ReLU(), LeakyReLU(0.1), Sigmoid(), Tanh()].map((act) => conv.canFuse(act))).toEqual([true, true, true, true]);
         expect([LeakyReLU(-0.1), GELU()].map((act) => conv.canFuse(act))).toEqual([false, false]);
-        // Sequential runs a conv and a fusable activation as one conv2d dispatch.
+        // Sequential runs a conv and a fusable activation as one conv2d: the activation in the
+        // product's epilogue (after the weight and bias are put side by side and x's columns gathered).
         const model = new Sequential({ conv, act: Sigmoid() });
         const { dispatches } = engine.traceDispatches(() => model.forward(x));
-        expect(dispatches.map((d) => d.kernel)).toEqual(['conv2d']);
+        expect(dispatches.map((d) => d.kernel)).toEqual(['fill', 'copy_block', 'copy_block', 'im2col', 'matmul']);
       } finally {
         conv.dispose();
       }
@@ -232,10 +242,21 @@ describe('conv2d', () => {
         // Freezing every layer: nothing convolutional runs backwards at all.
         model.freeze();
         const loss2 = ops.sum(model.forward(x));
-        expect(engine.traceDispatches(() => backward(loss2)).dispatches.filter((d) => d.kernel.startsWith('conv2d'))).toEqual([]);
+        expect(engine.traceDispatches(() => backward(loss2)).dispatches.filter((d) => ['im2col', 'col2im', 'matmul'].includes(d.kernel))).toEqual([]);
       } finally {
         model.dispose();
       }
+    });
+  });
+
+  test('columnBytes: the batch is gathered and multiplied a chunk of images at a time', async () => {
+    await engine.scope(() => {
+      const x = engine.zeros([5, 2, 4, 4], 'images');
+      const w = engine.zeros([3, 2, 3, 3], 'w'); // K = 18, padded to 20 columns; 4*4 = 16 positions
+      const gathers = (columnBytes?: number) => engine.traceDispatches(() => ops.conv2d(x, w, null, { padding: 1, columnBytes })).dispatches.filter((d) => d.kernel === 'im2col').length;
+      expect(gathers()).toBe(1);
+      expect(gathers(2 * 20 * 16 * 4)).toBe(3); // 2 + 2 + 1 images
+      expect(gathers(20 * 16 * 4)).toBe(5);
     });
   });
 
@@ -248,6 +269,11 @@ describe('conv2d', () => {
       expect(() => ops.conv2d(x, engine.zeros([4, 3, 3, 3], 'w'), engine.zeros([3], 'b'))).toThrow(/conv2d: bias must have shape \[4\].*bias b \[3\]/);
       expect(() => ops.conv2d(engine.zeros([3, 5, 5], 'flat'), engine.zeros([4, 3, 3, 3], 'w'), null)).toThrow(/conv2d: flat has shape \[3,5,5\], expected rank 4/);
       expect(() => ops.conv2d(x, engine.zeros([4, 3, 3, 3], 'w'), null, { stride: 0 })).toThrow(/conv2d: stride 0/);
+      // One image's columns: [C*3*3 = 27 + a ones row for the bias = 28, 3*3] floats, 1008 bytes.
+      expect(() => ops.conv2d(x, engine.zeros([4, 3, 3, 3], 'w'), engine.zeros([4], 'b'), { columnBytes: 1000 })).toThrow(
+        /conv2d: one image's columns \(\[28, 9\] floats\) need 1008 bytes, over the limit of 1000 \(columnBytes 1000, maxStorageBufferBindingSize \d+\) \(input images \[2,3,5,5\]/,
+      );
+      expect(() => ops.conv2d(x, engine.zeros([4, 3, 3, 3], 'w'), null, { columnBytes: 0 })).toThrow(/conv2d: columnBytes 0 must be a positive integer/);
       expect(() => ops.maxPool2d(x, 6)).toThrow(/maxPool2d: kernel 6x6 is larger than the input images \[2,3,5,5\]/);
     });
   });

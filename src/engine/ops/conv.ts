@@ -1,27 +1,40 @@
-// 2-D convolution over NCHW tensors with a PyTorch-layout weight [outC, inC, kH, kW]: the
-// forward is an implicit GEMM (src/shaders/conv2d.wgsl), the input gradient a gather
-// (conv2d_backward_input.wgsl), the weight gradient a split reduction over output positions
-// (conv2d_backward_weight.wgsl) and the bias gradient two sums. Input, weight and bias have
-// separate gradient functions, so a frozen weight costs no weight-gradient kernel.
+// 2-D convolution over NCHW tensors with a PyTorch-layout weight [outC, inC, kH, kW], as matrix
+// products on the matmul kernel (batchedGemm). im2col (src/shaders/im2col.wgsl) gathers each
+// image's input windows into a column matrix col[K, OH*OW] (K = C*KH*KW); then
+//   forward:         y_n = W[OC, K] . col_n (one image per batch entry; the bias as a column of W
+//                    against a row of ones in col, the activation in the matmul's epilogue)
+//   weight gradient: dW = sum over images of dz_n[OC, OH*OW] . col_n^T (per image, then summed)
+//   input gradient:  dcol_n = W^T . dz_n, summed back onto the pixels by col2im (col2im.wgsl)
+// and the bias gradient is two sums. The column matrices of a batch are built a chunk of images at
+// a time, each at most `columnBytes`. Input, weight and bias have separate gradient functions, so a
+// frozen weight costs no weight-gradient kernels.
 import { record } from '../graph.js';
 import { shapeString, type Tensor } from '../tensor.js';
-import { checkFused, UNARY_OPS, type FusedActivation } from './activation.js';
+import { checkFused, type FusedActivation } from './activation.js';
 import { alive, output, rank } from './check.js';
 import { epilogueGradient } from './elementwise.js';
+import { batchedGemm } from './matmul.js';
 import { sum } from './reduce.js';
+import { copyColumns } from './shape.js';
 
 export interface Conv2dOptions {
   /** Stride, one number for both axes or [vertical, horizontal]; default 1. */
   stride?: number | readonly [number, number];
   /** Zero padding on each side, one number for both axes or [vertical, horizontal]; default 0. */
   padding?: number | readonly [number, number];
-  /** An activation applied in the same kernel's epilogue (one whose derivative follows from the output). */
+  /** An activation applied in the product's epilogue (one whose derivative follows from the output). */
   activation?: FusedActivation | null;
   /** leaky_relu's slope (positive); default 0.01. */
   slope?: number;
+  /**
+   * Most bytes of one chunk's column matrix (im2col); the batch is convolved a chunk of images at
+   * a time. Default 64 MiB, and never more than the device's maxStorageBufferBindingSize.
+   */
+  columnBytes?: number;
 }
 
-const WG = 64; // invocations per workgroup of the conv kernels (the forward's may be autotuned)
+/** Default columnBytes: the batch-64 FedAvg CNN's conv2 (40 MB of columns) runs as one chunk. */
+export const COLUMN_BYTES = 64 * 2 ** 20;
 
 function pair(op: string, what: string, v: number | readonly [number, number] | undefined, fallback: number, min: number): [number, number] {
   const p: [number, number] = v === undefined ? [fallback, fallback] : typeof v === 'number' ? [v, v] : [v[0], v[1]];
@@ -29,17 +42,58 @@ function pair(op: string, what: string, v: number | readonly [number, number] | 
   return p;
 }
 
-/** Spreads `groups` workgroups over x and y past the per-dimension limit. */
-function grid(x: Tensor, groups: number, z = 1): [number, number, number] {
-  const max = x.engine.limits.maxComputeWorkgroupsPerDimension;
-  if (groups <= max) return [groups, 1, z];
-  return [max, Math.ceil(groups / max), z];
+/** A convolution's shape: input [N, C, H, W], kernel KH x KW, output OH x OW. */
+interface Geometry {
+  C: number;
+  H: number;
+  W: number;
+  OH: number;
+  OW: number;
+  KH: number;
+  KW: number;
+  SH: number;
+  SW: number;
+  PH: number;
+  PW: number;
+}
+
+/**
+ * Writes the column matrices of images n0 .. n0 + batch - 1 of x into col [batch, KP, OH*OW] (see
+ * im2col.wgsl). Past row C*KH*KW come zeros, but a row of ones first with `onesRow`.
+ */
+function im2col(x: Tensor, g: Geometry, n0: number, batch: number, KP: number, col: Tensor, onesRow = false): void {
+  const rows = batch * KP * g.OH;
+  x.engine.dispatch('im2col', {
+    bindings: { x, col },
+    uniforms: { ...g, K: g.C * g.KH * g.KW, KP, n0, rows },
+    constants: { ONES_ROW: onesRow },
+    threads: rows,
+  });
+}
+
+/** Images per chunk: as many as fit the limit with `floats` (`what`) each. */
+function imagesPerChunk(op: string, x: Tensor, N: number, floats: number, what: string, options: Conv2dOptions, describe: () => string): number {
+  const deviceMax = x.engine.limits.maxStorageBufferBindingSize;
+  const limit = Math.min(options.columnBytes ?? COLUMN_BYTES, deviceMax);
+  const bytes = floats * 4;
+  if (bytes > limit) {
+    throw new Error(
+      `${op}: one image's columns (${what} floats) need ${bytes} bytes, over the limit of ${limit} (columnBytes ${options.columnBytes ?? COLUMN_BYTES}, maxStorageBufferBindingSize ${deviceMax}) (${describe()})`,
+    );
+  }
+  return Math.max(1, Math.min(N, Math.floor(limit / bytes)));
+}
+
+/** Calls fn(n0, batch) for consecutive chunks of at most `per` of N images. */
+function chunks(N: number, per: number, fn: (n0: number, batch: number, index: number) => void): void {
+  for (let n0 = 0, i = 0; n0 < N; n0 += per, i++) fn(n0, Math.min(per, N - n0), i);
 }
 
 /**
  * y[n, oc, oh, ow] = bias[oc] + sum over ic, kh, kw of weight[oc, ic, kh, kw] * x[n, ic, oh*s - p + kh, ow*s - p + kw]
  * (zero outside x), for x [N, C, H, W] and weight [OC, C, KH, KW]; y is [N, OC, OH, OW] with
- * OH = floor((H + 2p - KH) / s) + 1.
+ * OH = floor((H + 2p - KH) / s) + 1. The products take the matmul kernel's vec4 path where OH*OW
+ * is a multiple of 4 (and, for the input gradient, C*KH*KW).
  */
 export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, options: Conv2dOptions = {}): Tensor {
   const op = 'conv2d';
@@ -60,60 +114,97 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   if (KH > H + 2 * PH || KW > W + 2 * PW) {
     throw new Error(`${op}: kernel ${KH}x${KW} is larger than the padded input ${H + 2 * PH}x${W + 2 * PW} (${describe()})`);
   }
+  if (options.columnBytes !== undefined && !(Number.isInteger(options.columnBytes) && options.columnBytes > 0)) {
+    throw new Error(`${op}: columnBytes ${options.columnBytes} must be a positive integer (${describe()})`);
+  }
   const OH = Math.floor((H + 2 * PH - KH) / SH) + 1;
   const OW = Math.floor((W + 2 * PW - KW) / SW) + 1;
+  const OHW = OH * OW;
   const K = C * KH * KW;
-  const P = N * OH * OW;
+  const g: Geometry = { C, H, W, OH, OW, KH, KW, SH, SW, PH, PW };
   const engine = x.engine;
+  // The forward's W has KP columns, a multiple of 4 for the matmul's vec4 loads: the weight, then
+  // the bias (against a row of ones in col), then zeros.
+  const KP = Math.ceil((K + (bias ? 1 : 0)) / 4) * 4;
+  const perChunk = imagesPerChunk(op, x, N, KP * OHW, `[${KP}, ${OHW}]`, options, describe);
   const out = engine.empty([N, OC, OH, OW], op);
-  const dims = { N, C, H, W, OC, OH, OW, KH, KW, SH, SW, PH, PW };
-  if (P > 0) {
-    const wg = (engine.tuning.get('conv2d')?.WG as number | undefined) ?? WG;
-    engine.dispatch('conv2d', {
-      bindings: { x, weight, bias: bias ?? weight, out, weight_scalar: weight },
-      uniforms: { ...dims, K, P, alpha: slope },
-      constants: { ALIGNED: K % 4 === 0, HAS_BIAS: bias !== null, ...(activation ? { ACT: UNARY_OPS[activation] } : {}), WG: wg },
-      workgroups: grid(x, Math.ceil(P / 4 / wg), Math.ceil(OC / 4)),
-      flops: 2 * P * OC * K,
+  if (N > 0) {
+    const w = KP === K ? weight : engine.zeros([OC, KP], `${op}.weight+bias`);
+    if (w !== weight) {
+      copyColumns(weight, w, OC, K, K, 0, KP, 0);
+      if (bias) copyColumns(bias, w, OC, 1, 1, 0, KP, K);
+    }
+    const col = engine.empty([perChunk, KP, OHW], `${op}.columns`);
+    chunks(N, perChunk, (n0, batch) => {
+      im2col(x, g, n0, batch, KP, col, bias !== null);
+      batchedGemm(op, {
+        batch,
+        M: OC,
+        N: OHW,
+        K: KP,
+        a: { tensor: w },
+        b: { tensor: col, stride: KP * OHW },
+        c: { tensor: out, offset: n0 * OC * OHW, stride: OC * OHW },
+        activation,
+        alpha: slope,
+      });
     });
+    col.dispose();
+    if (w !== weight) w.dispose();
   }
 
   // With a fused activation, the gradient before it, dz = dy * act'(out), is computed once for all inputs.
   const preActivation = epilogueGradient(activation, out, slope);
   const dInput = (dy: Tensor): Tensor => {
-    dy = preActivation(dy);
+    const per = imagesPerChunk(op, x, N, K * OHW, `[${K}, ${OHW}]`, options, describe);
+    const dz = preActivation(dy);
     const dx = engine.empty(x.shape, `d(${x.name})`);
-    const CB = Math.ceil(C / 4);
+    const dcol = engine.empty([per, K, OHW], `d(${x.name}).columns`);
     const WB = Math.ceil(W / 4);
-    const total = N * CB * H * WB;
-    engine.dispatch('conv2d_backward_input', { bindings: { dy, weight, dx }, uniforms: { ...dims, CB, WB, total }, threads: total });
+    chunks(N, per, (n0, batch) => {
+      batchedGemm(op, { batch, M: K, N: OHW, K: OC, a: { tensor: weight }, transA: true, b: { tensor: dz, offset: n0 * OC * OHW, stride: OC * OHW }, c: { tensor: dcol, stride: K * OHW } });
+      const total = batch * C * H * WB;
+      engine.dispatch('col2im', { bindings: { dcol, dx }, uniforms: { ...g, K, WB, n0, total }, threads: total });
+    });
+    dcol.dispose();
     return dx;
   };
   const dWeight = (dy: Tensor, into?: Tensor): Tensor => {
-    dy = preActivation(dy);
+    // Per image, dz_n[OC, OH*OW] . col_n^T gives its [OC, KP] share of dW (KP = K rounded up to a
+    // multiple of 4, for the vec4 loads); the shares are summed over the chunk's images, then over
+    // the chunks, and cut to K columns.
+    const KP = Math.ceil(K / 4) * 4;
+    const per = imagesPerChunk(op, x, N, KP * OHW + OC * KP, `[${KP}, ${OHW}] and [${OC}, ${KP}]`, options, describe);
+    const count = Math.ceil(N / per);
+    const dz = preActivation(dy);
     const dw = output(op, engine, weight.shape, `d(${weight.name})`, into);
-    if (P === 0) {
+    if (N === 0) {
       engine.dispatch('fill', { bindings: { out: dw }, uniforms: { n: dw.size, value: 0 }, threads: dw.size });
       return dw;
     }
-    const blocks = Math.ceil(OC / 4) * Math.ceil(K / 4);
-    const groups = Math.ceil(blocks / WG);
-    // Split the reduction over positions so that about 8192 invocations run, in chunks of >= 64.
-    const wanted = Math.max(1, Math.min(Math.ceil(P / 64), Math.ceil(8192 / (groups * WG)), engine.limits.maxComputeWorkgroupsPerDimension));
-    const chunk = Math.ceil(P / wanted);
-    const splits = Math.ceil(P / chunk);
-    if (groups > engine.limits.maxComputeWorkgroupsPerDimension) throw new Error(`${op}: weight ${shapeString(weight.shape)} is too large for the weight-gradient kernel`);
-    const spec = (target: Tensor) => ({ bindings: { x, dy, dw: target }, uniforms: { ...dims, K, P, chunk }, workgroups: [groups, splits] as [number, number] });
-    if (splits === 1) {
-      engine.dispatch('conv2d_backward_weight', spec(dw));
-      return dw;
+    const col = engine.empty([per, KP, OHW], `d(${weight.name}).columns`);
+    const shares = engine.empty([per, OC * KP], `d(${weight.name}).per_image`);
+    const chunkSums = count > 1 ? engine.empty([count, OC * KP], `d(${weight.name}).per_chunk`) : null;
+    let total: Tensor | null = null;
+    chunks(N, per, (n0, batch, i) => {
+      im2col(x, g, n0, batch, KP, col);
+      batchedGemm(op, { batch, M: OC, N: KP, K: OHW, a: { tensor: dz, offset: n0 * OC * OHW, stride: OC * OHW }, b: { tensor: col, stride: KP * OHW }, transB: true, c: { tensor: shares, stride: OC * KP } });
+      const rows = engine.view(shares, [batch, OC * KP], `d(${weight.name}).per_image.rows`);
+      total = sum(rows, 0);
+      rows.dispose();
+      if (chunkSums) {
+        copyColumns(total, chunkSums, 1, OC * KP, 0, 0, 0, i * OC * KP);
+        total.dispose();
+      }
+    });
+    col.dispose();
+    shares.dispose();
+    if (chunkSums) {
+      total = sum(chunkSums, 0);
+      chunkSums.dispose();
     }
-    const partial = engine.empty([splits, OC * K], `d(${weight.name}).partial`);
-    engine.dispatch('conv2d_backward_weight', spec(partial));
-    const flat = engine.view(dw, [OC * K], `d(${weight.name}).flat`);
-    sum(partial, 0, flat);
-    partial.dispose();
-    flat.dispose();
+    copyColumns(total!, dw, OC, K, KP, 0, K, 0);
+    total!.dispose();
     return dw;
   };
   const dBias = (dy: Tensor, into?: Tensor): Tensor => {

@@ -20,7 +20,7 @@ export function reshape(x: Tensor, shape: Shape): Tensor {
 }
 
 /** Copies a block of `width` columns from rows of src into rows of dst. */
-function copyColumns(src: Tensor, dst: Tensor, rows: number, width: number, srcStride: number, srcOffset: number, dstStride: number, dstOffset: number): void {
+export function copyColumns(src: Tensor, dst: Tensor, rows: number, width: number, srcStride: number, srcOffset: number, dstStride: number, dstOffset: number): void {
   src.engine.dispatch('copy_block', {
     bindings: { src, dst },
     uniforms: { rows, width, src_stride: srcStride, src_offset: srcOffset, dst_stride: dstStride, dst_offset: dstOffset },
