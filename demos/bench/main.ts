@@ -46,6 +46,7 @@ import {
   Adam,
   autotune,
   backward,
+  describeMatmul,
   batchify,
   Dense,
   Engine,
@@ -76,6 +77,8 @@ interface BenchResult {
   matmul_gflops?: number;
   tfjs_matmul_gflops?: number;
   jax_matmul_gflops?: number;
+  /** The matmul variant and constants the autotuner picked (describeMatmul). */
+  matmul_kernel?: string;
   mlp_samples_per_s?: number;
   tfjs_mlp_samples_per_s?: number;
   jax_mlp_samples_per_s?: number;
@@ -159,10 +162,12 @@ async function main(): Promise<void> {
   const pageStart = performance.now();
   status('Requesting a WebGPU device (engine, autotune)…');
   const engine = await Engine.create();
-  await autotune(engine);
+  const [matmulTuned] = await autotune(engine);
   engine.onLost((e) => fail(e));
   document.getElementById('adapter')!.textContent = engine.adapterName;
   log(`adapter ${engine.adapterName}`);
+  const matmulTimings = matmulTuned!.timings.map((t) => `${describeMatmul(t.constants)}: ${t.ms.toFixed(1)} ms`);
+  log(`autotune matmul: ${describeMatmul(matmulTuned!.best)} (256³: ${matmulTimings.join(', ')}; rejected ${matmulTuned!.rejected.length})`);
 
   status('Initialising TensorFlow.js (webgpu backend)…');
   if (!(await tf.setBackend('webgpu'))) throw new Error('TensorFlow.js: the webgpu backend did not initialise');
@@ -233,6 +238,7 @@ async function main(): Promise<void> {
     result.tfjs_matmul_gflops = round3(best(rounds.tfjs_matmul_gflops!));
     result.jax_matmul_gflops = round3(best(rounds.jax_matmul_gflops!));
     result.matmul_speedup_over_jax = round3(result.matmul_gflops / result.jax_matmul_gflops);
+    result.matmul_kernel = describeMatmul(matmulTuned!.best);
   }
 
   // ---- training-step helpers (xShape, yShape: a batch's input and label shapes, batch first) ----

@@ -53,7 +53,8 @@ export async function acquireDevice(options: DeviceOptions): Promise<AcquiredDev
   const requiredLimits: Record<string, number> = {};
   for (const k of WANTED_LIMITS) requiredLimits[k] = adapter.limits[k];
   const requiredFeatures: GPUFeatureName[] = [];
-  if (adapter.features.has('timestamp-query')) requiredFeatures.push('timestamp-query');
+  // subgroups: the matmul_subgroup variant, which the autotuner tries only where it is present.
+  for (const f of ['timestamp-query', 'subgroups'] as const) if (adapter.features.has(f)) requiredFeatures.push(f);
   const device = await adapter.requestDevice({ label: 'webgpu-train', requiredLimits, requiredFeatures });
   return { device, adapterName: describeAdapter(adapter.info), gpu, adapter };
 }

@@ -31,6 +31,9 @@ import layernorm from '../shaders/layernorm.wgsl';
 import layernormBackward from '../shaders/layernorm_backward.wgsl';
 import layernormBackwardGamma from '../shaders/layernorm_backward_gamma.wgsl';
 import matmul from '../shaders/matmul.wgsl';
+import matmulBlock8 from '../shaders/matmul_block8.wgsl';
+import matmulSubgroup from '../shaders/matmul_subgroup.wgsl';
+import matmulTiled from '../shaders/matmul_tiled.wgsl';
 import mixture from '../shaders/mixture.wgsl';
 import mixtureBackward from '../shaders/mixture_backward.wgsl';
 import pool2d from '../shaders/pool2d.wgsl';
@@ -84,6 +87,9 @@ const SOURCES = {
   layernorm_backward: layernormBackward,
   layernorm_backward_gamma: layernormBackwardGamma,
   matmul,
+  matmul_block8: matmulBlock8,
+  matmul_subgroup: matmulSubgroup,
+  matmul_tiled: matmulTiled,
   mixture,
   mixture_backward: mixtureBackward,
   pool2d,

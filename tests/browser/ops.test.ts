@@ -9,6 +9,7 @@ import { Engine } from '../../src/engine/engine.js';
 import * as ops from '../../src/engine/ops/index.js';
 import type { Tensor } from '../../src/engine/tensor.js';
 import { expectClose, type Tol } from '../close.js';
+import { matmulCase } from '../matmul-check.js';
 import { opChecker } from '../op-check.js';
 import * as ref from '../reference.js';
 
@@ -131,20 +132,7 @@ describe('matmul', () => {
       for (const transB of [false, true]) {
         const name = `[${M},${K}]x[${K},${N}] transA=${transA} transB=${transB}`;
         test(name, async () => {
-          const aShape = transA ? [K, M] : [M, K];
-          const bShape = transB ? [N, K] : [K, N];
-          await checkOp(`matmul ${name}`, {
-            inputs: [
-              { data: ref.normal(aShape, M * 100 + K), shape: aShape },
-              { data: ref.normal(bShape, N * 100 + K + 1), shape: bShape },
-            ],
-            gpu: ([a, b]) => ops.matmul(a!, b!, { transA, transB }),
-            forward: ([a, b]) => ref.matmul(a!, aShape, b!, bShape, transA, transB),
-            grad: ([a, b], dy) => ref.matmulGrad(a!, aShape, b!, bShape, dy, transA, transB),
-            tol: ACCUMULATED,
-            byAbs: true,
-            fdCount: 12,
-          });
+          await checkOp(`matmul ${name}`, { ...matmulCase(M, K, N, transA, transB, ACCUMULATED), fdCount: 12 });
         });
       }
     }

@@ -16,7 +16,7 @@ test('profile() reports GPU time per kernel with calls, mean and GFLOP/s', async
   });
   expect(Number.isFinite(result)).toBe(true);
   expect(profile.method).toBe(engine.device.features.has('timestamp-query') ? 'timestamp-query' : 'submit-to-done');
-  const mm = profile.rows.find((r) => r.kernel === 'matmul')!;
+  const mm = profile.rows.find((r) => r.kernel.startsWith('matmul'))!;
   const un = profile.rows.find((r) => r.kernel === 'unary')!;
   expect(mm.calls).toBe(3);
   expect(un.calls).toBe(3);
@@ -28,9 +28,9 @@ test('profile() reports GPU time per kernel with calls, mean and GFLOP/s', async
   expect(profile.totalMs).toBeCloseTo(profile.rows.reduce((s, r) => s + r.totalMs, 0), 6);
   const table = formatProfile(profile);
   expect(table).toContain(profile.method);
-  expect(table).toMatch(/matmul\s+3\s+\d/);
+  expect(table).toMatch(/matmul\w*\s+3\s+\d/);
   console.log(table);
   // Outside a profile nothing is timed, and a second profile can run.
   const again = await engine.profile(() => engine.scope(() => matmul(a, b).data()));
-  expect(again.profile.rows.find((r) => r.kernel === 'matmul')!.calls).toBe(1);
+  expect(again.profile.rows.find((r) => r.kernel.startsWith('matmul'))!.calls).toBe(1);
 });

@@ -1,5 +1,8 @@
 // Matrix product (with the transposed forms its backward needs) and the dense-layer bias.
+import type { Engine } from '../engine.js';
 import { record } from '../graph.js';
+import type { Constants } from '../kernel.js';
+import type { KernelName } from '../kernels.js';
 import type { Parameter } from '../parameters.js';
 import { shapeString, type GradientFn, type Tensor } from '../tensor.js';
 import { checkFused, UNARY_OPS, type FusedActivation } from './activation.js';
@@ -16,9 +19,71 @@ export interface MatmulOptions {
   out?: Tensor;
 }
 
-// Each invocation computes a 4x4 block of C; a workgroup of WG_X x WG_Y of them a block of
-// 4 WG_Y rows and 4 WG_X columns. The autotuner may pick another shape for the adapter.
-const DEFAULT_WORKGROUP = { WG_X: 8, WG_Y: 8 };
+/**
+ * The matmul kernels, each a complete variant of the same product (see the .wgsl files): which
+ * one runs, and with which override constants, is engine.tuning's 'matmul' entry (matmulTuning),
+ * chosen by the autotuner after a float64 check; DEFAULT_MATMUL otherwise. `tile` is the
+ * [rows, columns] of C one workgroup computes.
+ */
+export const MATMUL_VARIANTS = {
+  /** A 4x4 register block per invocation, vec4 loads. */
+  block4: { kernel: 'matmul', tile: (c: Constants) => [4 * (c.WG_Y as number), 4 * (c.WG_X as number)] },
+  /** An 8x8 register block per invocation: twice the multiply-adds per load. */
+  block8: { kernel: 'matmul_block8', tile: (c: Constants) => [8 * (c.WG_Y as number), 8 * (c.WG_X as number)] },
+  /** Workgroup-memory tiles of op(A) and op(B), 4x4 register blocks from them. */
+  tiled: { kernel: 'matmul_tiled', tile: (c: Constants) => [4 * (c.WG_Y as number), 4 * (c.WG_X as number)] },
+  /** Quads of subgroup lanes sharing loads by subgroupShuffle (the `subgroups` feature). */
+  subgroup: { kernel: 'matmul_subgroup', tile: (c: Constants) => [(8 * (c.WG as number)) / 4 / (c.QX as number), 8 * (c.QX as number)] },
+} as const satisfies Record<string, { kernel: KernelName; tile: (c: Constants) => number[] }>;
+
+export type MatmulVariant = keyof typeof MATMUL_VARIANTS;
+
+const VARIANT_NAMES = Object.keys(MATMUL_VARIANTS) as MatmulVariant[];
+
+/** A matmul kernel variant with its override constants (workgroup shape and the like). */
+export interface MatmulChoice {
+  variant: MatmulVariant;
+  constants: Constants;
+}
+
+// The fastest on SwiftShader (README, Benchmark): 8x8 blocks in workgroups of 4x4 invocations, about
+// twice the base variant's GFLOP/s on a 1024^3 product there.
+export const DEFAULT_MATMUL: MatmulChoice = { variant: 'block8', constants: { WG_X: 4, WG_Y: 4 } };
+
+/**
+ * engine.tuning's 'matmul' entry for a choice: its constants plus VARIANT, the variant's index in
+ * MATMUL_VARIANTS (tuning entries hold numbers). Set it to force a variant.
+ */
+export function matmulTuning(choice: MatmulChoice): Constants {
+  return { ...choice.constants, VARIANT: VARIANT_NAMES.indexOf(choice.variant) };
+}
+
+/** The variant batchedGemm runs on this engine. */
+export function matmulChoice(engine: Engine): MatmulChoice {
+  const tuned = engine.tuning.get('matmul');
+  return tuned ? decodeMatmulTuning(tuned) : DEFAULT_MATMUL;
+}
+
+/** The choice an engine.tuning 'matmul' entry (matmulTuning) stands for. */
+export function decodeMatmulTuning(tuned: Constants): MatmulChoice {
+  const { VARIANT, ...constants } = tuned;
+  const variant = VARIANT_NAMES[VARIANT as number];
+  if (!variant) throw new Error(`matmul: engine.tuning 'matmul' has VARIANT ${VARIANT}, not one of 0..${VARIANT_NAMES.length - 1} (${VARIANT_NAMES.join(', ')}); set it with matmulTuning`);
+  return { variant, constants };
+}
+
+/**
+ * The subgroup sizes of the engine's device when matmul_subgroup can run there: the device has
+ * the `subgroups` feature and every subgroup has at least 4 lanes (a quad). Null otherwise.
+ */
+export function subgroupSizes(engine: Engine): { min: number; max: number } | null {
+  if (!engine.device.features.has('subgroups')) return null;
+  const info = (engine.adapter?.info ?? (engine.device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo) as (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number }) | undefined;
+  const min = info?.subgroupMinSize;
+  const max = info?.subgroupMaxSize;
+  if (min === undefined || max === undefined || min < 4) return null;
+  return { min, max };
+}
 
 interface Epilogue {
   bias: Tensor | null;
@@ -231,7 +296,8 @@ export interface BatchedGemmSpec {
  * C_i = act(op(A_i) . op(B_i) + bias_i) for i < batch, in one dispatch (batch over workgroup z),
  * with no autograd: the kernel that matmul, linear and replicaLinear record. Each operand is
  * checked to lie within its tensor. The vec4 path runs where the stored rows of A and B and
- * their offsets and strides are multiples of 4 (see matmul.wgsl).
+ * their offsets and strides are multiples of 4 (see lib/matmul_operands.wgsl). The kernel is the
+ * engine's matmul variant (matmulChoice).
  */
 export function batchedGemm(op: string, spec: BatchedGemmSpec): void {
   const { batch, M, N, K } = spec;
@@ -263,8 +329,13 @@ export function batchedGemm(op: string, spec: BatchedGemmSpec): void {
   const rowB = transB ? K : N;
   const aligned = [rowA, rowB, spec.a.offset ?? 0, spec.a.stride ?? 0, spec.b.offset ?? 0, spec.b.stride ?? 0].every((v) => v % 4 === 0);
   const engine = spec.a.tensor.engine;
-  const shape = engine.tuning.get('matmul') ?? DEFAULT_WORKGROUP;
-  engine.dispatch('matmul', {
+  const { variant, constants } = matmulChoice(engine);
+  const { kernel, tile } = MATMUL_VARIANTS[variant];
+  if (variant === 'subgroup' && !subgroupSizes(engine)) {
+    throw new Error(`${op}: the matmul_subgroup variant needs the 'subgroups' feature with subgroups of 4 or more lanes, which this device (${engine.adapterName}) lacks; tune again or set another variant in engine.tuning`);
+  }
+  const [tileRows, tileCols] = tile(constants);
+  engine.dispatch(kernel, {
     bindings: { a: spec.a.tensor, b: spec.b.tensor, c: spec.c.tensor, bias: bias?.tensor ?? engine.placeholder() },
     uniforms: {
       M,
@@ -280,15 +351,16 @@ export function batchedGemm(op: string, spec: BatchedGemmSpec): void {
       bias_offset: bias?.offset ?? 0,
       bias_stride: bias?.stride ?? 0,
     },
+    // The tuned constants last: they are the kernel's overrides as the tuner (or a test) set them.
     constants: {
       TRANS_A: transA,
       TRANS_B: transB,
       ALIGNED: aligned,
       HAS_BIAS: bias !== null,
       ...(spec.activation ? { ACT: UNARY_OPS[spec.activation] } : {}),
-      ...shape,
+      ...constants,
     },
-    workgroups: [Math.ceil(N / (4 * (shape.WG_X as number))), Math.ceil(M / (4 * (shape.WG_Y as number))), batch],
+    workgroups: [Math.ceil(N / tileCols), Math.ceil(M / tileRows), batch],
     flops: 2 * batch * M * N * K,
   });
 }
