@@ -364,6 +364,8 @@ async function runCurves(engine: Engine, cut: string, onRun: (text: string) => v
   const targets = await curveTargets(pairs, testImages);
   const box = $('curveCharts');
   const result: Record<string, unknown> = {};
+  // Every chart is redrawn after each run: a new card can change the others' width.
+  const redraws: (() => void)[] = [];
   for (const pair of pairs) {
     const { base: baseName, target: targetName } = CURVE_PAIRS[pair];
     const base = await fetchModel(baseName);
@@ -383,7 +385,9 @@ async function runCurves(engine: Engine, cut: string, onRun: (text: string) => v
       prepare: (point, seed) => stepBudget(classSplit(target.train, target.classNames.map((_, i) => i), point === 'all' ? {} : { perClass: point, seed }).data, steps, BATCH, seed),
       methods: curveMethods(engine, base, cut, target),
       onRun: (r: EfficiencyRun, runs) => {
-        drawCurve(canvas, aggregateRuns(runs), points, target);
+        const curve = aggregateRuns(runs);
+        redraws[pairs.indexOf(pair)] = () => drawCurve(canvas, curve, points, target);
+        for (const redraw of redraws) redraw();
         onRun(`curve (${pair}) ${r.labelsPerClass} per class, seed ${r.seed}: ${r.method} test_acc=${r.accuracy.toFixed(4)} train_s=${r.seconds.toFixed(2)}`);
       },
     });
