@@ -18,7 +18,8 @@
 // distillEpochs (over those, 10), cut (the base's last layer, flatten), finetuneBatchNorm
 // (inference or update); for the curves: curve (default, full: every point, seed and pair, or off),
 // curvePoints (labels per class, e.g. 1,5,20,all), curveSeeds (count), curvePairs (e.g. a,c),
-// curveSteps (each method's step budget), curveTest (test images per pair); headless=1.
+// curveSteps (each method's step budget), curveTest (test images per pair); comparison=off runs the
+// curves alone; headless=1.
 // The result goes to window.__result and a `[result] {...}` console line.
 import {
   Adam,
@@ -413,7 +414,8 @@ async function runCurves(engine: Engine, cut: string, onRun: (text: string) => v
 
 // ---- main -------------------------------------------------------------------------------------
 
-async function main(): Promise<void> {
+/** The comparison at `perClass` labels per class on Fashion-MNIST's target classes; its part of the JSON. */
+async function runComparison(engine: Engine, cut: string) {
   const sourceClasses = FASHION_SOURCE.classes;
   const targetClasses = classesParam('target', FASHION_TARGET.join(','));
   if (sourceClasses.some((c) => targetClasses.includes(c))) throw new Error(`query parameter target=${targetClasses}: the base ${FASHION_SOURCE.base} was trained on classes [${sourceClasses}]; give target classes outside them`);
@@ -427,11 +429,6 @@ async function main(): Promise<void> {
     ($('controls') as HTMLFormElement).querySelector<HTMLInputElement>(`[name=${k}]`)!.value = String(v);
   }
   const started = performance.now();
-
-  status('Requesting a WebGPU device…');
-  const engine = await Engine.create();
-  setText('adapter', engine.adapterName);
-  log(`adapter ${engine.adapterName}`);
 
   status(`Loading Fashion-MNIST and the pretrained base ${FASHION_SOURCE.base}…`);
   const [trainSet, testSet, baseBytes] = await Promise.all([loadFashionMnist(fetchBytes, 'train'), loadFashionMnist(fetchBytes, 'test'), fetchModel(FASHION_SOURCE.base)]);
@@ -448,7 +445,7 @@ async function main(): Promise<void> {
   log(`base ${FASHION_SOURCE.base}: trained on classes [${names(sourceClasses)}] (${baseInfo.training['trainingImages']} images, ${baseInfo.training['epochs']} epochs), source test accuracy ${baseInfo.metrics['testAccuracy']}; target classes [${names(targetClasses)}]: ${perClass} labelled per class, ${targetTest.count} test images`);
 
   // ---- charts and progress
-  const totalPhases = seeds * 7 + 1;
+  const totalPhases = seeds * 7;
   let phasesDone = 0;
   const colors: Record<string, string> = { ...CURVE_METHODS, alone: '#a855f7', 'distilled (labelled only)': '#f9a8d4', distilled: '#db2777' };
   let curves: Series[] = [];
@@ -468,7 +465,6 @@ async function main(): Promise<void> {
     },
   });
 
-  const cut = params.get('cut') ?? 'flatten';
   const newTransferModel = (seed: number) => transferModel(engine, baseBytes, cut, T, 200 + seed);
   newTransferModel(0).model.dispose(); // checks the cut before anything trains
 
@@ -671,16 +667,27 @@ async function main(): Promise<void> {
     base_epochs: baseInfo.training['epochs'],
     base: FASHION_SOURCE.base,
     unlabelled: unlabelledCount,
-    adapter: engine.adapterName,
     comparison_seconds: round((performance.now() - started) / 1000, 1),
   };
   const c = comparison;
   setText('timings', `One training step (batch ${BATCH}): ${c.frozen_step_ms} ms with the base frozen vs ${c.full_step_ms} ms with every layer trainable. Head training with cached features: ${c.cached_features_speedup}x faster than through the frozen base. LoRA trains ${c.lora_trainable_params.toLocaleString('en-US')} of ${c.full_trainable_params.toLocaleString('en-US')} parameters. Frozen base bit-identical after transfer training: ${c.frozen_bit_identical}.`);
+  return comparison;
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  const cut = params.get('cut') ?? 'flatten';
+  status('Requesting a WebGPU device…');
+  const engine = await Engine.create();
+  setText('adapter', engine.adapterName);
+  log(`adapter ${engine.adapterName}`);
+  // comparison=off draws the curves alone (the JSON then has no comparison keys).
+  const comparison = params.get('comparison') === 'off' ? {} : await runComparison(engine, cut);
   const efficiencyCurves = await runCurves(engine, cut, (text) => {
     log(text);
     status(text);
   });
-  const result = { ...comparison, efficiency_curve: efficiencyCurves, seconds: round((performance.now() - started) / 1000, 1) };
+  const result = { ...comparison, adapter: engine.adapterName, efficiency_curve: efficiencyCurves, seconds: round((performance.now() - started) / 1000, 1) };
   $('progress').style.width = '100%';
   setText('phase', 'done');
   status(`Done in ${result.seconds} s.`);
