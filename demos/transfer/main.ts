@@ -88,12 +88,11 @@ const CURVE_PAIRS = {
 } as const;
 type PairKey = keyof typeof CURVE_PAIRS;
 const CURVE_SETTINGS = {
-  full: { points: [1, 2, 5, 10, 20, 50, 100, 'all'] as LabelsPerClass[], seeds: 3, pairs: ['a', 'b', 'c'] as PairKey[], test: 1000 },
+  // steps: each method's training steps (batch 20) at every point; the full sweep's are the comparison's.
+  full: { points: [1, 2, 5, 10, 20, 50, 100, 'all'] as LabelsPerClass[], seeds: 3, pairs: ['a', 'b', 'c'] as PairKey[], steps: 150, test: 1000 },
   // Within the default run's budget (about 15 minutes with the comparison on SwiftShader).
-  default: { points: [1, 10, 100] as LabelsPerClass[], seeds: 1, pairs: ['a', 'b', 'c'] as PairKey[], test: 500 },
+  default: { points: [1, 10, 100] as LabelsPerClass[], seeds: 1, pairs: ['a', 'b', 'c'] as PairKey[], steps: 60, test: 500 },
 };
-/** Each method's training steps (batch 20) at every point of the curves. */
-const CURVE_STEPS = 100;
 const CURVE_METHODS = { scratch: '#9aa5b1', transfer: '#2563eb', 'fine-tune': '#ea580c', LoRA: '#15803d' };
 
 function classesParam(name: string, fallback: string): number[] {
@@ -359,7 +358,7 @@ async function runCurves(engine: Engine, cut: string, onRun: (text: string) => v
   const points = pointsParam('curvePoints', settings.points);
   const seeds = Array.from({ length: intParam('curveSeeds', settings.seeds) }, (_, i) => i + 1);
   const pairs = pairsParam('curvePairs', settings.pairs);
-  const steps = intParam('curveSteps', CURVE_STEPS);
+  const steps = intParam('curveSteps', settings.steps);
   const testImages = intParam('curveTest', settings.test);
   status('Loading the curves’ data…');
   const targets = await curveTargets(pairs, testImages);
