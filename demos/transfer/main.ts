@@ -382,7 +382,7 @@ async function runCurves(engine: Engine, cut: string, onRun: (text: string) => v
     const { curve } = await efficiencyCurve<CurveTask>({
       labelsPerClass: points,
       seeds,
-      prepare: (point, seed) => stepBudget(classSplit(target.train, target.classNames.map((_, i) => i), point === 'all' ? {} : { perClass: point, seed }).data, steps, BATCH, seed),
+      prepare: (point, seed) => stepBudget(point === 'all' ? target.train : classSplit(target.train, target.classNames.map((_, i) => i), { perClass: point, seed }).data, steps, BATCH, seed),
       methods: curveMethods(engine, base, cut, target),
       onRun: (r: EfficiencyRun, runs) => {
         const curve = aggregateRuns(runs);
