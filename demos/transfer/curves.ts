@@ -228,7 +228,7 @@ export async function runCurves(engine: Engine, cut: string, onRun: (text: strin
       resultTable(
         `(${pair}) test accuracy, mean ± std over ${seeds.length} seed(s), and mean training seconds per run`,
         ['method', ...points.map((p) => `${p} per class`), 'training s'],
-        methods.map((m) => [m, ...curve[m]!.map((p) => `${(p.accuracy.mean * 100).toFixed(1)}% ± ${(p.accuracy.std * 100).toFixed(1)}`), round(mean(curve[m]!.map((p) => p.seconds.mean)), 2)]),
+        methods.map((m) => [m, ...curve[m]!.map((p) => `${(p.accuracy.mean * 100).toFixed(1)}% ± ${(p.accuracy.std * 100).toFixed(1)}`), mean(curve[m]!.map((p) => p.seconds.mean)).toFixed(1)]),
       ),
     );
     result[pair] = {
