@@ -54,6 +54,7 @@ export { extractFeatures, fitHead, transfer, type HeadFitOptions, type TransferM
 export { discriminativeGroups, finetune, GradualUnfreezing, layerGroups, selectGroups, type FinetuneOptions } from './paradigms/finetune.js';
 export { distill, type DistillOptions } from './paradigms/distill.js';
 export { classSplit, type ClassSplit } from './paradigms/data.js';
+export { aggregateRuns, efficiencyCurve, spread, stepBudget, type EfficiencyOptions, type EfficiencyPoint, type EfficiencyRun, type LabelsPerClass, type MethodRun, type Spread } from './paradigms/efficiency.js';
 export { dropLabels, multiFashion, multiFashionMnist, takeMultiTaskRows, taskCounts, type MultiTaskData, type TaskLabels } from './paradigms/multitask/data.js';
 export { CrossStitch, CrossStitchUnit, MMoE, type CrossStitchOptions, type MMoEOptions } from './paradigms/multitask/architectures.js';
 export { applyLoRA, LoRAConv2d, LoRADense, LoRALayer, mergeLoRA, saveAdapter, type LoRAOptions } from './paradigms/lora.js';

@@ -120,11 +120,19 @@ export interface Series {
   /** Shown in the legend (when the chart has more than one series) and by the last point. */
   label?: string;
   dots?: boolean;
+  /** Half-widths of error bars, one per point (the spread over seeds). */
+  errors?: number[];
 }
 
 export interface Chart {
   series: Series[];
+  /** The x axis's start (default 0; must be positive on a log axis). */
+  xMin?: number;
   xMax: number;
+  /** A logarithmic x axis (default linear). */
+  xLog?: boolean;
+  /** Ticks at these x values with these labels, instead of evenly spaced numbers. */
+  xTicks?: { x: number; label: string }[];
   yMin: number;
   yMax: number;
   xLabel: string;
@@ -156,7 +164,9 @@ export function drawChart(canvas: HTMLCanvasElement, c: Chart): void {
   const bottom = 34;
   const pw = w - left - right;
   const ph = h - top - bottom;
-  const sx = (x: number) => left + (x / c.xMax) * pw;
+  const xMin = c.xMin ?? 0;
+  const ax = (x: number) => (c.xLog ? Math.log(x) : x);
+  const sx = (x: number) => left + ((ax(x) - ax(xMin)) / (ax(c.xMax) - ax(xMin))) * pw;
   const sy = (y: number) => top + (1 - (y - c.yMin) / (c.yMax - c.yMin)) * ph;
 
   g.font = '11px system-ui, sans-serif';
@@ -175,13 +185,12 @@ export function drawChart(canvas: HTMLCanvasElement, c: Chart): void {
     g.fillText(c.yFormat(y), left - 6, sy(y));
   }
   // X ticks.
-  const xStep = Math.max(niceStep(c.xMax, 6), c.xMax <= 1 ? 0.25 : 1);
+  const xStep = Math.max(niceStep(c.xMax - xMin, 6), c.xMax - xMin <= 1 ? 0.25 : 1);
+  const ticks = c.xTicks ?? Array.from({ length: Math.floor((c.xMax - xMin) / xStep + 1e-9) + 1 }, (_, i) => xMin + i * xStep).map((x) => ({ x, label: Number.isInteger(x) ? String(x) : x.toFixed(2) }));
   g.textAlign = 'center';
   g.textBaseline = 'top';
-  for (let x = 0; x <= c.xMax + 1e-9; x += xStep) {
-    g.fillStyle = '#7b8794';
-    g.fillText(Number.isInteger(x) ? String(x) : x.toFixed(2), sx(x), top + ph + 5);
-  }
+  g.fillStyle = '#7b8794';
+  for (const { x, label } of ticks) g.fillText(label, sx(x), top + ph + 5);
   g.fillText(c.xLabel, left + pw / 2, top + ph + 19);
   // Axes.
   g.strokeStyle = '#9aa5b1';
@@ -205,6 +214,18 @@ export function drawChart(canvas: HTMLCanvasElement, c: Chart): void {
     g.beginPath();
     s.points.forEach(([x, y], i) => (i === 0 ? g.moveTo(sx(x), sy(y)) : g.lineTo(sx(x), sy(y))));
     g.stroke();
+    g.lineWidth = 1;
+    s.errors?.forEach((e, i) => {
+      const [x, y] = s.points[i]!;
+      g.beginPath();
+      g.moveTo(sx(x), sy(y - e));
+      g.lineTo(sx(x), sy(y + e));
+      g.moveTo(sx(x) - 3, sy(y - e));
+      g.lineTo(sx(x) + 3, sy(y - e));
+      g.moveTo(sx(x) - 3, sy(y + e));
+      g.lineTo(sx(x) + 3, sy(y + e));
+      g.stroke();
+    });
     if (!s.dots) continue;
     g.fillStyle = s.color;
     for (const [x, y] of s.points) {
@@ -213,7 +234,7 @@ export function drawChart(canvas: HTMLCanvasElement, c: Chart): void {
       g.fill();
     }
     const [lx, ly] = s.points[s.points.length - 1]!;
-    const atRight = lx > c.xMax * 0.8;
+    const atRight = sx(lx) > left + pw * 0.8;
     g.fillStyle = '#1f2933';
     g.textAlign = atRight ? 'right' : 'left';
     g.textBaseline = 'bottom';

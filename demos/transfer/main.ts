@@ -1,25 +1,30 @@
-// Transfer learning and fine-tuning demo on Fashion-MNIST. A CNN (the base) is trained on the
-// source classes with all their images; the target classes are then learnt from `perClass`
+// Transfer learning and fine-tuning demo. The bases are the pretrained CNNs in models/ (scripts/
+// pretrain.ts); nothing here retrains them. First the comparison on Fashion-MNIST: the base
+// trained on classes 0-4 (fashion-mnist-0-4-cnn), the target classes learnt from `perClass`
 // labelled images each, over `seeds` seeds (each seed draws its own labelled images and heads):
-//   scratch    the same CNN trained on the labelled target images only
-//   transfer   the base cut after fc1's activation, frozen, with a new head (feature caching)
+//   scratch    the same CNN from random weights, trained on the labelled target images only
+//   transfer   the base cut after `cut`, frozen, with a new head (feature caching)
 //   fine-tune  the transfer model with every group unfrozen: discriminative rates (2.6 per group),
 //              gradual unfreezing (one group per epoch, top down), warm-up and cosine decay
 //   LoRA       the transfer model with rank-r adapters on conv2 and fc1, base frozen, head trained
 //   alone      a small MLP trained on the labels only
 //   distilled  the same MLP taught by the fine-tuned CNN (soft targets at temperature T, plus
 //              labels): on the labelled images only, and with unlabelled target images added
-// Query parameters: source, target (class ranges such as 0-4 or lists 5,6,7), perClass (20),
-// seeds (3), baseEpochs (1), sourceImages (all), test (target test images, all), steps (training
-// steps of each target-task method, 150), unlabelled (extra unlabelled target images for
-// distillation, 2000), distillEpochs (over those, 10), cut (the base's last layer, flatten),
-// finetuneBatchNorm (inference or update), headless=1. The result goes to window.__result and a `[result] {...}` console line.
+// Then the data-efficiency curves: scratch, transfer, fine-tune and LoRA against the number of
+// labelled examples per class, for three (base -> target) pairs (see CURVE_PAIRS).
+// Query parameters: target (class range such as 5-9 or list 5,6,7, none of the base's 0-4),
+// perClass (20), seeds (3), test (target test images, 1000), steps (training steps of each
+// target-task method, 150), unlabelled (extra unlabelled target images for distillation, 2000),
+// distillEpochs (over those, 10), cut (the base's last layer, flatten), finetuneBatchNorm
+// (inference or update); for the curves: curve (default, full: every point, seed and pair, or off),
+// curvePoints (labels per class, e.g. 1,5,20,all), curveSeeds (count), curvePairs (e.g. a,c),
+// curveSteps (each method's step budget), curveTest (test images per pair); comparison=off runs the
+// curves alone; headless=1.
+// The result goes to window.__result and a `[result] {...}` console line.
 import {
   Adam,
   applyLoRA,
-  BatchNorm,
   classSplit,
-  Conv2d,
   Dense,
   distill,
   Engine,
@@ -28,35 +33,30 @@ import {
   finetune,
   fit,
   fitHead,
-  Flatten,
   layerGroups,
   loadFashionMnist,
   loadWeights,
   LoRALayer,
   mergeLoRA,
-  MaxPool2d,
   outputs,
   Module,
+  readPretrainedInfo,
   ReLU,
-  Reshape,
   saveAdapter,
   saveWeights,
   Sequential,
-  transfer,
   type ClassificationData,
   type FitOptions,
-  type TransferModel,
 } from '../../src/index.js';
 import { $, countValues, drawChart, fetchBytes, finish, intParam, log, mean, params, round, run, type Series, setText, status, std } from '../common/ui.js';
+import { BATCH, FASHION_SOURCE, FASHION_TARGET, fetchModel, FINETUNE, LORA, LR, PIXELS, scratchModel, transferModel } from './bases.js';
+import { CURVE_METHODS, runCurves } from './curves.js';
 
-const PIXELS = 784;
-const BATCH = 20;
-const BASE_BATCH = 64;
-const EVAL_IMAGES = 1000;
-const LORA = { rank: 4, alpha: 8, layers: ['conv2', 'fc1'] };
+// Evaluation is most of the run on SwiftShader: the comparison's test images (of 5,000) and the
+// images of its per-run charts.
+const TEST_IMAGES = 1000;
+const EVAL_IMAGES = 250;
 const DISTILL = { temperature: 4, alpha: 0.7 };
-// Adam's rates: one for every method that trains whole layers, higher for the LoRA adapters (as PEFT).
-const LR = { scratch: 2e-3, head: 2e-3, finetune: 2e-3, lora: 5e-3, student: 2e-3 };
 const CURVE_POINTS = 6;
 
 function classesParam(name: string, fallback: string): number[] {
@@ -71,29 +71,10 @@ function classesParam(name: string, fallback: string): number[] {
   return out;
 }
 
-/** The CNN of the convolutional layers' test, with BatchNorm and a hidden dense layer. */
-function cnn(engine: Engine, classes: number, seed: number): Sequential {
-  return new Sequential({
-    image: new Reshape([1, 28, 28]),
-    conv1: new Conv2d(engine, 1, 8, 5, { padding: 2, bias: false, seed }),
-    bn1: new BatchNorm(engine, 8),
-    relu1: ReLU(),
-    pool1: new MaxPool2d(2),
-    conv2: new Conv2d(engine, 8, 16, 5, { padding: 2, bias: false, seed: seed + 2 }),
-    bn2: new BatchNorm(engine, 16),
-    relu2: ReLU(),
-    pool2: new MaxPool2d(2),
-    flatten: new Flatten(),
-    fc1: new Dense(engine, 16 * 7 * 7, 64, { seed: seed + 4 }),
-    relu3: ReLU(),
-    fc2: new Dense(engine, 64, classes, { seed: seed + 6 }),
-  });
-}
 
 function mlp(engine: Engine, classes: number, seed: number): Sequential {
   return new Sequential({ fc1: new Dense(engine, PIXELS, 32, { seed }), relu1: ReLU(), fc2: new Dense(engine, 32, classes, { seed: seed + 2 }) });
 }
-
 
 // ---- the frozen-layer diagram ---------------------------------------------------------------
 
@@ -160,67 +141,42 @@ function showResults(methods: MethodResult[]): void {
 
 // ---- main -------------------------------------------------------------------------------------
 
-async function main(): Promise<void> {
-  const sourceClasses = classesParam('source', '0-4');
-  const targetClasses = classesParam('target', '5-9');
-  if (sourceClasses.some((c) => targetClasses.includes(c))) throw new Error(`source [${sourceClasses}] and target [${targetClasses}] classes overlap`);
+/** The comparison at `perClass` labels per class on Fashion-MNIST's target classes; its part of the JSON. */
+async function runComparison(engine: Engine, cut: string) {
+  const sourceClasses = FASHION_SOURCE.classes;
+  const targetClasses = classesParam('target', FASHION_TARGET.join(','));
+  if (sourceClasses.some((c) => targetClasses.includes(c))) throw new Error(`query parameter target=${targetClasses}: the base ${FASHION_SOURCE.base} was trained on classes [${sourceClasses}]; give target classes outside them`);
   const perClass = intParam('perClass', 20);
   const seeds = intParam('seeds', 3);
-  const baseEpochs = intParam('baseEpochs', 1);
   const steps = intParam('steps', 150);
   const distillEpochs = intParam('distillEpochs', 10);
   const unlabelledCount = intParam('unlabelled', 2000, 0);
-  const cut = params.get('cut') ?? 'flatten';
   const finetuneBatchNorm = params.get('finetuneBatchNorm') === 'update' ? 'update' : 'inference';
-  for (const [k, v] of Object.entries({ source: sourceClasses.join(','), target: targetClasses.join(','), perClass, seeds, baseEpochs })) {
+  for (const [k, v] of Object.entries({ target: targetClasses.join(','), perClass, seeds })) {
     ($('controls') as HTMLFormElement).querySelector<HTMLInputElement>(`[name=${k}]`)!.value = String(v);
   }
   const started = performance.now();
 
-  status('Requesting a WebGPU device…');
-  const engine = await Engine.create();
-  setText('adapter', engine.adapterName);
-  log(`adapter ${engine.adapterName}`);
-
-  status('Loading Fashion-MNIST…');
-  const [trainSet, testSet] = await Promise.all([loadFashionMnist(fetchBytes, 'train'), loadFashionMnist(fetchBytes, 'test')]);
+  status(`Loading Fashion-MNIST and the pretrained base ${FASHION_SOURCE.base}…`);
+  const [trainSet, testSet, baseBytes] = await Promise.all([loadFashionMnist(fetchBytes, 'train'), loadFashionMnist(fetchBytes, 'test'), fetchModel(FASHION_SOURCE.base)]);
+  const baseInfo = readPretrainedInfo(baseBytes);
   const all = (s: typeof trainSet): ClassificationData => ({ inputs: s.images, labels: s.labels, count: s.count, features: PIXELS, classes: 10 });
-  const sourceAll = classSplit(all(trainSet), sourceClasses).data;
-  const sourceImages = Math.min(intParam('sourceImages', sourceAll.count), sourceAll.count);
-  const sourceTest = classSplit(all(testSet), sourceClasses).data;
   const targetTestAll = classSplit(all(testSet), targetClasses).data;
-  const testCount = Math.min(intParam('test', targetTestAll.count), targetTestAll.count);
+  const testCount = Math.min(intParam('test', TEST_IMAGES), targetTestAll.count);
   // Rows are in the data set's order, not by class: a prefix keeps the classes about balanced.
   const head = (d: ClassificationData, n: number): ClassificationData => ({ ...d, inputs: d.inputs.subarray(0, n * PIXELS), labels: Array.from(d.labels).slice(0, n), count: n });
-  const source = head(sourceAll, sourceImages);
   const targetTest = head(targetTestAll, testCount);
   const evalSet = head(targetTest, Math.min(EVAL_IMAGES, testCount));
-  const S = sourceClasses.length;
   const T = targetClasses.length;
   const names = (cs: number[]) => cs.map((c) => FASHION_MNIST_CLASSES[c]).join(', ');
-  log(`source classes [${names(sourceClasses)}]: ${source.count} training images; target classes [${names(targetClasses)}]: ${perClass} labelled per class, ${targetTest.count} test images`);
+  log(`base ${FASHION_SOURCE.base}: trained on classes [${names(sourceClasses)}] (${baseInfo.training['trainingImages']} images, ${baseInfo.training['epochs']} epochs), source test accuracy ${baseInfo.metrics['testAccuracy']}; target classes [${names(targetClasses)}]: ${perClass} labelled per class, ${targetTest.count} test images`);
 
   // ---- charts and progress
-  const totalPhases = 1 + seeds * 7;
+  const totalPhases = seeds * 7;
   let phasesDone = 0;
-  const baseLoss: [number, number][] = [];
-  const baseAcc: [number, number][] = [];
-  const colors: Record<string, string> = { scratch: '#9aa5b1', transfer: '#2563eb', 'fine-tune': '#ea580c', LoRA: '#15803d', alone: '#a855f7', 'distilled (labelled only)': '#f9a8d4', distilled: '#db2777' };
+  const colors: Record<string, string> = { ...CURVE_METHODS, alone: '#a855f7', 'distilled (labelled only)': '#f9a8d4', distilled: '#db2777' };
   let curves: Series[] = [];
-  const redraw = () => {
-    drawChart($<HTMLCanvasElement>('baseChart'), {
-      series: [
-        { points: baseLoss, color: '#2563eb', label: 'training loss' },
-        { points: baseAcc, color: '#15803d', label: 'source test accuracy', dots: true },
-      ],
-      xMax: baseEpochs,
-      yMin: 0,
-      yMax: Math.max(1, Math.ceil(baseLoss[0]?.[1] ?? 1)),
-      xLabel: 'epoch',
-      yFormat: (v) => v.toFixed(1),
-    });
-    drawChart($<HTMLCanvasElement>('targetChart'), { series: curves, xMax: 1, yMin: 0, yMax: 1, xLabel: 'fraction of the training run', yFormat: (v) => `${Math.round(v * 100)}%` });
-  };
+  const redraw = () => drawChart($<HTMLCanvasElement>('targetChart'), { series: curves, xMax: 1, yMin: 0, yMax: 1, xLabel: 'fraction of the training run', yFormat: (v) => `${Math.round(v * 100)}%` });
   redraw();
   const phase = (name: string, seed: number | null) => {
     setText('phase', name);
@@ -236,54 +192,8 @@ async function main(): Promise<void> {
     },
   });
 
-  // ---- the base, on the source task
-  phase('base on the source task', null);
-  const base = cnn(engine, S, 1);
-  drawDiagram('base', base, 'trained on the source task, everything trains');
-  const baseOpt = new Adam(base.parameters(), { lr: 2e-3 });
-  const stepsPerEpoch = Math.floor(source.count / BASE_BATCH);
-  const baseStart = performance.now();
-  await fit(engine, base, baseOpt, source, {
-    epochs: baseEpochs,
-    batchSize: BASE_BATCH,
-    seed: 1,
-    logEvery: Math.max(1, Math.min(25, Math.floor((baseEpochs * stepsPerEpoch) / 20))),
-    checkFinite: true,
-    onProgress: (p) => {
-      baseLoss.push([p.step / stepsPerEpoch, p.loss]);
-      setText('loss', p.loss.toFixed(4));
-      status(`base: epoch ${p.epoch + 1} of ${baseEpochs}, step ${p.step} / ${p.totalSteps}`);
-      log(`base epoch=${p.epoch + 1}/${baseEpochs} step=${p.step}/${p.totalSteps} loss=${p.loss.toFixed(4)}`);
-      redraw();
-    },
-    onEpoch: async (epoch) => {
-      const { accuracy } = await evaluate(engine, base, head(sourceTest, Math.min(EVAL_IMAGES, sourceTest.count)));
-      baseAcc.push([epoch + 1, accuracy]);
-      redraw();
-    },
-  });
-  const baseSeconds = (performance.now() - baseStart) / 1000;
-  const baseSourceAcc = (await evaluate(engine, base, sourceTest)).accuracy;
-  log(`base trained in ${baseSeconds.toFixed(1)} s: source test accuracy ${baseSourceAcc.toFixed(4)} on ${sourceTest.count} images`);
-  const baseWeights = await saveWeights(base);
-  baseOpt.dispose();
-  base.dispose();
-  phasesDone++;
-
-  /**
-   * A transfer model on a fresh copy of the trained base: its layers up to `cut`, frozen, and as
-   * the new head fresh layers like the ones above the cut (so fc2 has the target's classes).
-   */
-  const layerNames = cnn(engine, S, 1).names();
-  if (!layerNames.slice(0, -1).includes(cut)) throw new Error(`query parameter cut=${cut}: name a layer below the last (${layerNames.slice(0, -1).join(', ')})`);
-  const transferModel = (seed: number): TransferModel => {
-    const copy = cnn(engine, S, 1);
-    loadWeights(copy, baseWeights);
-    const fresh = cnn(engine, T, 200 + seed);
-    const at = layerNames.indexOf(cut) + 1;
-    for (const [, layer] of [...copy.children().slice(at), ...fresh.children().slice(0, at)]) layer.dispose();
-    return transfer(copy, { cutAfter: cut, head: fresh.children().slice(at) });
-  };
+  const newTransferModel = (seed: number) => transferModel(engine, baseBytes, cut, T, 200 + seed);
+  newTransferModel(0).model.dispose(); // checks the cut before anything trains
 
   const methods: Record<string, MethodResult> = {};
   for (const label of Object.keys(colors)) methods[label] = { label, accs: [], seconds: [], trainable: 0 };
@@ -326,7 +236,7 @@ async function main(): Promise<void> {
     };
 
     // Scratch: the same CNN on the labelled target images alone.
-    const scratch = cnn(engine, T, 100 + seed);
+    const scratch = scratchModel(engine, baseBytes, T, 100 + seed);
     drawDiagram('scratch', scratch, 'the same CNN on the labelled target images, everything trains');
     const scratchOpt = new Adam(scratch.parameters(), { lr: LR.scratch });
     await runMethod('scratch', scratch, countValues(scratch.parameters().values()), (o) => fit(engine, scratch, scratchOpt, target.data, o));
@@ -337,7 +247,7 @@ async function main(): Promise<void> {
     // same head through the frozen base, to time both and check that the base stays bit-identical.
     if (seed === 1) {
       phase('transfer without feature caching (timing)', seed);
-      const tm = transferModel(seed);
+      const tm = newTransferModel(seed);
       drawDiagram('transfer', tm.model, 'base frozen up to the cut, new head trains');
       const before = await Promise.all([...tm.base.parameters().values(), ...tm.base.buffers().values()].map((t) => t.data()));
       const opt = new Adam(tm.head.parameters(), { lr: LR.head });
@@ -363,7 +273,7 @@ async function main(): Promise<void> {
       opt.dispose();
       tm.model.dispose();
     }
-    const tm = transferModel(seed);
+    const tm = newTransferModel(seed);
     drawDiagram('transfer', tm.model, `base frozen up to ${cut}, new head trains on cached features`);
     const headOpt = new Adam(tm.head.parameters(), { lr: LR.head });
     let featureSeconds = 0;
@@ -382,10 +292,8 @@ async function main(): Promise<void> {
     await runMethod('fine-tune', tm.model, countValues(tm.model.parameters().values()), (o) =>
       finetune(engine, tm.model, target.data, {
         ...o,
-        lr: LR.finetune,
-        factor: 2.6,
+        ...FINETUNE,
         gradual: true,
-        warmup: 5,
         batchNorm: finetuneBatchNorm,
         onEpoch: async (epoch, trained) => {
           drawDiagram('fine-tune', tm.model, `gradual unfreezing, after epoch ${epoch + 1} of ${o.epochs}: ${trained.length} of ${groups.length} groups trained in that epoch, rates / 2.6 per group down`);
@@ -413,7 +321,7 @@ async function main(): Promise<void> {
     }
 
     // LoRA from the transfer model: adapters on conv2 and fc1, the head trains, the rest is frozen.
-    const lora = transferModel(seed);
+    const lora = newTransferModel(seed);
     loadWeights(lora.model, transferWeights);
     applyLoRA(lora.model, LORA.layers, { rank: LORA.rank, alpha: LORA.alpha, seed: 300 + seed, trainable: ['fc2'] });
     drawDiagram('LoRA', lora.model, `rank ${LORA.rank} adapters on ${LORA.layers.join(', ')}, fc2 trains, the rest frozen`);
@@ -454,7 +362,7 @@ async function main(): Promise<void> {
 
   const acc = (k: string) => round(mean(methods[k]!.accs));
   const spread = (k: string) => round(std(methods[k]!.accs));
-  const result = {
+  const comparison = {
     scratch_acc: acc('scratch'),
     transfer_acc: acc('transfer'),
     finetune_acc: acc('fine-tune'),
@@ -476,19 +384,37 @@ async function main(): Promise<void> {
     lora_merged_acc: round(Number(timings['lora_merged_acc'])),
     lora_adapter_bytes: timings['lora_adapter_bytes'],
     full_model_bytes: timings['full_model_bytes'],
-    base_source_acc: round(baseSourceAcc),
+    base_source_acc: round(baseInfo.metrics['testAccuracy']!),
     seeds,
     per_class: perClass,
-    source_images: source.count,
+    source_images: baseInfo.training['trainingImages'],
     target_test_images: targetTest.count,
     steps,
     distill_epochs: distillEpochs,
-    base_epochs: baseEpochs,
+    base_epochs: baseInfo.training['epochs'],
+    base: FASHION_SOURCE.base,
     unlabelled: unlabelledCount,
-    adapter: engine.adapterName,
-    seconds: round((performance.now() - started) / 1000, 1),
+    comparison_seconds: round((performance.now() - started) / 1000, 1),
   };
-  setText('timings', `One training step (batch ${BATCH}): ${result.frozen_step_ms} ms with the base frozen vs ${result.full_step_ms} ms with every layer trainable. Head training with cached features: ${result.cached_features_speedup}x faster than through the frozen base. LoRA trains ${result.lora_trainable_params.toLocaleString('en-US')} of ${result.full_trainable_params.toLocaleString('en-US')} parameters. Frozen base bit-identical after transfer training: ${result.frozen_bit_identical}.`);
+  const c = comparison;
+  setText('timings', `One training step (batch ${BATCH}): ${c.frozen_step_ms} ms with the base frozen vs ${c.full_step_ms} ms with every layer trainable. Head training with cached features: ${c.cached_features_speedup}x faster than through the frozen base. LoRA trains ${c.lora_trainable_params.toLocaleString('en-US')} of ${c.full_trainable_params.toLocaleString('en-US')} parameters. Frozen base bit-identical after transfer training: ${c.frozen_bit_identical}.`);
+  return comparison;
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  const cut = params.get('cut') ?? 'flatten';
+  status('Requesting a WebGPU device…');
+  const engine = await Engine.create();
+  setText('adapter', engine.adapterName);
+  log(`adapter ${engine.adapterName}`);
+  // comparison=off draws the curves alone (the JSON then has no comparison keys).
+  const comparison = params.get('comparison') === 'off' ? {} : await runComparison(engine, cut);
+  const efficiencyCurves = await runCurves(engine, cut, (text) => {
+    log(text);
+    status(text);
+  });
+  const result = { ...comparison, adapter: engine.adapterName, efficiency_curve: efficiencyCurves, seconds: round((performance.now() - started) / 1000, 1) };
   $('progress').style.width = '100%';
   setText('phase', 'done');
   status(`Done in ${result.seconds} s.`);
