@@ -2,25 +2,16 @@
 // Playwright's mouse (real pointer events): circles, horizontal zigzags and crosses, each drawn
 // at its own seeded position, size and jitter. After training, new drawings of each class must be
 // classified well above chance (1/3), and the downloaded head, loaded back, must give the same
-// probabilities and restore the class names. The page's refusals of bad states are checked on the way.
+// probabilities and restore the class names. The page's refusals of bad states (a class without
+// drawings, a sixth class, a head for another base) are checked on the way.
 import type { Page } from 'playwright';
 import { expect, test } from 'vitest';
 import { runPage } from '../../scripts/page-runner.mjs';
+import { decodeSafetensors, encodeSafetensors } from '../../src/engine/io/safetensors.js';
+import { generator } from '../reference.js';
 
 type Point = [number, number];
 type Strokes = Point[][];
-
-/** mulberry32: a small seeded generator, so the drawings are the same on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // Each family's strokes in the 280x280 canvas, varied by `r`: centre, size, aspect and jitter.
 const FAMILIES: Record<string, (r: () => number) => Strokes> = {
@@ -74,7 +65,7 @@ test('three drawn classes are learnt from five drawings each, and the head survi
     timeoutMs: 300_000,
     label: 'e2e',
     after: async (page) => {
-      const r = rng(14);
+      const r = generator(14);
       for (const [i, name] of NAMES.entries()) await page.fill(`[data-name="${i}"]`, name);
       // Refusals: a class without drawings, and a sixth class.
       await draw(page, FAMILIES.circle!(r));
@@ -113,16 +104,23 @@ test('three drawn classes are learnt from five drawings each, and the head survi
       // Download the head, rename the classes in the page, load the head back.
       const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
       const bytes = await download.createReadStream().then(async (s) => Buffer.concat(await s.toArray()));
+      // The same head claiming another base is refused, naming both.
+      const { tensors, metadata } = decodeSafetensors(bytes);
+      const info = JSON.parse(metadata['webgpu-train.teach-head']!) as { base: string };
+      const otherBase = encodeSafetensors(tensors, { 'webgpu-train.teach-head': JSON.stringify({ ...info, base: 'fashion-mnist-cnn' }) });
+      await page.setInputFiles('#load', { name: 'other-base.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.from(otherBase) });
+      await page.waitForFunction(() => !window.__teach!.busy && window.__teach!.notice !== '', undefined, { timeout: 60_000, polling: 100 });
+      const otherBaseNotice = await notice(page);
       for (const i of NAMES.keys()) await page.fill(`[data-name="${i}"]`, `renamed ${i}`);
       await page.setInputFiles('#load', { name: download.suggestedFilename(), mimeType: 'application/octet-stream', buffer: bytes });
       await page.waitForFunction(() => window.__teach!.trained && !window.__teach!.busy && window.__teach!.classes[0]!.name === 'circle', undefined, { timeout: 120_000, polling: 100 });
       const reloaded = await page.evaluate((inputs) => window.__teach!.predict(inputs), tests.map((t) => t.input));
       const names = await page.evaluate(() => window.__teach!.classes.map((c) => c.name));
-      return { noExamples, sixth, five, trained, tests, reloaded, names, loadNotice: await notice(page) };
+      return { noExamples, sixth, five, trained, tests, otherBaseNotice, reloaded, names, loadNotice: await notice(page) };
     },
   });
   expect(ok, JSON.stringify(outcome)).toBe(true);
-  const { noExamples, sixth, five, trained, tests, reloaded, names, loadNotice } = extra!;
+  const { noExamples, sixth, five, trained, tests, otherBaseNotice, reloaded, names, loadNotice } = extra!;
   expect(noExamples).toMatch(/classes "zigzag", "cross" have no drawings/);
   expect(sixth).toMatch(/at most 5 classes/);
   expect(five).toBe(5);
@@ -136,6 +134,7 @@ test('three drawn classes are learnt from five drawings each, and the head survi
   expect(overall).toBeGreaterThanOrEqual(0.8);
   for (const p of perClass) expect(p).toBeGreaterThanOrEqual(0.5);
 
+  expect(otherBaseNotice).toBe('other-base.safetensors is a head for the base fashion-mnist-cnn, but the page uses mnist-cnn: choose fashion-mnist-cnn as the base, then load the head again');
   expect(loadNotice).toBe('');
   expect(names).toEqual(NAMES);
   for (const [i, t] of tests.entries()) for (const [c, p] of t.probabilities.entries()) expect(reloaded[i]![c]).toBeCloseTo(p, 6);
