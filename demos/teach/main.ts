@@ -256,7 +256,7 @@ run(async () => {
       optimizer.dispose();
     }
     Object.assign(state, { trained: true, trainSeconds: seconds, featureSeconds, steps: settings.steps });
-    const how = finetuning ? `head and ${layers[1]} through the base` : `head on cached features (features ${featureSeconds.toFixed(2)} s)`;
+    const how = finetuning ? `the head and ${layers[1]} through the base` : `the head on cached features (features ${featureSeconds.toFixed(2)} s)`;
     status(`Trained ${how}: ${settings.steps} Adam steps on ${data.count} drawings in ${seconds.toFixed(2)} s. Draw to see what it thinks.`);
     log(`trained ${how}: ${settings.steps} steps, ${data.count} drawings, ${seconds.toFixed(2)} s`);
   };
@@ -328,7 +328,9 @@ run(async () => {
       while (state.predicted !== state.drawn) {
         const version = state.drawn;
         const x = padInput();
+        const start = performance.now();
         state.probabilities = current && x ? softmax(await classify(x)) : null;
+        if (state.probabilities) setText('latency', `prediction: ${Math.round(performance.now() - start)} ms`);
         state.predicted = version;
         showProbabilities();
       }
