@@ -1,8 +1,9 @@
 // End-to-end: a person teaches the page three made-up classes by drawing on its canvas with
 // Playwright's mouse (real pointer events): circles, horizontal zigzags and crosses, each drawn
 // at its own seeded position, size and jitter. After training, new drawings of each class must be
-// classified well above chance (1/3), and the downloaded head, loaded back, must give the same
-// probabilities and restore the class names. The page's refusals of bad states (a class without
+// classified well above chance (1/3). With the fine-tuning switch fc1 trains too; the downloaded
+// head (with fc1), loaded back, must give the same probabilities and restore the class names and
+// the switch. The page's refusals of bad states (a class without
 // drawings, a sixth class, a head for another base) are checked on the way.
 import type { Page } from 'playwright';
 import { expect, test } from 'vitest';
@@ -101,26 +102,36 @@ test('three drawn classes are learnt from five drawings each, and the head survi
         }
       }
 
-      // Download the head, rename the classes in the page, load the head back.
+      // The fine-tuning switch: the head and fc1 train through the base.
+      await page.setChecked('#finetune', true);
+      await page.click('#train');
+      await page.waitForFunction(() => window.__teach!.trained && !window.__teach!.busy, undefined, { timeout: 120_000, polling: 100 });
+      const finetuned = await page.evaluate(async (inputs) => ({ seconds: window.__teach!.trainSeconds, notice: window.__teach!.notice, probabilities: await window.__teach!.predict(inputs) }), tests.map((t) => t.input));
+
+      // Download the head (with fc1), rename the classes in the page, load the head back.
       const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
       const bytes = await download.createReadStream().then(async (s) => Buffer.concat(await s.toArray()));
-      // The same head claiming another base is refused, naming both.
       const { tensors, metadata } = decodeSafetensors(bytes);
+      // The same head claiming another base is refused, naming both.
       const info = JSON.parse(metadata['webgpu-train.teach-head']!) as { base: string };
       const otherBase = encodeSafetensors(tensors, { 'webgpu-train.teach-head': JSON.stringify({ ...info, base: 'fashion-mnist-cnn' }) });
       await page.setInputFiles('#load', { name: 'other-base.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.from(otherBase) });
       await page.waitForFunction(() => !window.__teach!.busy && window.__teach!.notice !== '', undefined, { timeout: 60_000, polling: 100 });
       const otherBaseNotice = await notice(page);
       for (const i of NAMES.keys()) await page.fill(`[data-name="${i}"]`, `renamed ${i}`);
+      await page.setChecked('#finetune', false);
       await page.setInputFiles('#load', { name: download.suggestedFilename(), mimeType: 'application/octet-stream', buffer: bytes });
       await page.waitForFunction(() => window.__teach!.trained && !window.__teach!.busy && window.__teach!.classes[0]!.name === 'circle', undefined, { timeout: 120_000, polling: 100 });
       const reloaded = await page.evaluate((inputs) => window.__teach!.predict(inputs), tests.map((t) => t.input));
       const names = await page.evaluate(() => window.__teach!.classes.map((c) => c.name));
-      return { noExamples, sixth, five, trained, tests, otherBaseNotice, reloaded, names, loadNotice: await notice(page) };
+      const loadNotice = await notice(page);
+      const finetuneRestored = await page.isChecked('#finetune');
+      const fileTensors = [...tensors.keys()].sort();
+      return { noExamples, sixth, five, trained, tests, finetuned, fileTensors, otherBaseNotice, reloaded, names, loadNotice, finetuneRestored };
     },
   });
   expect(ok, JSON.stringify(outcome)).toBe(true);
-  const { noExamples, sixth, five, trained, tests, otherBaseNotice, reloaded, names, loadNotice } = extra!;
+  const { noExamples, sixth, five, trained, tests, finetuned, fileTensors, otherBaseNotice, reloaded, names, loadNotice, finetuneRestored } = extra!;
   expect(noExamples).toMatch(/classes "zigzag", "cross" have no drawings/);
   expect(sixth).toMatch(/at most 5 classes/);
   expect(five).toBe(5);
@@ -134,8 +145,17 @@ test('three drawn classes are learnt from five drawings each, and the head survi
   expect(overall).toBeGreaterThanOrEqual(0.8);
   for (const p of perClass) expect(p).toBeGreaterThanOrEqual(0.5);
 
+  // Fine-tuned: still well above chance on the same new drawings, and the file holds fc1.
+  const finetunedCorrect = tests.filter((t, i) => finetuned.probabilities[i]!.indexOf(Math.max(...finetuned.probabilities[i]!)) === t.label).length / tests.length;
+  console.log(`teach, fine-tuning fc1 through the base: ${finetuned.seconds.toFixed(2)} s; accuracy on the new drawings ${finetunedCorrect.toFixed(3)}`);
+  expect(finetuned.notice).toBe('');
+  expect(finetunedCorrect).toBeGreaterThanOrEqual(0.8);
+  expect(fileTensors).toEqual(['fc1.bias', 'fc1.weight', 'head.bias', 'head.weight']);
+
+  // Loaded back: the same probabilities, the class names and the switch restored.
   expect(otherBaseNotice).toBe('other-base.safetensors is a head for the base fashion-mnist-cnn, but the page uses mnist-cnn: choose fashion-mnist-cnn as the base, then load the head again');
   expect(loadNotice).toBe('');
   expect(names).toEqual(NAMES);
-  for (const [i, t] of tests.entries()) for (const [c, p] of t.probabilities.entries()) expect(reloaded[i]![c]).toBeCloseTo(p, 6);
+  expect(finetuneRestored).toBe(true);
+  for (const [i, p] of finetuned.probabilities.entries()) for (const [c, v] of p.entries()) expect(reloaded[i]![c]).toBeCloseTo(v, 6);
 });
