@@ -161,6 +161,7 @@ run(async () => {
     if (state.busy) return;
     state.busy = true;
     notice('');
+    render();
     try {
       await what();
     } catch (e) {
