@@ -178,8 +178,9 @@ run(async () => {
     status(`Loading the base ${name}…`);
     const res = await fetch(`/models/${name}.safetensors`);
     if (!res.ok) throw new Error(`the base ${name} could not be fetched from /models/${name}.safetensors (HTTP ${res.status}); run npm run pretrain, or choose another base`);
-    baseBytes = new Uint8Array(await res.arrayBuffer());
-    const info = readPretrainedInfo(baseBytes);
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    const info = readPretrainedInfo(bytes);
+    baseBytes = bytes;
     dropModel();
     state.base = name;
     status(`Base ${name} loaded (trained on ${info.dataset}, test accuracy ${info.metrics['testAccuracy']?.toFixed(4) ?? '?'}): name your classes, draw examples and train.`);
@@ -193,16 +194,18 @@ run(async () => {
   };
 
   /**
-   * A fresh transfer model on the base: its layers up to `cut`, frozen, and a new dense head for
-   * `k` classes (what it computes is the same whether or not the top of the base trains later).
+   * A transfer model built afresh from the base file (so that a fine-tuned fc1 never carries over
+   * to the next head): the base's layers up to `cut`, frozen, and a new dense head for `k` classes.
    */
   const newTransferModel = async (cut: string, k: number): Promise<TransferModel> => {
     const source = loadPretrained(engine, baseBytes).model;
     const at = source.names().indexOf(cut);
-    if (at < 0) throw new Error(`the base has no layer ${cut} (layers: ${source.names().join(', ')})`);
+    if (at < 0) {
+      source.dispose();
+      throw new Error(`the base has no layer ${cut} (layers: ${source.names().join(', ')})`);
+    }
     for (const [, layer] of source.children().slice(at + 1)) layer.dispose();
-    const base = source.upTo(cut);
-    const { width } = await outputs(engine, base, new Float32Array(PIXELS), PIXELS);
+    const { width } = await outputs(engine, source.upTo(cut), new Float32Array(PIXELS), PIXELS);
     return transfer(source, { cutAfter: cut, head: { head: new Dense(engine, width, k, { seed: 7 }) } });
   };
 
@@ -240,22 +243,25 @@ run(async () => {
     dropModel();
     const tm = await newTransferModel(cutSelect.value, k);
     const layers = finetuning ? ['head', topOfBase(tm)] : ['head'];
-    current = { tm, classes: names, base: state.base, cut: cutSelect.value, layers };
     status(finetuning ? `Training the head and ${layers[1]} through the base…` : 'Training the head on cached features…');
     // Full batches: every step sees every example, so the number of steps fixes the work.
     const options = { epochs: settings.steps, batchSize: data.count, seed: 1, logEvery: settings.steps };
     let seconds: number;
     let featureSeconds = 0;
-    if (finetuning) {
-      tm.model.unfreeze(layers[1]!);
-      const optimizer = new Adam([{ params: tm.head.parameters().values(), lr: settings.lr }, { params: tm.model.select(layers[1]!), lr: settings.finetuneLr }], { lr: settings.lr });
-      ({ seconds } = await fit(engine, tm.model, optimizer, data, options));
-      optimizer.dispose();
-    } else {
-      const optimizer = new Adam(tm.head, { lr: settings.lr });
-      ({ seconds, featureSeconds } = await fitHead(engine, tm, optimizer, data, { ...options, cacheFeatures: true }));
+    if (finetuning) tm.model.unfreeze(layers[1]!);
+    const optimizer = finetuning
+      ? new Adam([{ params: tm.head.parameters().values(), lr: settings.lr }, { params: tm.model.select(layers[1]!), lr: settings.finetuneLr }], { lr: settings.lr })
+      : new Adam(tm.head, { lr: settings.lr });
+    try {
+      if (finetuning) ({ seconds } = await fit(engine, tm.model, optimizer, data, options));
+      else ({ seconds, featureSeconds } = await fitHead(engine, tm, optimizer, data, { ...options, cacheFeatures: true }));
+    } catch (e) {
+      tm.model.dispose();
+      throw e;
+    } finally {
       optimizer.dispose();
     }
+    current = { tm, classes: names, base: state.base, cut: cutSelect.value, layers };
     Object.assign(state, { trained: true, trainSeconds: seconds, featureSeconds, steps: settings.steps });
     const how = finetuning ? `the head and ${layers[1]} through the base` : `the head on cached features (features ${featureSeconds.toFixed(2)} s)`;
     status(`Trained ${how}: ${settings.steps} Adam steps on ${data.count} drawings in ${seconds.toFixed(2)} s. Draw to see what it thinks.`);
@@ -470,7 +476,16 @@ run(async () => {
       await predictNow();
     }).finally(() => (input.value = ''));
   });
-  baseSelect.addEventListener('change', () => void act(() => loadBase(baseSelect.value)));
+  baseSelect.addEventListener('change', () =>
+    void act(async () => {
+      try {
+        await loadBase(baseSelect.value);
+      } catch (e) {
+        baseSelect.value = state.base; // the page keeps the base it had
+        throw e;
+      }
+    }),
+  );
   cutSelect.addEventListener('change', () => {
     dropModel();
     status(`Features now come from ${cutSelect.value}: train again.`);
