@@ -1,9 +1,9 @@
 // End-to-end: a person teaches the page three made-up classes by drawing on its canvas with
 // Playwright's mouse (real pointer events): circles, horizontal zigzags and crosses, each drawn
 // at its own seeded position, size and jitter. After training, new drawings of each class must be
-// classified well above chance (1/3). With the fine-tuning switch fc1 trains too; the downloaded
-// head (with fc1), loaded back, must give the same probabilities and restore the class names and
-// the switch. The page's refusals of bad states (a class without
+// classified well above chance (1/3) (features cut after flatten, the page's default). Cut after
+// relu3 with the fine-tuning switch, fc1 trains too; the downloaded head (with fc1), loaded back,
+// must give the same probabilities and restore the class names, the cut and the switch. The page's refusals of bad states (a class without
 // drawings, a sixth class, a head for another base) are checked on the way.
 import type { Page } from 'playwright';
 import { expect, test } from 'vitest';
@@ -102,7 +102,8 @@ test('three drawn classes are learnt from five drawings each, and the head survi
         }
       }
 
-      // The fine-tuning switch: the head and fc1 train through the base.
+      // Cut after relu3 with the fine-tuning switch: the head and fc1 train through the base.
+      await page.selectOption('#cut', 'relu3');
       await page.setChecked('#finetune', true);
       await page.click('#train');
       await page.waitForFunction(() => window.__teach!.trained && !window.__teach!.busy, undefined, { timeout: 120_000, polling: 100 });
@@ -120,12 +121,13 @@ test('three drawn classes are learnt from five drawings each, and the head survi
       const otherBaseNotice = await notice(page);
       for (const i of NAMES.keys()) await page.fill(`[data-name="${i}"]`, `renamed ${i}`);
       await page.setChecked('#finetune', false);
+      await page.selectOption('#cut', 'flatten');
       await page.setInputFiles('#load', { name: download.suggestedFilename(), mimeType: 'application/octet-stream', buffer: bytes });
       await page.waitForFunction(() => window.__teach!.trained && !window.__teach!.busy && window.__teach!.classes[0]!.name === 'circle', undefined, { timeout: 120_000, polling: 100 });
       const reloaded = await page.evaluate((inputs) => window.__teach!.predict(inputs), tests.map((t) => t.input));
       const names = await page.evaluate(() => window.__teach!.classes.map((c) => c.name));
       const loadNotice = await notice(page);
-      const finetuneRestored = await page.isChecked('#finetune');
+      const finetuneRestored = (await page.isChecked('#finetune')) && (await page.inputValue('#cut')) === 'relu3';
       const fileTensors = [...tensors.keys()].sort();
       return { noExamples, sixth, five, trained, tests, finetuned, fileTensors, otherBaseNotice, reloaded, names, loadNotice, finetuneRestored };
     },
@@ -152,7 +154,7 @@ test('three drawn classes are learnt from five drawings each, and the head survi
   expect(finetunedCorrect).toBeGreaterThanOrEqual(0.8);
   expect(fileTensors).toEqual(['fc1.bias', 'fc1.weight', 'head.bias', 'head.weight']);
 
-  // Loaded back: the same probabilities, the class names and the switch restored.
+  // Loaded back: the same probabilities, the class names, the cut and the switch restored.
   expect(otherBaseNotice).toBe('other-base.safetensors is a head for the base fashion-mnist-cnn, but the page uses mnist-cnn: choose fashion-mnist-cnn as the base, then load the head again');
   expect(loadNotice).toBe('');
   expect(names).toEqual(NAMES);
