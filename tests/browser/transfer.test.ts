@@ -163,7 +163,7 @@ describe('transfer', () => {
       await engine.flush();
       return dispatches.map((d) => d.kernel);
     });
-    expect(kernels).toContain('matmul');
+    expect(kernels.some((k) => /^matmul(_\w+)?$/.test(k))).toBe(true);
     expect(kernels.filter((k) => /col2im|pool2d_backward|batchnorm.*backward/.test(k))).toEqual([]);
     // A conv's weight gradient would gather its input's columns again: im2col runs for the forward only.
     const forwardGathers = await engine.scope(() => engine.traceDispatches(() => tm.model.forward(engine.tensor(x, [10, PIXELS]))).dispatches.filter((d) => d.kernel === 'im2col').length);
