@@ -33,10 +33,12 @@ export function scratchModel(engine: Engine, base: Uint8Array, classes: number, 
 
 /**
  * A transfer model on a fresh copy of the pretrained base: its layers up to `cut`, frozen, and as
- * the new head fresh layers like the ones above the cut (so the last has `classes` outputs).
+ * the new head fresh layers like the ones above the cut (so the last has `classes` outputs). With
+ * `randomBase`, the base has the file's architecture but random weights (seeded by `seed`): the
+ * control that tells what the pretrained weights add over random features.
  */
-export function transferModel(engine: Engine, base: Uint8Array, cut: string, classes: number, seed: number): TransferModel {
-  const { model: copy, info } = loadPretrained(engine, base);
+export function transferModel(engine: Engine, base: Uint8Array, cut: string, classes: number, seed: number, randomBase = false): TransferModel {
+  const { model: copy, info } = randomBase ? { model: buildModel(engine, readPretrainedInfo(base).architecture, { seed: 900 + seed }), info: readPretrainedInfo(base) } : loadPretrained(engine, base);
   const names = copy.names();
   const at = names.indexOf(cut) + 1;
   if (at === 0 || at === names.length) {

@@ -42,7 +42,7 @@ const CURVE_SETTINGS = {
   // Within the default run's budget (about 15 minutes with the comparison on SwiftShader).
   default: { points: [1, 10, 100] as LabelsPerClass[], seeds: 1, pairs: ['a', 'b', 'c'] as PairKey[], steps: 60, test: 500 },
 };
-export const CURVE_METHODS = { scratch: '#9aa5b1', transfer: '#2563eb', 'fine-tune': '#ea580c', LoRA: '#15803d' };
+export const CURVE_METHODS = { scratch: '#9aa5b1', transfer: '#2563eb', 'fine-tune': '#ea580c', LoRA: '#15803d', 'random base': '#a855f7' };
 
 /** A list query parameter of labels per class: positive integers and `all`. */
 function pointsParam(name: string, fallback: LabelsPerClass[]): LabelsPerClass[] {
@@ -93,7 +93,7 @@ async function scored(engine: Engine, model: Module, optimizers: { dispose(): vo
  * Fine-tuning unfreezes every group from the start (discriminative rates, warm-up, cosine):
  * gradual unfreezing needs an epoch per group, which the step budget does not give many labels.
  */
-function curveMethods(engine: Engine, base: Uint8Array, cut: string, target: TargetData) {
+function curveMethods(engine: Engine, base: Uint8Array, cut: string, target: TargetData, control: boolean) {
   const classes = target.classNames.length;
   const { test } = target;
   const fromTransfer = (task: CurveTask, seed: number) => {
@@ -117,6 +117,16 @@ function curveMethods(engine: Engine, base: Uint8Array, cut: string, target: Tar
         return r;
       });
     },
+    // The control (curveControl=1): transfer's head on a frozen base of random weights.
+    ...(control
+      ? {
+          'random base': async (task: CurveTask, _: LabelsPerClass, seed: number) => {
+            const tm = transferModel(engine, base, cut, classes, 200 + seed, true);
+            const opt = new Adam(tm.head.parameters(), { lr: LR.head });
+            return scored(engine, tm.model, [opt], test, () => fitHead(engine, tm, opt, task.data, { epochs: task.epochs, batchSize: task.batchSize, seed, cacheFeatures: true }));
+          },
+        }
+      : {}),
     'fine-tune': async (task: CurveTask, _: LabelsPerClass, seed: number) => {
       const tm = fromTransfer(task, seed);
       const optimizers: { dispose(): void }[] = [];
@@ -192,6 +202,8 @@ export async function runCurves(engine: Engine, cut: string, onRun: (text: strin
   const pairs = pairsParam('curvePairs', settings.pairs);
   const steps = intParam('curveSteps', settings.steps);
   const testImages = intParam('curveTest', settings.test);
+  const control = intParam('curveControl', 0, 0) === 1;
+  if (intParam('curveControl', 0, 0) > 1) throw new Error(`query parameter curveControl=${params.get('curveControl')}: give 1 to add the random-base control, 0 (the default) for none`);
   status('Loading the curves’ data…');
   const targets = await curveTargets(pairs, testImages);
   const box = $('curveCharts');
@@ -215,7 +227,7 @@ export async function runCurves(engine: Engine, cut: string, onRun: (text: strin
       labelsPerClass: points,
       seeds,
       prepare: (point, seed) => stepBudget(point === 'all' ? target.train : classSplit(target.train, target.classNames.map((_, i) => i), { perClass: point, seed }).data, steps, BATCH, seed),
-      methods: curveMethods(engine, base, cut, target),
+      methods: curveMethods(engine, base, cut, target, control),
       onRun: (r: EfficiencyRun, runs) => {
         const curve = aggregateRuns(runs);
         redraws[pairs.indexOf(pair)] = () => drawCurve(canvas, curve, points, target);
