@@ -10,34 +10,37 @@
 // gets the same delay; clearImmediate clears either kind. Where there is no setImmediate (browsers)
 // this does nothing.
 
-type Immediate = typeof globalThis.setImmediate;
-type ClearImmediate = typeof globalThis.clearImmediate;
+// Node's timers, typed here: the library is also built without Node's types (for browsers).
+interface ImmediateHost {
+  setImmediate?: (callback: (...args: unknown[]) => void, ...args: unknown[]) => unknown;
+  clearImmediate?: (handle: unknown) => void;
+}
+const host = globalThis as unknown as ImmediateHost;
 
 let waits = 0;
-let saved: { set: Immediate; clear: ClearImmediate } | null = null;
+let saved: Required<ImmediateHost> | null = null;
 
 function install(intervalMs: number): void {
-  const set = globalThis.setImmediate;
-  const clear = globalThis.clearImmediate;
-  saved = { set, clear };
-  globalThis.setImmediate = ((callback: (...args: unknown[]) => void, ...args: unknown[]) => setTimeout(callback, intervalMs, ...args)) as unknown as Immediate;
+  const clear = host.clearImmediate!;
+  saved = { setImmediate: host.setImmediate!, clearImmediate: clear };
+  host.setImmediate = (callback, ...args) => setTimeout(callback, intervalMs, ...args);
   // A Timeout has refresh(), an Immediate does not.
-  globalThis.clearImmediate = ((handle: unknown) => {
+  host.clearImmediate = (handle) => {
     if (handle && typeof (handle as { refresh?: unknown }).refresh === 'function') clearTimeout(handle as ReturnType<typeof setTimeout>);
-    else clear(handle as Parameters<ClearImmediate>[0]);
-  }) as ClearImmediate;
+    else clear(handle);
+  };
 }
 
 /** Waits for `promise` with dawn.node's device ticks spaced `intervalMs` apart (0: as the binding does). */
 export async function waitWithTickInterval<T>(promise: Promise<T>, intervalMs: number): Promise<T> {
-  if (intervalMs <= 0 || typeof globalThis.setImmediate !== 'function') return promise;
+  if (intervalMs <= 0 || typeof host.setImmediate !== 'function') return promise;
   if (waits++ === 0) install(intervalMs);
   try {
     return await promise;
   } finally {
     if (--waits === 0 && saved) {
-      globalThis.setImmediate = saved.set;
-      globalThis.clearImmediate = saved.clear;
+      host.setImmediate = saved.setImmediate;
+      host.clearImmediate = saved.clearImmediate;
       saved = null;
     }
   }
