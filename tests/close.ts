@@ -9,6 +9,9 @@ export interface Tol {
 /** Reference analytic gradient against float64 finite differences. */
 export const FD: Tol = { atol: 1e-6, rtol: 1e-6 };
 
+/** Sums of many products: rtol relative to the sum of |terms| (the `scale` of expectClose). */
+export const ACCUMULATED: Tol = { atol: 1e-6, rtol: 1e-5 };
+
 /**
  * Checks |actual - expected| <= atol + rtol * scale elementwise, where scale is |expected| or the
  * given magnitudes (the sum of |terms| for accumulations, where |expected| can cancel to ~0).

@@ -31,6 +31,12 @@ export function scratchModel(engine: Engine, base: Uint8Array, classes: number, 
   return buildModel(engine, withOutputs(readPretrainedInfo(base).architecture, classes), { seed });
 }
 
+/** The base file's architecture with random weights, and the file's information. */
+function randomCopy(engine: Engine, base: Uint8Array, seed: number) {
+  const info = readPretrainedInfo(base);
+  return { model: buildModel(engine, info.architecture, { seed }), info };
+}
+
 /**
  * A transfer model on a fresh copy of the pretrained base: its layers up to `cut`, frozen, and as
  * the new head fresh layers like the ones above the cut (so the last has `classes` outputs). With
@@ -38,7 +44,7 @@ export function scratchModel(engine: Engine, base: Uint8Array, classes: number, 
  * control that tells what the pretrained weights add over random features.
  */
 export function transferModel(engine: Engine, base: Uint8Array, cut: string, classes: number, seed: number, randomBase = false): TransferModel {
-  const { model: copy, info } = randomBase ? { model: buildModel(engine, readPretrainedInfo(base).architecture, { seed: 900 + seed }), info: readPretrainedInfo(base) } : loadPretrained(engine, base);
+  const { model: copy, info } = randomBase ? randomCopy(engine, base, 900 + seed) : loadPretrained(engine, base);
   const names = copy.names();
   const at = names.indexOf(cut) + 1;
   if (at === 0 || at === names.length) {

@@ -27,7 +27,7 @@ import {
   Tanh,
   type ClassificationData,
 } from '../../src/index.js';
-import { expectClose, FD, type Tol } from '../close.js';
+import { ACCUMULATED, expectClose, FD, type Tol } from '../close.js';
 import * as ref from '../reference.js';
 
 let engine: Engine;
@@ -40,8 +40,6 @@ afterAll(async () => {
   await engine?.sync();
 });
 
-/** Sums of products: rtol relative to the sum of |terms| (`scale`). */
-const ACCUMULATED: Tol = { atol: 1e-6, rtol: 1e-5 };
 
 const abs = (x: Float64Array) => x.map(Math.abs);
 

@@ -12,7 +12,7 @@ import { gradients } from '../../src/engine/autograd.js';
 import { Engine } from '../../src/engine/engine.js';
 import { launchGaussianNoise, reduceWorkgroups } from '../../src/engine/ops/flat.js';
 import * as ops from '../../src/engine/ops/index.js';
-import { expectClose, type Tol } from '../close.js';
+import { ACCUMULATED, expectClose, type Tol } from '../close.js';
 import { opChecker, type Input } from '../op-check.js';
 import * as ref from '../reference.js';
 
@@ -28,8 +28,6 @@ afterAll(async () => {
 
 /** One f32 rounding per element (scaling, axpy). */
 const EXACT: Tol = { atol: 1e-6, rtol: 1e-6 };
-/** Sums of many terms, rtol relative to the sum of |terms| (see `scale` in OpCase). */
-const ACCUMULATED: Tol = { atol: 1e-6, rtol: 1e-5 };
 
 const abs = (x: Float64Array) => x.map(Math.abs);
 const f32 = (x: ArrayLike<number>) => Float64Array.from(x, (v) => Math.fround(v));

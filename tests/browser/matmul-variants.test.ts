@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Engine } from '../../src/engine/engine.js';
 import * as ops from '../../src/engine/ops/index.js';
 import { matmulTuning, subgroupSizes, type MatmulChoice } from '../../src/engine/ops/matmul.js';
-import type { Tol } from '../close.js';
+import { ACCUMULATED } from '../close.js';
 import { checkBatchedGemm, matmulCase, type BatchedGemmCase } from '../matmul-check.js';
 import { opChecker } from '../op-check.js';
 import * as ref from '../reference.js';
@@ -22,7 +22,6 @@ afterAll(async () => {
   await engine?.sync();
 });
 
-const ACCUMULATED: Tol = { atol: 1e-6, rtol: 1e-5 };
 const checkOp = opChecker(() => engine, 4000, { tol: ACCUMULATED, fdCount: 6 });
 
 // Small workgroups, so that the shapes below span several workgroups with ragged edges.

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { gradients } from '../../src/engine/autograd.js';
 import { Engine } from '../../src/engine/engine.js';
 import * as ops from '../../src/engine/ops/index.js';
-import { expectClose, type Tol } from '../close.js';
+import { ACCUMULATED, expectClose } from '../close.js';
 import { opChecker, type Input } from '../op-check.js';
 import * as ref from '../reference.js';
 
@@ -20,8 +20,6 @@ afterAll(async () => {
   await engine?.sync();
 });
 
-/** Sums of many terms, rtol relative to the sum of |terms|. */
-const ACCUMULATED: Tol = { atol: 1e-6, rtol: 1e-5 };
 const abs = (x: Float64Array) => x.map(Math.abs);
 
 const checkOp = opChecker(() => engine, 9100, { tol: ACCUMULATED, fdCount: 16 });

@@ -8,7 +8,7 @@ import { backward, gradients } from '../../src/engine/autograd.js';
 import { Engine } from '../../src/engine/engine.js';
 import * as ops from '../../src/engine/ops/index.js';
 import type { Tensor } from '../../src/engine/tensor.js';
-import { expectClose, type Tol } from '../close.js';
+import { ACCUMULATED, expectClose, type Tol } from '../close.js';
 import { matmulCase } from '../matmul-check.js';
 import { opChecker } from '../op-check.js';
 import * as ref from '../reference.js';
@@ -29,8 +29,6 @@ afterAll(async () => {
 const EXACT: Tol = { atol: 1e-6, rtol: 1e-6 };
 /** Transcendental functions (WGSL allows a few ulp plus an absolute error for exp/log/tanh). */
 const TRANSCENDENTAL: Tol = { atol: 2e-6, rtol: 2e-5 };
-/** Sums of many products, with rtol relative to the sum of absolute terms (see `byAbs`). */
-const ACCUMULATED: Tol = { atol: 1e-6, rtol: 1e-5 };
 
 const f32 = (data: ArrayLike<number>) => Float64Array.from(data, (v) => Math.fround(v));
 
