@@ -147,3 +147,11 @@ test('a weights file without an architecture is refused as such', async () => {
   m.dispose();
   expect(() => loadPretrained(engine, plain)).toThrow(/has no "webgpu-train.pretrained" metadata/);
 });
+
+test('buildModel refuses a layer of unknown type or activation, naming it, and frees the layers it had built', () => {
+  const before = engine.memory().inUseBuffers;
+  const dense: LayerSpec = { name: 'fc1', type: 'dense', in: 4, out: 3, bias: true };
+  expect(() => buildModel(engine, [dense, { name: 'act', type: 'activation', op: 'swish', alpha: 0 }])).toThrow(/layer act is an activation of unknown op "swish"/);
+  expect(() => buildModel(engine, [dense, { name: 'odd', type: 'lstm' } as unknown as LayerSpec])).toThrow(/layer odd has unknown type "lstm"/);
+  expect(engine.memory().inUseBuffers).toBe(before);
+});
