@@ -1,13 +1,16 @@
 // The column matrices of a convolution's input (im2col), for images n0 .. n0 + batch - 1:
 //   col[b, k, oh, ow] = x[n0 + b, ic, oh*SH - PH + kh, ow*SW - PW + kw]   (0 in the padding)
 // for k = (ic, kh, kw) < K = C*KH*KW, so that image b's convolution is the product
-// W[OC, K] . col[b] and its share of the weight gradient dz[b] . col[b]^T (col[b] a [KP, OH*OW]
-// matrix). Rows k >= K pad the matrix to KP rows: row K is ones where ONES_ROW (a bias folded
-// into the product as one more weight column), the rest zeros. Each invocation writes one output
-// row (b, k, oh), OW values, so its index arithmetic (the divisions, slow where emulated) is paid
-// once per OW values.
+// W[OC, K] . col[b] (col[b] a [KP, OH*OW] matrix). Rows k >= K pad the matrix to KP rows: row K
+// is ones where ONES_ROW (a bias folded into the product as one more weight column), the rest
+// zeros. With FLIP_TAPS, tap (kh, kw) reads the window at (KH-1-kh, KW-1-kw): the columns of the output
+// gradient whose product with the weight is the input gradient (a stride-1 convolution's input
+// gradient is the convolution of its output gradient with the flipped kernel). Each invocation
+// writes one output row (b, k, oh), OW values, so its index arithmetic (the divisions, slow where
+// emulated) is paid once per OW values.
 override WG: u32 = 64;
 override ONES_ROW: bool = false;
+override FLIP_TAPS: bool = false;
 
 struct Dims { C: u32, H: u32, W: u32, OH: u32, OW: u32, KH: u32, KW: u32, SH: u32, SW: u32, PH: u32, PW: u32, K: u32, KP: u32, n0: u32, rows: u32 }
 
@@ -31,8 +34,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   }
   let khw = d.KH * d.KW;
   let ic = k / khw;
-  let kh = (k % khw) / d.KW;
-  let kw = k % d.KW;
+  let kh = select((k % khw) / d.KW, d.KH - 1u - (k % khw) / d.KW, FLIP_TAPS);
+  let kw = select(k % d.KW, d.KW - 1u - k % d.KW, FLIP_TAPS);
   let ih = i32(oh * d.SH + kh) - i32(d.PH);
   let rowInside = ih >= 0 && ih < i32(d.H);
   let base = ((d.n0 + b) * d.C + ic) * d.H * d.W + select(0u, u32(ih) * d.W, rowInside);

@@ -110,6 +110,13 @@ describe('conv2d', () => {
     { N: 3, C: 4, H: 8, W: 8, OC: 8, KH: 3, KW: 3, stride: 1, padding: 1, bias: true },
     { N: 3, C: 3, H: 7, W: 5, OC: 5, KH: 3, KW: 3, stride: 1, padding: [1, 2], bias: true, columnBytes: 33 * 49 * 4 },
     { N: 3, C: 4, H: 8, W: 8, OC: 6, KH: 5, KW: 5, stride: 1, padding: 2, bias: false, columnBytes: 2 * 100 * 64 * 4 },
+    // 8 or more channels at stride 1: the input gradient as a convolution of dz with the flipped
+    // kernel (OC*KH*KW = 45 padded to 48 rows; paddings at their largest, KH-1 and KW-1; in chunks
+    // of one image), and padding past the kernel, where it is col2im's again.
+    { N: 3, C: 8, H: 7, W: 9, OC: 5, KH: 3, KW: 3, stride: 1, padding: 1, bias: true },
+    { N: 2, C: 9, H: 6, W: 5, OC: 4, KH: 5, KW: 3, stride: 1, padding: [4, 2], bias: false },
+    { N: 3, C: 8, H: 6, W: 6, OC: 16, KH: 3, KW: 3, stride: 1, padding: 1, bias: true, columnBytes: 144 * 36 * 4 },
+    { N: 2, C: 8, H: 5, W: 6, OC: 6, KH: 3, KW: 3, stride: 1, padding: [3, 0], bias: true },
   ];
   cases.forEach((g, n) => {
     const name = `x [${g.N},${g.C},${g.H},${g.W}] w [${g.OC},${g.C},${g.KH},${g.KW}] stride ${g.stride} padding ${g.padding}${g.bias ? ' + bias' : ''}${g.columnBytes ? ` columnBytes ${g.columnBytes}` : ''}`;
@@ -244,6 +251,30 @@ describe('conv2d', () => {
         expect(engine.traceDispatches(() => backward(loss2)).dispatches.filter((d) => /^(im2col|col2im|matmul(_\w+)?)$/.test(d.kernel))).toEqual([]);
       } finally {
         model.dispose();
+      }
+    });
+  });
+
+  test("the weight gradient reuses the forward's columns, which a frozen weight's forward does not keep", async () => {
+    await engine.scope(async () => {
+      const conv = new Conv2d(engine, 8, 6, 3, { padding: 1, seed: 11 });
+      try {
+        const x = engine.tensor(Float32Array.from(ref.normal([2, 8, 5, 6], 12)), [2, 8, 5, 6], 'images');
+        x.requiresGrad = true;
+        const gathers = (y: Tensor) => {
+          const { result, dispatches } = engine.traceDispatches(() => gradients(ops.sum(y), [x, conv.weight]).get(conv.weight)!);
+          return { dw: result, im2col: dispatches.filter((d) => d.kernel === 'im2col').length };
+        };
+        // Trainable: the backward gathers dz's columns (the input gradient) but not x's again.
+        const kept = gathers(conv.forward(x));
+        expect(kept.im2col).toBe(1);
+        // Frozen, then asked for explicitly: the backward gathers x's columns itself, same gradient.
+        conv.weight.frozen = true;
+        const rebuilt = gathers(conv.forward(x));
+        expect(rebuilt.im2col).toBe(2);
+        expectClose(await rebuilt.dw.data(), await kept.dw.data(), { atol: 1e-5, rtol: 1e-5 }, 'weight gradient from rebuilt columns');
+      } finally {
+        conv.dispose();
       }
     });
   });

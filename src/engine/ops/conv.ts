@@ -3,12 +3,16 @@
 // image's input windows into a column matrix col[K, OH*OW] (K = C*KH*KW); then
 //   forward:         y_n = W[OC, K] . col_n (one image per batch entry; the bias as a column of W
 //                    against a row of ones in col, the activation in the matmul's epilogue)
-//   weight gradient: dW = sum over images of dz_n[OC, OH*OW] . col_n^T (per image, then summed)
-//   input gradient:  dcol_n = W^T . dz_n, summed back onto the pixels by col2im (col2im.wgsl)
+//   weight gradient: dW = sum over images of dz_n[OC, OH*OW] . col_n^T (per image, then summed),
+//                    on the forward's own columns where it kept them (see keepColumns)
+//   input gradient:  for stride 1, the convolution of dz with the flipped, axis-swapped kernel:
+//                    dx_n = W'[C, OC*KH*KW] . flipcol(dz_n) (the same im2col and product);
+//                    for other strides, dcol_n = W^T . dz_n summed back onto the pixels by col2im
 // and the bias gradient is two sums. The column matrices of a batch are built a chunk of images at
 // a time, each at most `columnBytes`. Input, weight and bias have separate gradient functions, so a
 // frozen weight costs no weight-gradient kernels.
-import { record } from '../graph.js';
+import { record, willRecord } from '../graph.js';
+import { Parameter } from '../parameters.js';
 import { shapeString, type Tensor } from '../tensor.js';
 import { checkFused, type FusedActivation } from './activation.js';
 import { alive, output, rank } from './check.js';
@@ -32,6 +36,9 @@ export interface Conv2dOptions {
    */
   columnBytes?: number;
 }
+
+/** Fewest input channels for which the input gradient is a convolution (fewer rows than the matmul's block waste it). */
+const FLIPPED_MIN_CHANNELS = 8;
 
 /** Default columnBytes: the batch-64 FedAvg CNN's conv2 (40 MB of columns) runs as one chunk. */
 export const COLUMN_BYTES = 64 * 2 ** 20;
@@ -57,16 +64,23 @@ interface Geometry {
   PW: number;
 }
 
+interface ColumnLayout {
+  /** Row K of the columns is ones (the bias's row). */
+  onesRow?: boolean;
+  /** Tap (kh, kw) reads the window at (KH-1-kh, KW-1-kw). */
+  flipTaps?: boolean;
+}
+
 /**
  * Writes the column matrices of images n0 .. n0 + batch - 1 of x into col [batch, KP, OH*OW] (see
  * im2col.wgsl). Past row C*KH*KW come zeros, but a row of ones first with `onesRow`.
  */
-function im2col(x: Tensor, g: Geometry, n0: number, batch: number, KP: number, col: Tensor, onesRow = false): void {
+function im2col(x: Tensor, g: Geometry, n0: number, batch: number, KP: number, col: Tensor, layout: ColumnLayout = {}): void {
   const rows = batch * KP * g.OH;
   x.engine.dispatch('im2col', {
     bindings: { x, col },
     uniforms: { ...g, K: g.C * g.KH * g.KW, KP, n0, rows },
-    constants: { ONES_ROW: onesRow },
+    constants: { ONES_ROW: layout.onesRow ?? false, FLIP_TAPS: layout.flipTaps ?? false },
     threads: rows,
   });
 }
@@ -128,6 +142,11 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   const KP = Math.ceil((K + (bias ? 1 : 0)) / 4) * 4;
   const perChunk = imagesPerChunk(op, x, N, KP * OHW, `[${KP}, ${OHW}]`, options, describe);
   const out = engine.empty([N, OC, OH, OW], op);
+  // The weight gradient's products read the same columns as the forward's: where the whole batch
+  // is one chunk and the weight may be differentiated, the forward keeps them (saved with the
+  // node, freed with the scope) instead of the backward building them again.
+  const keepColumns = N > 0 && perChunk >= N && willRecord([weight]) && !(weight instanceof Parameter && weight.frozen);
+  let forwardColumns: Tensor | null = null;
   if (N > 0) {
     const w = KP === K ? weight : engine.zeros([OC, KP], `${op}.weight+bias`);
     if (w !== weight) {
@@ -136,7 +155,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
     }
     const col = engine.empty([perChunk, KP, OHW], `${op}.columns`);
     chunks(N, perChunk, (n0, batch) => {
-      im2col(x, g, n0, batch, KP, col, bias !== null);
+      im2col(x, g, n0, batch, KP, col, { onesRow: bias !== null });
       batchedGemm(op, {
         batch,
         M: OC,
@@ -149,13 +168,39 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
         alpha: slope,
       });
     });
-    col.dispose();
+    if (keepColumns) forwardColumns = col;
+    else col.dispose();
     if (w !== weight) w.dispose();
   }
 
   // With a fused activation, the gradient before it, dz = dy * act'(out), is computed once for all inputs.
   const preActivation = epilogueGradient(activation, out, slope);
+  // Stride 1 with padding below the kernel's size: the input gradient is a 'full' convolution of dz.
+  const asConvolution = SH === 1 && SW === 1 && PH < KH && PW < KW && C >= FLIPPED_MIN_CHANNELS;
   const dInput = (dy: Tensor): Tensor => {
+    if (asConvolution) {
+      // dx[n, c, h, w] = sum over oc, kh, kw of W[oc, c, kh, kw] dz[n, oc, h + PH - kh, w + PW - kw]:
+      // im2col of dz (OC channels, padding KH-1-PH, taps flipped) times W' [C, KP2] with
+      // W'[c, (oc, kh, kw)] = W[oc, c, kh, kw] (zeros past OC*KH*KW, for the vec4 loads).
+      const taps = KH * KW;
+      const K2 = OC * taps;
+      const KP2 = Math.ceil(K2 / 4) * 4;
+      const HW = H * W;
+      const per = imagesPerChunk(op, x, N, KP2 * HW, `[${KP2}, ${HW}]`, options, describe);
+      const gz: Geometry = { C: OC, H: OH, W: OW, OH: H, OW: W, KH, KW, SH: 1, SW: 1, PH: KH - 1 - PH, PW: KW - 1 - PW };
+      const dz = preActivation(dy);
+      const dx = engine.empty(x.shape, `d(${x.name})`);
+      const swapped = KP2 === K2 ? engine.empty([C, KP2], `${op}.weight.swapped`) : engine.zeros([C, KP2], `${op}.weight.swapped`);
+      copyColumns(weight, swapped, OC, taps, C * taps, 0, taps, 0, { count: C, srcStride: taps, dstStride: KP2 });
+      const col = engine.empty([per, KP2, HW], `d(${x.name}).columns`);
+      chunks(N, per, (n0, batch) => {
+        im2col(dz, gz, n0, batch, KP2, col, { flipTaps: true });
+        batchedGemm(op, { batch, M: C, N: HW, K: KP2, a: { tensor: swapped }, b: { tensor: col, stride: KP2 * HW }, c: { tensor: dx, offset: n0 * C * HW, stride: C * HW } });
+      });
+      col.dispose();
+      swapped.dispose();
+      return dx;
+    }
     const per = imagesPerChunk(op, x, N, K * OHW, `[${K}, ${OHW}]`, options, describe);
     const dz = preActivation(dy);
     const dx = engine.empty(x.shape, `d(${x.name})`);
@@ -170,11 +215,12 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
     return dx;
   };
   const dWeight = (dy: Tensor, into?: Tensor): Tensor => {
-    // Per image, dz_n[OC, OH*OW] . col_n^T gives its [OC, KP] share of dW (KP = K rounded up to a
-    // multiple of 4, for the vec4 loads); the shares are summed over the chunk's images, then over
-    // the chunks, and cut to K columns.
-    const KP = Math.ceil(K / 4) * 4;
-    const per = imagesPerChunk(op, x, N, KP * OHW + OC * KP, `[${KP}, ${OHW}] and [${OC}, ${KP}]`, options, describe);
+    // Per image, dz_n[OC, OH*OW] . col_n^T gives its [OC, KC] share of dW (col_n the forward's
+    // columns with their KC rows, or this pass's, KC = K rounded up to a multiple of 4 for the
+    // vec4 loads); the shares are summed over the chunk's images, then over the chunks, and cut
+    // to K columns.
+    const KC = forwardColumns ? KP : Math.ceil(K / 4) * 4;
+    const per = forwardColumns ? N : imagesPerChunk(op, x, N, KC * OHW + OC * KC, `[${KC}, ${OHW}] and [${OC}, ${KC}]`, options, describe);
     const count = Math.ceil(N / per);
     const dz = preActivation(dy);
     const dw = output(op, engine, weight.shape, `d(${weight.name})`, into);
@@ -182,28 +228,28 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
       engine.dispatch('fill', { bindings: { out: dw }, uniforms: { n: dw.size, value: 0 }, threads: dw.size });
       return dw;
     }
-    const col = engine.empty([per, KP, OHW], `d(${weight.name}).columns`);
-    const shares = engine.empty([per, OC * KP], `d(${weight.name}).per_image`);
-    const chunkSums = count > 1 ? engine.empty([count, OC * KP], `d(${weight.name}).per_chunk`) : null;
+    const col = forwardColumns ?? engine.empty([per, KC, OHW], `d(${weight.name}).columns`);
+    const shares = engine.empty([per, OC * KC], `d(${weight.name}).per_image`);
+    const chunkSums = count > 1 ? engine.empty([count, OC * KC], `d(${weight.name}).per_chunk`) : null;
     let total: Tensor | null = null;
     chunks(N, per, (n0, batch, i) => {
-      im2col(x, g, n0, batch, KP, col);
-      batchedGemm(op, { batch, M: OC, N: KP, K: OHW, a: { tensor: dz, offset: n0 * OC * OHW, stride: OC * OHW }, b: { tensor: col, stride: KP * OHW }, transB: true, c: { tensor: shares, stride: OC * KP } });
-      const rows = engine.view(shares, [batch, OC * KP], `d(${weight.name}).per_image.rows`);
+      if (!forwardColumns) im2col(x, g, n0, batch, KC, col);
+      batchedGemm(op, { batch, M: OC, N: KC, K: OHW, a: { tensor: dz, offset: n0 * OC * OHW, stride: OC * OHW }, b: { tensor: col, stride: KC * OHW }, transB: true, c: { tensor: shares, stride: OC * KC } });
+      const rows = engine.view(shares, [batch, OC * KC], `d(${weight.name}).per_image.rows`);
       total = sum(rows, 0);
       rows.dispose();
       if (chunkSums) {
-        copyColumns(total, chunkSums, 1, OC * KP, 0, 0, 0, i * OC * KP);
+        copyColumns(total, chunkSums, 1, OC * KC, 0, 0, 0, i * OC * KC);
         total.dispose();
       }
     });
-    col.dispose();
+    if (col !== forwardColumns) col.dispose();
     shares.dispose();
     if (chunkSums) {
       total = sum(chunkSums, 0);
       chunkSums.dispose();
     }
-    copyColumns(total!, dw, OC, K, KP, 0, K, 0);
+    copyColumns(total!, dw, OC, K, KC, 0, K, 0);
     total!.dispose();
     return dw;
   };
@@ -217,5 +263,5 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
     return db;
   };
   const name = activation ? `${op}+${activation}` : op;
-  return record(out, name, bias ? [x, weight, bias] : [x, weight], bias ? [dInput, dWeight, dBias] : [dInput, dWeight], [out]);
+  return record(out, name, bias ? [x, weight, bias] : [x, weight], bias ? [dInput, dWeight, dBias] : [dInput, dWeight], forwardColumns ? [out, forwardColumns] : [out]);
 }

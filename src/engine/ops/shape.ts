@@ -19,12 +19,25 @@ export function reshape(x: Tensor, shape: Shape): Tensor {
   return record(out, 'reshape', [x], [(dy) => dy.engine.view(dy, x.shape)]);
 }
 
-/** Copies a block of `width` columns from rows of src into rows of dst. */
-export function copyColumns(src: Tensor, dst: Tensor, rows: number, width: number, srcStride: number, srcOffset: number, dstStride: number, dstOffset: number): void {
+/**
+ * Copies a block of `width` columns from rows of src into rows of dst; with `blocks`, that many
+ * such blocks, each `srcStride`/`dstStride` elements after the last (see copy_block.wgsl).
+ */
+export function copyColumns(
+  src: Tensor,
+  dst: Tensor,
+  rows: number,
+  width: number,
+  srcStride: number,
+  srcOffset: number,
+  dstStride: number,
+  dstOffset: number,
+  blocks: { count: number; srcStride: number; dstStride: number } = { count: 1, srcStride: 0, dstStride: 0 },
+): void {
   src.engine.dispatch('copy_block', {
     bindings: { src, dst },
-    uniforms: { rows, width, src_stride: srcStride, src_offset: srcOffset, dst_stride: dstStride, dst_offset: dstOffset },
-    threads: rows * width,
+    uniforms: { blocks: blocks.count, rows, width, src_block: blocks.srcStride, src_stride: srcStride, src_offset: srcOffset, dst_block: blocks.dstStride, dst_stride: dstStride, dst_offset: dstOffset },
+    threads: blocks.count * rows * width,
   });
 }
 
