@@ -408,8 +408,10 @@ async function main(): Promise<void> {
   const engine = await Engine.create();
   setText('adapter', engine.adapterName);
   log(`adapter ${engine.adapterName}`);
-  // comparison=off draws the curves alone (the JSON then has no comparison keys).
-  const comparison = params.get('comparison') === 'off' ? {} : await runComparison(engine, cut);
+  // comparison=off draws the curves alone (the JSON then has no comparison keys, the page no comparison cards).
+  const comparisonOff = params.get('comparison') === 'off';
+  if (comparisonOff) for (const card of document.querySelectorAll<HTMLElement>('.comparison-part')) card.style.display = 'none';
+  const comparison = comparisonOff ? {} : await runComparison(engine, cut);
   const efficiencyCurves = await runCurves(engine, cut, (text) => {
     log(text);
     status(text);

@@ -127,7 +127,11 @@ export async function savePretrained(model: Sequential, info: Omit<PretrainedInf
 
 /** The architecture and training information of a pretrained file, without building anything. */
 export function readPretrainedInfo(bytes: Uint8Array): PretrainedInfo {
-  const raw = decodeSafetensors(bytes).metadata[INFO_KEY];
+  return infoFromMetadata(decodeSafetensors(bytes).metadata);
+}
+
+function infoFromMetadata(metadata: Record<string, string>): PretrainedInfo {
+  const raw = metadata[INFO_KEY];
   if (raw === undefined) throw new Error(`readPretrainedInfo: the safetensors file has no "${INFO_KEY}" metadata (architecture and training); it holds weights only`);
   const info = JSON.parse(raw) as PretrainedInfo;
   if (!Array.isArray(info.architecture)) throw new Error(`readPretrainedInfo: the "${INFO_KEY}" metadata has no architecture list`);
@@ -139,14 +143,15 @@ export function readPretrainedInfo(bytes: Uint8Array): PretrainedInfo {
  * architecture must equal it: otherwise the error lists every layer that does not fit.
  */
 export function loadPretrained(engine: Engine, bytes: Uint8Array, options: { expect?: readonly LayerSpec[] } = {}): { model: Sequential; info: PretrainedInfo } {
-  const info = readPretrainedInfo(bytes);
+  const file = decodeSafetensors(bytes);
+  const info = infoFromMetadata(file.metadata);
   if (options.expect) {
     const diff = architectureDifferences(options.expect, info.architecture);
     if (diff.length) throw new Error(`loadPretrained: the file's architecture (${info.dataset}) does not fit the expected one:\n  ${diff.join('\n  ')}`);
   }
   const model = buildModel(engine, info.architecture, { seed: 1 });
   try {
-    loadWeights(model, bytes);
+    loadWeights(model, file);
   } catch (e) {
     model.dispose();
     throw e;

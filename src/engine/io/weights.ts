@@ -28,11 +28,12 @@ export async function saveWeights(model: AnyModule, options: { only?: string[]; 
 }
 
 /**
- * Writes safetensors weights into the model. Every tensor in the file must name a parameter or
- * buffer of the same shape; with `strict` (the default) every one of them must be in the file.
+ * Writes safetensors weights (the file's bytes, or the file already decoded) into the model.
+ * Every tensor in the file must name a parameter or buffer of the same shape; with `strict` (the
+ * default) every one of them must be in the file.
  */
-export function loadWeights(model: AnyModule, bytes: Uint8Array, options: { strict?: boolean } = {}): void {
-  const { tensors } = decodeSafetensors(bytes);
+export function loadWeights(model: AnyModule, file: Uint8Array | { tensors: Map<string, NamedArray> }, options: { strict?: boolean } = {}): void {
+  const { tensors } = file instanceof Uint8Array ? decodeSafetensors(file) : file;
   const all = state(model);
   for (const [name, t] of tensors) {
     const target = all.get(name);
