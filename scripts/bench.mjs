@@ -1,7 +1,7 @@
 // `npm run bench`: runs demos/bench (this engine, TensorFlow.js 4.22 and jax-js 0.1.25 on WebGPU,
 // in the same page on the same adapter) in headless Chromium.
 // SwiftShader unless WEBGPU_ADAPTER=gpu.
-//   npm run bench [-- --rounds N --mlp-steps N --cnn-steps N --frozen-steps N --matmul-reps N --mem-steps N --replica-steps N --lstm-steps N
+//   npm run bench [-- --rounds N --mlp-steps N --cnn-steps N --frozen-steps N --conv-rounds N --matmul-reps N --mem-steps N --replica-steps N --lstm-steps N
 //                     --parts matmul,mlp,replicas,cnn,lstm --timeout SECONDS]
 // Prints progress lines; the last line of stdout is one JSON object (adapter, matmul_gflops,
 // tfjs_matmul_gflops, jax_matmul_gflops, mlp_samples_per_s, tfjs_mlp_samples_per_s,
@@ -20,6 +20,7 @@ const { values } = parseArgs({
     'mlp-steps': { type: 'string' },
     'cnn-steps': { type: 'string' },
     'frozen-steps': { type: 'string' },
+    'conv-rounds': { type: 'string' },
     'matmul-reps': { type: 'string' },
     'mem-steps': { type: 'string' },
     'replica-steps': { type: 'string' },
@@ -29,7 +30,7 @@ const { values } = parseArgs({
   },
 });
 const query = {};
-const names = { rounds: 'rounds', 'mlp-steps': 'mlpSteps', 'cnn-steps': 'cnnSteps', 'frozen-steps': 'frozenSteps', 'matmul-reps': 'matmulReps', 'mem-steps': 'memSteps', 'replica-steps': 'replicaSteps', 'lstm-steps': 'lstmSteps', parts: 'parts' };
+const names = { rounds: 'rounds', 'mlp-steps': 'mlpSteps', 'cnn-steps': 'cnnSteps', 'frozen-steps': 'frozenSteps', 'conv-rounds': 'convRounds', 'matmul-reps': 'matmulReps', 'mem-steps': 'memSteps', 'replica-steps': 'replicaSteps', 'lstm-steps': 'lstmSteps', parts: 'parts' };
 for (const [flag, param] of Object.entries(names)) if (values[flag] !== undefined) query[param] = values[flag];
 
 const { ok, outcome } = await runPage({ demo: 'bench', query, timeoutMs: Number(values.timeout) * 1000, label: 'bench' });

@@ -32,8 +32,8 @@
 //     its array ops under one jit (jax-lstm.ts). TF.js has neither a tied output layer nor CIFG:
 //     its output is a dense layer of the table's size (embedding x vocabulary) after the same
 //     projection, and our model uses its standard LSTM cell here, not the keyboard's CIFG.
-// Query parameters (all optional): rounds, mlpSteps, cnnSteps, frozenSteps, matmulReps, memSteps,
-// replicaSteps, lstmSteps, and parts (a comma-separated subset of matmul,mlp,replicas,cnn,lstm; default all:
+// Query parameters (all optional): rounds, mlpSteps, cnnSteps, frozenSteps, convRounds, matmulReps,
+// memSteps, replicaSteps, lstmSteps, and parts (a comma-separated subset of matmul,mlp,replicas,cnn,lstm; default all:
 // parts=lstm runs only the keyboard model's comparison). mlp includes the memory measurement.
 //
 // Every library uploads each batch from CPU arrays every step and synchronises only at the end of
@@ -121,6 +121,8 @@ const MLP_STEPS = intParam('mlpSteps', 20);
 const CNN_STEPS = intParam('cnnSteps', 2);
 // The frozen step against a forward pass: a ratio near 1 of two noisy timings, so more steps.
 const FROZEN_STEPS = intParam('frozenSteps', 6);
+// Each convolution pass is short and timed alone, so its best of more rounds.
+const CONV_ROUNDS = intParam('convRounds', 5);
 const MEM_STEPS = intParam('memSteps', 300);
 const REPLICAS = 10;
 const REPLICA_BATCH = 10;
@@ -476,7 +478,7 @@ async function main(): Promise<void> {
     result.frozen_step_over_forward = round3(cnnFrozenMs / cnnForwardMs);
 
     status('Convolution passes against the matmul kernel (GPU time)…');
-    const conv = await convFigures(engine, ROUNDS);
+    const conv = await convFigures(engine, CONV_ROUNDS);
     for (const [layer, f] of Object.entries(conv.gflops)) {
       log(`${layer}: GFLOP/s forward ${f.forward}, input gradient ${f.backward_input}, weight gradient ${f.backward_weight}; matmul kernel on the forward's product ${f.matmul} (${conv.method})`);
       show(`${layer} forward / d(input) / d(weight) / matmul (GFLOP/s)`, `${f.forward} / ${f.backward_input} / ${f.backward_weight} / ${f.matmul}`, '–');
