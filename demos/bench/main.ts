@@ -564,7 +564,7 @@ async function main(): Promise<void> {
 
   result.losses = losses;
   result.rounds = rounds;
-  result.settings = { parts: [...PARTS], rounds: ROUNDS, matmul_reps: MATMUL_REPS, mlp_steps: MLP_STEPS, cnn_steps: CNN_STEPS, mem_steps: MEM_STEPS, replica_steps: REPLICA_STEPS, lstm_steps: LSTM_STEPS, warmup: WARMUP, statistic: 'best round' };
+  result.settings = { parts: [...PARTS], rounds: ROUNDS, matmul_reps: MATMUL_REPS, mlp_steps: MLP_STEPS, cnn_steps: CNN_STEPS, frozen_steps: FROZEN_STEPS, conv_rounds: CONV_ROUNDS, mem_steps: MEM_STEPS, replica_steps: REPLICA_STEPS, lstm_steps: LSTM_STEPS, warmup: WARMUP, statistic: 'best round' };
   result.seconds = round1((performance.now() - pageStart) / 1000);
   status(`Done in ${result.seconds} s.`);
   page.__result = result;
