@@ -89,9 +89,9 @@ const tasks: BaseTask[] = [
     classes: source.map((c) => FASHION_MNIST_CLASSES[c]!),
     train: classSplit(asData(fashionTrain, 10), source).data,
     test: classSplit(asData(fashionTest, 10), source).data,
-    epochs: 1,
+    epochs: 6,
   },
-  { name: 'fashion-mnist-cnn', dataset: 'fashion-mnist', classes: [...FASHION_MNIST_CLASSES], train: asData(fashionTrain, 10), test: asData(fashionTest, 10), epochs: 1 },
+  { name: 'fashion-mnist-cnn', dataset: 'fashion-mnist', classes: [...FASHION_MNIST_CLASSES], train: asData(fashionTrain, 10), test: asData(fashionTest, 10), epochs: 6 },
 ];
 const chosen = tasks.filter((t) => !only || only.split(',').includes(t.name));
 if (!chosen.length) throw new Error(`pretrain: --only ${only} names no base (${tasks.map((t) => t.name).join(', ')})`);
