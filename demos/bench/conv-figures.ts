@@ -1,9 +1,10 @@
 // GFLOP/s of conv2d's three passes (with a bias) on the FedAvg CNN's two convolutions (batch 64,
-// 5x5 'same'), and of the matmul kernel alone on the forward's own product: 64 images of
-// W[OC, KP] . col[KP, OH*OW], KP = C*5*5 + 1 (the bias) rounded up to a multiple of 4. GPU time
-// from engine.profile (timestamp queries where the adapter has them, else submit-to-done), summed
-// over every kernel a pass dispatches (im2col, the products, col2im, the sums); FLOPs 2*N*OC*OH*OW*C*25
-// for each; the best of `rounds`, the four measured in turn in each round.
+// 5x5 'same'), FLOPs 2*N*OC*OH*OW*C*25 for each, and of the matmul kernel alone on the product the
+// forward would be with its columns written out: 64 images of W[OC, KA] . col[KA, OH*OW], KA =
+// C*5*5 rounded up to a multiple of 4 (its vec4 path), FLOPs 2*N*OC*OH*OW*KA. GPU time from
+// engine.profile (timestamp queries where the adapter has them, else submit-to-done), summed over
+// every kernel a pass dispatches (the padding, the products, col2im, the sums); the best of
+// `rounds`, the four measured in turn in each round.
 import { conv2d, gradients, type Engine } from '../../src/index.js';
 import { batchedGemm } from '../../src/engine/ops/matmul.js';
 
@@ -35,21 +36,21 @@ export async function convFigures(engine: Engine, rounds: number): Promise<ConvF
   const overMatmul = {} as ConvFigures['overMatmul'];
   for (const [layer, { C, H, OC }] of Object.entries(CONV_LAYERS) as [keyof typeof CONV_LAYERS, (typeof CONV_LAYERS)[keyof typeof CONV_LAYERS]][]) {
     const K = C * KERNEL * KERNEL;
-    const KP = Math.ceil((K + 1) / 4) * 4;
+    const KA = Math.ceil(K / 4) * 4;
     const pixels = H * H;
-    const flops = 2 * BATCH * OC * pixels * K;
+    const flops = (k: number) => 2 * BATCH * OC * pixels * k;
     const figures = await engine.scope(async () => {
       const random = async (shape: number[], seed: number, name: string) => engine.parameter(await engine.randn(shape, { seed, name }).data(), shape, name);
       const x = await random([BATCH, C, H, H], 1, `${layer}.x`);
       const w = await random([OC, C, KERNEL, KERNEL], 2, `${layer}.weight`);
       const b = await random([OC], 3, `${layer}.bias`);
       const dy = engine.randn([BATCH, OC, H, H], { seed: 4, name: `${layer}.dy` });
-      const a = engine.randn([OC, KP], { seed: 5, name: `${layer}.a` });
-      const cols = engine.randn([BATCH, KP, pixels], { seed: 6, name: `${layer}.b` });
+      const a = engine.randn([OC, KA], { seed: 5, name: `${layer}.a` });
+      const cols = engine.randn([BATCH, KA, pixels], { seed: 6, name: `${layer}.b` });
       const c = engine.empty([BATCH, OC, pixels], `${layer}.c`);
       const y = conv2d(x, w, b, { padding: PADDING });
       const passes: Record<keyof ConvPassFigures, () => unknown> = {
-        matmul: () => batchedGemm('bench', { batch: BATCH, M: OC, N: pixels, K: KP, a: { tensor: a }, b: { tensor: cols, stride: KP * pixels }, c: { tensor: c, stride: OC * pixels } }),
+        matmul: () => batchedGemm('bench', { batch: BATCH, M: OC, N: pixels, K: KA, a: { tensor: a }, b: { tensor: cols, stride: KA * pixels }, c: { tensor: c, stride: OC * pixels } }),
         forward: () => conv2d(x, w, b, { padding: PADDING }),
         backward_input: () => gradients(y, [x], dy),
         backward_weight: () => gradients(y, [w], dy),
@@ -60,7 +61,7 @@ export async function convFigures(engine: Engine, rounds: number): Promise<ConvF
         for (const [name, pass] of Object.entries(passes) as [keyof ConvPassFigures, () => unknown][]) {
           const { profile } = await engine.profile(() => engine.scope(pass));
           method = profile.method;
-          best[name] = Math.max(best[name], flops / (profile.totalMs * 1e6));
+          best[name] = Math.max(best[name], flops(name === 'matmul' ? KA : K) / (profile.totalMs * 1e6));
         }
       }
       return best;

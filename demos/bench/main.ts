@@ -12,7 +12,8 @@
 //     ReLU), Adam lr 1e-3, batch 64, 28x28x1 inputs: training samples/s
 //   - conv_gflops (this engine, with the CNN): GFLOP/s of conv2d's forward, input-gradient and
 //     weight-gradient passes on the CNN's conv1 and conv2 shapes, and of the matmul kernel on the
-//     forward's own product, from GPU timestamps (conv-figures.ts); conv_over_matmul their ratios
+//     forward's product with its columns written out, from GPU timestamps (conv-figures.ts);
+//     conv_over_matmul their ratios
 //   - frozen_step_ratio: CNN step time with everything but the last layer frozen / full step time
 //     (this engine; transfer learning's case: a frozen convolutional base). The MLP's ratio (fc1
 //     frozen) is the extra mlp_frozen_step_ratio: there the frozen forward of fc1 alone is about

@@ -13,6 +13,7 @@ import binary from '../shaders/binary.wgsl';
 import broadcast from '../shaders/broadcast.wgsl';
 import clipToNormBackward from '../shaders/clip_to_norm_backward.wgsl';
 import col2im from '../shaders/col2im.wgsl';
+import conv2d from '../shaders/conv2d.wgsl';
 import copyBlock from '../shaders/copy_block.wgsl';
 import dequantize8 from '../shaders/dequantize8.wgsl';
 import dropout from '../shaders/dropout.wgsl';
@@ -26,7 +27,6 @@ import gaussianNoise from '../shaders/gaussian_noise.wgsl';
 import gram from '../shaders/gram.wgsl';
 import gramFinish from '../shaders/gram_finish.wgsl';
 import gradStats from '../shaders/grad_stats.wgsl';
-import im2col from '../shaders/im2col.wgsl';
 import layernorm from '../shaders/layernorm.wgsl';
 import layernormBackward from '../shaders/layernorm_backward.wgsl';
 import layernormBackwardGamma from '../shaders/layernorm_backward_gamma.wgsl';
@@ -69,6 +69,7 @@ const SOURCES = {
   broadcast,
   clip_to_norm_backward: clipToNormBackward,
   col2im,
+  conv2d,
   copy_block: copyBlock,
   dequantize8,
   dropout,
@@ -82,7 +83,6 @@ const SOURCES = {
   grad_stats: gradStats,
   gram,
   gram_finish: gramFinish,
-  im2col,
   layernorm,
   layernorm_backward: layernormBackward,
   layernorm_backward_gamma: layernormBackwardGamma,

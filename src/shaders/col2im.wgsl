@@ -1,4 +1,5 @@
-// The adjoint of im2col (col2im), a gather that sums (no atomics): for images n0 .. n0 + batch - 1,
+// The adjoint of gathering a convolution's input windows into columns (col2im), a gather that
+// sums (no atomics): for images n0 .. n0 + batch - 1,
 //   dx[n0 + b, ic, ih, iw] = sum over (kh, kw) of dcol[b, (ic, kh, kw), oh, ow]
 // over the taps where ih + PH - kh = oh*SH and iw + PW - kw = ow*SW for an output (oh, ow) in
 // range; dcol[b] is a [K, OH*OW] matrix (K = C*KH*KW), the images one after another. Each invocation sums 4

@@ -91,10 +91,10 @@ describe('conv2d', () => {
   // K = C*k*k aligned (multiple of 4: the vec4 weight path) or not; OC multiple of 4 or not;
   // strides 1 and 2; paddings 0, 1, 2; kernels 1, 3, 5; batch 1 and 3; odd image sizes; enough
   // positions for several workgroups and a split weight-gradient reduction.
-  // Per-axis strides and paddings; OH*OW a multiple of 4 or not (the products' vec4 path or not);
-  // and columnBytes small enough that the batch is convolved in chunks of 1 or 2 images (the
-  // weight gradient's chunks also hold each image's [OC, K] share, so they differ from the forward's).
-  const cases: (ref.ConvGeometry & { bias: boolean; columnBytes?: number })[] = [
+  // Per-axis strides and paddings; OH*OW a multiple of 4 or not (the weight gradient's vec4 path
+  // or not); and chunkBytes small enough that the backward takes the batch in chunks of 1 or 2
+  // images (col2im's columns [K, OH*OW] per image, or the weight gradient's [OC, K] shares).
+  const cases: (ref.ConvGeometry & { bias: boolean; chunkBytes?: number })[] = [
     { N: 1, C: 3, H: 7, W: 9, OC: 5, KH: 3, KW: 3, stride: 1, padding: 1, bias: true },
     { N: 3, C: 4, H: 7, W: 9, OC: 8, KH: 3, KW: 3, stride: 2, padding: 1, bias: true },
     { N: 3, C: 4, H: 8, W: 7, OC: 4, KH: 1, KW: 1, stride: 1, padding: 0, bias: false },
@@ -108,18 +108,21 @@ describe('conv2d', () => {
     { N: 3, C: 3, H: 7, W: 5, OC: 5, KH: 5, KW: 3, stride: [1, 2], padding: [2, 1], bias: false },
     { N: 3, C: 3, H: 7, W: 5, OC: 5, KH: 1, KW: 1, stride: 1, padding: [0, 2], bias: true },
     { N: 3, C: 4, H: 8, W: 8, OC: 8, KH: 3, KW: 3, stride: 1, padding: 1, bias: true },
-    { N: 3, C: 3, H: 7, W: 5, OC: 5, KH: 3, KW: 3, stride: 1, padding: [1, 2], bias: true, columnBytes: 33 * 49 * 4 },
-    { N: 3, C: 4, H: 8, W: 8, OC: 6, KH: 5, KW: 5, stride: 1, padding: 2, bias: false, columnBytes: 2 * 100 * 64 * 4 },
+    { N: 3, C: 3, H: 7, W: 5, OC: 5, KH: 3, KW: 3, stride: 1, padding: [1, 2], bias: true, chunkBytes: 33 * 49 * 4 },
+    { N: 3, C: 4, H: 8, W: 8, OC: 6, KH: 5, KW: 5, stride: 1, padding: 2, bias: false, chunkBytes: 2 * 100 * 64 * 4 },
     // 8 or more channels at stride 1: the input gradient as a convolution of dz with the flipped
-    // kernel (OC*KH*KW = 45 padded to 48 rows; paddings at their largest, KH-1 and KW-1; in chunks
-    // of one image), and padding past the kernel, where it is col2im's again.
-    { N: 3, C: 8, H: 7, W: 9, OC: 5, KH: 3, KW: 3, stride: 1, padding: 1, bias: true },
+    // kernel (OC*KH*KW = 45 padded to 48; paddings at their largest, KH-1 and KW-1, so dz needs
+    // none), the weight gradient's shares in chunks of 1 (OH*OW = 63, off the vec4 path) and 2
+    // images, and padding past the kernel, where the input gradient is col2im's again.
+    { N: 3, C: 8, H: 7, W: 9, OC: 5, KH: 3, KW: 3, stride: 1, padding: 1, bias: true, chunkBytes: 5 * 72 * 4 },
     { N: 2, C: 9, H: 6, W: 5, OC: 4, KH: 5, KW: 3, stride: 1, padding: [4, 2], bias: false },
-    { N: 3, C: 8, H: 6, W: 6, OC: 16, KH: 3, KW: 3, stride: 1, padding: 1, bias: true, columnBytes: 144 * 36 * 4 },
+    { N: 3, C: 8, H: 6, W: 6, OC: 16, KH: 3, KW: 3, stride: 1, padding: 1, bias: true, chunkBytes: 2 * 16 * 72 * 4 },
     { N: 2, C: 8, H: 5, W: 6, OC: 6, KH: 3, KW: 3, stride: 1, padding: [3, 0], bias: true },
+    // More than one workgroup down and across every product (64 x 64 tiles where M > 32).
+    { N: 2, C: 9, H: 10, W: 11, OC: 70, KH: 3, KW: 3, stride: 1, padding: 1, bias: true },
   ];
   cases.forEach((g, n) => {
-    const name = `x [${g.N},${g.C},${g.H},${g.W}] w [${g.OC},${g.C},${g.KH},${g.KW}] stride ${g.stride} padding ${g.padding}${g.bias ? ' + bias' : ''}${g.columnBytes ? ` columnBytes ${g.columnBytes}` : ''}`;
+    const name = `x [${g.N},${g.C},${g.H},${g.W}] w [${g.OC},${g.C},${g.KH},${g.KW}] stride ${g.stride} padding ${g.padding}${g.bias ? ' + bias' : ''}${g.chunkBytes ? ` chunkBytes ${g.chunkBytes}` : ''}`;
     test(name, async () => {
       const xShape = [g.N, g.C, g.H, g.W];
       const wShape = [g.OC, g.C, g.KH, g.KW];
@@ -132,7 +135,7 @@ describe('conv2d', () => {
         `conv2d ${name}`,
         {
           inputs,
-          gpu: ([x, w, b]) => ops.conv2d(x!, w!, b ?? null, { stride: g.stride, padding: g.padding, columnBytes: g.columnBytes }),
+          gpu: ([x, w, b]) => ops.conv2d(x!, w!, b ?? null, { stride: g.stride, padding: g.padding, chunkBytes: g.chunkBytes }),
           forward: ([x, w, b]) => ref.conv2d(x!, w!, b ?? null, g),
           grad: ([x, w], dy) => {
             const [dx, dw, db] = ref.conv2dGrad(x!, w!, g, dy);
@@ -194,11 +197,10 @@ describe('conv2d', () => {
         expect([ReLU(), LeakyReLU(0.1), Sigmoid(), Tanh()].map((act) => conv.canFuse(act))).toEqual([true, true, true, true]);
         expect([LeakyReLU(-0.1), GELU()].map((act) => conv.canFuse(act))).toEqual([false, false]);
         // Sequential runs a conv and a fusable activation as one conv2d: the activation in the
-        // product's epilogue (after the weight and bias are put side by side and x's columns gathered).
+        // product's epilogue (after the weight's rows, 18 long, are copied 20 apart for vec4 loads).
         const model = new Sequential({ conv, act: Sigmoid() });
         const { dispatches } = engine.traceDispatches(() => model.forward(x));
-        // Whichever matmul variant is in use (matmul, matmul_block8, ...).
-        expect(dispatches.map((d) => d.kernel.replace(/^matmul_\w+$/, 'matmul'))).toEqual(['fill', 'copy_block', 'copy_block', 'im2col', 'matmul']);
+        expect(dispatches.map((d) => d.kernel)).toEqual(['copy_block', 'conv2d']);
       } finally {
         conv.dispose();
       }
@@ -248,45 +250,49 @@ describe('conv2d', () => {
         // Freezing every layer: nothing convolutional runs backwards at all.
         model.freeze();
         const loss2 = ops.sum(model.forward(x));
-        expect(engine.traceDispatches(() => backward(loss2)).dispatches.filter((d) => /^(im2col|col2im|matmul(_\w+)?)$/.test(d.kernel))).toEqual([]);
+        expect(engine.traceDispatches(() => backward(loss2)).dispatches.filter((d) => /^(conv2d|col2im|matmul(_\w+)?)$/.test(d.kernel))).toEqual([]);
       } finally {
         model.dispose();
       }
     });
   });
 
-  test("the weight gradient reuses the forward's columns, which a frozen weight's forward does not keep", async () => {
+  test("the weight gradient gathers from the forward's padded input, which a frozen weight's forward does not keep", async () => {
     await engine.scope(async () => {
       const conv = new Conv2d(engine, 8, 6, 3, { padding: 1, seed: 11 });
       try {
         const x = engine.tensor(Float32Array.from(ref.normal([2, 8, 5, 6], 12)), [2, 8, 5, 6], 'images');
         x.requiresGrad = true;
-        const gathers = (y: Tensor) => {
+        const pads = (y: Tensor) => {
           const { result, dispatches } = engine.traceDispatches(() => gradients(ops.sum(y), [x, conv.weight]).get(conv.weight)!);
-          return { dw: result, im2col: dispatches.filter((d) => d.kernel === 'im2col').length };
+          const count = (kernel: string) => dispatches.filter((d) => d.kernel === kernel).length;
+          return { dw: result, fills: count('fill'), copies: count('copy_block') };
         };
-        // Trainable: the backward gathers dz's columns (the input gradient) but not x's again.
-        const kept = gathers(conv.forward(x));
-        expect(kept.im2col).toBe(1);
-        // Frozen, then asked for explicitly: the backward gathers x's columns itself, same gradient.
+        // Trainable: the backward pads dz (the input gradient) but not x again.
+        const kept = pads(conv.forward(x));
+        // Frozen, then asked for explicitly: the backward pads x itself (zeros, then a copy), same gradient.
         conv.weight.frozen = true;
-        const rebuilt = gathers(conv.forward(x));
-        expect(rebuilt.im2col).toBe(2);
-        expectClose(await rebuilt.dw.data(), await kept.dw.data(), { atol: 1e-5, rtol: 1e-5 }, 'weight gradient from rebuilt columns');
+        const rebuilt = pads(conv.forward(x));
+        expect([rebuilt.fills, rebuilt.copies]).toEqual([kept.fills + 1, kept.copies + 1]);
+        expectClose(await rebuilt.dw.data(), await kept.dw.data(), { atol: 1e-5, rtol: 1e-5 }, 'weight gradient from a padded input made again');
       } finally {
         conv.dispose();
       }
     });
   });
 
-  test('columnBytes: the batch is gathered and multiplied a chunk of images at a time', async () => {
+  test('chunkBytes: the backward takes the batch a chunk of images at a time', async () => {
     await engine.scope(() => {
-      const x = engine.zeros([5, 2, 4, 4], 'images');
-      const w = engine.zeros([3, 2, 3, 3], 'w'); // K = 18, padded to 20 columns; 4*4 = 16 positions
-      const gathers = (columnBytes?: number) => engine.traceDispatches(() => ops.conv2d(x, w, null, { padding: 1, columnBytes })).dispatches.filter((d) => d.kernel === 'im2col').length;
-      expect(gathers()).toBe(1);
-      expect(gathers(2 * 20 * 16 * 4)).toBe(3); // 2 + 2 + 1 images
-      expect(gathers(20 * 16 * 4)).toBe(5);
+      const x = engine.zeros([5, 8, 4, 4], 'images');
+      const w = engine.zeros([3, 8, 3, 3], 'w'); // one image's weight-gradient share: [3, 72]
+      w.requiresGrad = true;
+      const products = (chunkBytes?: number) => {
+        const y = ops.conv2d(x, w, null, { padding: 1, chunkBytes });
+        return engine.traceDispatches(() => gradients(ops.sum(y), [w])).dispatches.filter((d) => d.kernel === 'conv2d').length;
+      };
+      expect(products()).toBe(1);
+      expect(products(2 * 3 * 72 * 4)).toBe(3); // 2 + 2 + 1 images
+      expect(products(3 * 72 * 4)).toBe(5);
     });
   });
 
@@ -299,11 +305,18 @@ describe('conv2d', () => {
       expect(() => ops.conv2d(x, engine.zeros([4, 3, 3, 3], 'w'), engine.zeros([3], 'b'))).toThrow(/conv2d: bias must have shape \[4\].*bias b \[3\]/);
       expect(() => ops.conv2d(engine.zeros([3, 5, 5], 'flat'), engine.zeros([4, 3, 3, 3], 'w'), null)).toThrow(/conv2d: flat has shape \[3,5,5\], expected rank 4/);
       expect(() => ops.conv2d(x, engine.zeros([4, 3, 3, 3], 'w'), null, { stride: 0 })).toThrow(/conv2d: stride 0/);
-      // One image's columns: [C*3*3 = 27 + a ones row for the bias = 28, 3*3] floats, 1008 bytes.
-      expect(() => ops.conv2d(x, engine.zeros([4, 3, 3, 3], 'w'), engine.zeros([4], 'b'), { columnBytes: 1000 })).toThrow(
-        /conv2d: one image's columns \(\[28, 9\] floats\) need 1008 bytes, over the limit of 1000 \(columnBytes 1000, maxStorageBufferBindingSize \d+\) \(input images \[2,3,5,5\]/,
+      // The backward's per-image intermediates, checked at the op where they will be needed: the
+      // weight gradient's share [OC = 4, C*3*3 = 27] (432 bytes), col2im's columns [27, 3*3] (972).
+      const w = engine.zeros([4, 3, 3, 3], 'w');
+      expect(() => ops.conv2d(x, w, null, { chunkBytes: 1 })).not.toThrow(); // nothing differentiated
+      w.requiresGrad = true;
+      expect(() => ops.conv2d(x, w, engine.zeros([4], 'b'), { chunkBytes: 400 })).toThrow(
+        /conv2d: one image's weight-gradient share \[4, 27\] floats need 432 bytes, over the limit of 400 \(chunkBytes 400, maxStorageBufferBindingSize \d+\) \(input images \[2,3,5,5\]/,
       );
-      expect(() => ops.conv2d(x, engine.zeros([4, 3, 3, 3], 'w'), null, { columnBytes: 0 })).toThrow(/conv2d: columnBytes 0 must be a positive integer/);
+      const images = engine.zeros([2, 3, 5, 5], 'images');
+      images.requiresGrad = true;
+      expect(() => ops.conv2d(images, engine.zeros([4, 3, 3, 3], 'w'), null, { chunkBytes: 900 })).toThrow(/conv2d: one image's input-gradient columns \[27, 9\] floats need 972 bytes, over the limit of 900/);
+      expect(() => ops.conv2d(x, w, null, { chunkBytes: 0 })).toThrow(/conv2d: chunkBytes 0 must be a positive integer/);
       expect(() => ops.maxPool2d(x, 6)).toThrow(/maxPool2d: kernel 6x6 is larger than the input images \[2,3,5,5\]/);
     });
   });

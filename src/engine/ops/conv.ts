@@ -1,20 +1,21 @@
-// 2-D convolution over NCHW tensors with a PyTorch-layout weight [outC, inC, kH, kW], as matrix
-// products on the matmul kernel (batchedGemm). im2col (src/shaders/im2col.wgsl) gathers each
-// image's input windows into a column matrix col[K, OH*OW] (K = C*KH*KW); then
-//   forward:         y_n = W[OC, K] . col_n (one image per batch entry; the bias as a column of W
-//                    against a row of ones in col, the activation in the matmul's epilogue)
-//   weight gradient: dW = sum over images of dz_n[OC, OH*OW] . col_n^T (per image, then summed),
-//                    on the forward's own columns where it kept them (see keepColumns)
+// 2-D convolution over NCHW tensors with a PyTorch-layout weight [outC, inC, kH, kW]. Every pass
+// is one implicit matrix product (src/shaders/conv2d.wgsl) over an input zero-padded on every
+// side, the column matrix of im2col gathered inside the product instead of written out:
+//   forward:         y_n = W[OC, K] . col(x_n), K = C*KH*KW (the bias and the activation in the
+//                    product's epilogue)
+//   weight gradient: dW = sum over images of dz_n[OC, OH*OW] . col(x_n)^T (per image, then summed),
+//                    on the forward's padded input where it kept it (see keepInput)
 //   input gradient:  for stride 1, the convolution of dz with the flipped, axis-swapped kernel:
-//                    dx_n = W'[C, OC*KH*KW] . flipcol(dz_n) (the same im2col and product);
-//                    for other strides, dcol_n = W^T . dz_n summed back onto the pixels by col2im
-// and the bias gradient is two sums. The column matrices of a batch are built a chunk of images at
-// a time, each at most `columnBytes`. Input, weight and bias have separate gradient functions, so a
+//                    dx_n = W'[C, OC*KH*KW] . flipcol(dz_n), the same product; for other strides
+//                    (and fewer than FLIPPED_MIN_CHANNELS input channels), dcol_n = W^T . dz_n on
+//                    the matmul kernel summed back onto the pixels by col2im
+// and the bias gradient is two sums. Input, weight and bias have separate gradient functions, so a
 // frozen weight costs no weight-gradient kernels.
 import { record, willRecord } from '../graph.js';
 import { Parameter } from '../parameters.js';
 import { shapeString, type Tensor } from '../tensor.js';
-import { checkFused, type FusedActivation } from './activation.js';
+import type { Engine } from '../engine.js';
+import { checkFused, UNARY_OPS, type FusedActivation } from './activation.js';
 import { alive, output, rank } from './check.js';
 import { epilogueGradient } from './elementwise.js';
 import { batchedGemm } from './matmul.js';
@@ -31,17 +32,34 @@ export interface Conv2dOptions {
   /** leaky_relu's slope (positive); default 0.01. */
   slope?: number;
   /**
-   * Most bytes of one chunk's column matrix (im2col); the batch is convolved a chunk of images at
-   * a time. Default 64 MiB, and never more than the device's maxStorageBufferBindingSize.
+   * Most bytes of the per-image intermediates the backward holds at once: the weight gradient's
+   * per-image shares [OC, C*KH*KW] and, where the input gradient goes through col2im, its column
+   * matrices [C*KH*KW, OH*OW]; the batch is taken a chunk of images at a time. Default 64 MiB,
+   * and never more than the device's maxStorageBufferBindingSize.
    */
-  columnBytes?: number;
+  chunkBytes?: number;
 }
 
-/** Fewest input channels for which the input gradient is a convolution (fewer rows than the matmul's block waste it). */
+/** Fewest input channels for which the input gradient is a convolution (fewer rows than the product's 8-row block waste it). */
 const FLIPPED_MIN_CHANNELS = 8;
 
-/** Default columnBytes: the batch-64 FedAvg CNN's conv2 (40 MB of columns) runs as one chunk. */
-export const COLUMN_BYTES = 64 * 2 ** 20;
+/** Default chunkBytes. */
+export const CHUNK_BYTES = 64 * 2 ** 20;
+
+/** conv2d.wgsl's block of C per invocation: 8 x 8. */
+const BLOCK = 8;
+/**
+ * Invocations per conv2d.wgsl workgroup: two 32-lane warps on GPUs that have them (SwiftShader ran
+ * workgroups of 4, 16 and 64 alike on the CNN's shapes). As many go down C's rows as M has 8-row
+ * blocks (a power of 2, at most 8), so that few rows of the tile idle where M is small; the rest
+ * go across.
+ */
+const INVOCATIONS = 64;
+
+function workgroupShape(M: number): { WG_X: number; WG_Y: number } {
+  const WG_Y = Math.min(8, 2 ** Math.ceil(Math.log2(Math.ceil(M / BLOCK))));
+  return { WG_X: INVOCATIONS / WG_Y, WG_Y };
+}
 
 function pair(op: string, what: string, v: number | readonly [number, number] | undefined, fallback: number, min: number): [number, number] {
   const p: [number, number] = v === undefined ? [fallback, fallback] : typeof v === 'number' ? [v, v] : [v[0], v[1]];
@@ -49,50 +67,94 @@ function pair(op: string, what: string, v: number | readonly [number, number] | 
   return p;
 }
 
-/** A convolution's shape: input [N, C, H, W], kernel KH x KW, output OH x OW. */
-interface Geometry {
-  C: number;
-  H: number;
-  W: number;
-  OH: number;
-  OW: number;
-  KH: number;
-  KW: number;
-  SH: number;
-  SW: number;
-  PH: number;
-  PW: number;
+/** An NCHW tensor zero-padded on every side: HP x WP images (the tensor itself where nothing is padded). */
+interface Padded {
+  tensor: Tensor;
+  HP: number;
+  WP: number;
 }
 
-interface ColumnLayout {
-  /** Row K of the columns is ones (the bias's row). */
-  onesRow?: boolean;
-  /** Tap (kh, kw) reads the window at (KH-1-kh, KW-1-kw). */
-  flipTaps?: boolean;
+function padded(t: Tensor, PH: number, PW: number, name: string): Padded {
+  const [N, C, H, W] = t.shape as [number, number, number, number];
+  const HP = H + 2 * PH;
+  const WP = W + 2 * PW;
+  if (PH === 0 && PW === 0) return { tensor: t, HP, WP };
+  const tensor = t.engine.zeros([N, C, HP, WP], name);
+  copyColumns(t, tensor, H, W, W, 0, WP, PH * WP + PW, { count: N * C, srcStride: H * W, dstStride: HP * WP });
+  return { tensor, HP, WP };
 }
 
-/**
- * Writes the column matrices of images n0 .. n0 + batch - 1 of x into col [batch, KP, OH*OW] (see
- * im2col.wgsl). Past row C*KH*KW come zeros, but a row of ones first with `onesRow`.
- */
-function im2col(x: Tensor, g: Geometry, n0: number, batch: number, KP: number, col: Tensor, layout: ColumnLayout = {}): void {
-  const rows = batch * KP * g.OH;
-  x.engine.dispatch('im2col', {
-    bindings: { x, col },
-    uniforms: { ...g, K: g.C * g.KH * g.KW, KP, n0, rows },
-    constants: { ONES_ROW: layout.onesRow ?? false, FLIP_TAPS: layout.flipTaps ?? false },
-    threads: rows,
+/** conv2d.wgsl's u32 offset tables, their bits in an f32 tensor. */
+function offsetTable(engine: Engine, offsets: Uint32Array, name: string): Tensor {
+  return engine.tensor(new Float32Array(offsets.buffer), [offsets.length], name);
+}
+
+/** Where tap (c, kh, kw) sits in a padded image [C, HP, WP]; `flip`: where tap (c, KH-1-kh, KW-1-kw) does. */
+function taps(C: number, KH: number, KW: number, p: Padded, flip: boolean): Uint32Array {
+  const out = new Uint32Array(C * KH * KW);
+  for (let c = 0, k = 0; c < C; c++) {
+    for (let kh = 0; kh < KH; kh++) {
+      for (let kw = 0; kw < KW; kw++, k++) out[k] = c * p.HP * p.WP + (flip ? KH - 1 - kh : kh) * p.WP + (flip ? KW - 1 - kw : kw);
+    }
+  }
+  return out;
+}
+
+/** Where output pixel (oh, ow)'s window starts in a padded image of width p.WP. */
+function windows(OH: number, OW: number, SH: number, SW: number, p: Padded): Uint32Array {
+  const out = new Uint32Array(OH * OW);
+  for (let oh = 0, i = 0; oh < OH; oh++) for (let ow = 0; ow < OW; ow++, i++) out[i] = oh * SH * p.WP + ow * SW;
+  return out;
+}
+
+/** One conv2d.wgsl product: C_z[M, N] = A_i[M, K] . gathered_i[K, N] for images i = z0 + z, z < batch. */
+interface ImplicitProduct {
+  batch: number;
+  z0?: number;
+  M: number;
+  N: number;
+  K: number;
+  /** A_i starts at element i * aStride; its rows are aRow apart. */
+  a: Tensor;
+  aRow: number;
+  aStride: number;
+  x: Padded;
+  columns: Tensor;
+  steps: Tensor;
+  /** C_z starts at element z * cStride. */
+  c: Tensor;
+  cStride: number;
+  bias?: Tensor | null;
+  activation?: FusedActivation | null;
+  alpha?: number;
+}
+
+function implicitProduct(p: ImplicitProduct): void {
+  const [, C] = p.x.tensor.shape as [number, number];
+  const { WG_X, WG_Y } = workgroupShape(p.M);
+  p.a.engine.dispatch('conv2d', {
+    bindings: { a: p.a, x: p.x.tensor, columns: p.columns, steps: p.steps, c: p.c, bias: p.bias ?? p.a.engine.placeholder() },
+    uniforms: { M: p.M, N: p.N, K: p.K, alpha: p.alpha ?? 0, a_row: p.aRow, a_stride: p.aStride, x_stride: C * p.x.HP * p.x.WP, c_stride: p.cStride, z0: p.z0 ?? 0 },
+    constants: {
+      WG_X,
+      WG_Y,
+      ALIGNED: p.aRow % 4 === 0 && p.aStride % 4 === 0,
+      HAS_BIAS: !!p.bias,
+      ...(p.activation ? { ACT: UNARY_OPS[p.activation] } : {}),
+    },
+    workgroups: [Math.ceil(p.N / (BLOCK * WG_X)), Math.ceil(p.M / (BLOCK * WG_Y)), p.batch],
+    flops: 2 * p.batch * p.M * p.N * p.K,
   });
 }
 
 /** Images per chunk: as many as fit the limit with `floats` (`what`) each. */
-function imagesPerChunk(op: string, x: Tensor, N: number, floats: number, what: string, options: Conv2dOptions, describe: () => string): number {
-  const deviceMax = x.engine.limits.maxStorageBufferBindingSize;
-  const limit = Math.min(options.columnBytes ?? COLUMN_BYTES, deviceMax);
+function imagesPerChunk(op: string, engine: Engine, N: number, floats: number, what: string, options: Conv2dOptions, describe: () => string): number {
+  const deviceMax = engine.limits.maxStorageBufferBindingSize;
+  const limit = Math.min(options.chunkBytes ?? CHUNK_BYTES, deviceMax);
   const bytes = floats * 4;
   if (bytes > limit) {
     throw new Error(
-      `${op}: one image's columns (${what} floats) need ${bytes} bytes, over the limit of ${limit} (columnBytes ${options.columnBytes ?? COLUMN_BYTES}, maxStorageBufferBindingSize ${deviceMax}) (${describe()})`,
+      `${op}: one image's ${what} floats need ${bytes} bytes, over the limit of ${limit} (chunkBytes ${options.chunkBytes ?? CHUNK_BYTES}, maxStorageBufferBindingSize ${deviceMax}) (${describe()})`,
     );
   }
   return Math.max(1, Math.min(N, Math.floor(limit / bytes)));
@@ -106,8 +168,8 @@ function chunks(N: number, per: number, fn: (n0: number, batch: number, index: n
 /**
  * y[n, oc, oh, ow] = bias[oc] + sum over ic, kh, kw of weight[oc, ic, kh, kw] * x[n, ic, oh*s - p + kh, ow*s - p + kw]
  * (zero outside x), for x [N, C, H, W] and weight [OC, C, KH, KW]; y is [N, OC, OH, OW] with
- * OH = floor((H + 2p - KH) / s) + 1. The products take the matmul kernel's vec4 path where OH*OW
- * is a multiple of 4 (and, for the input gradient, C*KH*KW).
+ * OH = floor((H + 2p - KH) / s) + 1. The products load their matrix operand in vec4s where its rows
+ * are a multiple of 4 long (C*KH*KW is padded to one; the weight gradient's OH*OW is not).
  */
 export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, options: Conv2dOptions = {}): Tensor {
   const op = 'conv2d';
@@ -128,129 +190,118 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   if (KH > H + 2 * PH || KW > W + 2 * PW) {
     throw new Error(`${op}: kernel ${KH}x${KW} is larger than the padded input ${H + 2 * PH}x${W + 2 * PW} (${describe()})`);
   }
-  if (options.columnBytes !== undefined && !(Number.isInteger(options.columnBytes) && options.columnBytes > 0)) {
-    throw new Error(`${op}: columnBytes ${options.columnBytes} must be a positive integer (${describe()})`);
+  if (options.chunkBytes !== undefined && !(Number.isInteger(options.chunkBytes) && options.chunkBytes > 0)) {
+    throw new Error(`${op}: chunkBytes ${options.chunkBytes} must be a positive integer (${describe()})`);
   }
   const OH = Math.floor((H + 2 * PH - KH) / SH) + 1;
   const OW = Math.floor((W + 2 * PW - KW) / SW) + 1;
   const OHW = OH * OW;
   const K = C * KH * KW;
-  const g: Geometry = { C, H, W, OH, OW, KH, KW, SH, SW, PH, PW };
   const engine = x.engine;
-  // The forward's W has KP columns, a multiple of 4 for the matmul's vec4 loads: the weight, then
-  // the bias (against a row of ones in col), then zeros.
-  const KP = Math.ceil((K + (bias ? 1 : 0)) / 4) * 4;
-  const perChunk = imagesPerChunk(op, x, N, KP * OHW, `[${KP}, ${OHW}]`, options, describe);
+  // Stride 1 with padding below the kernel's size: the input gradient is a 'full' convolution of dz.
+  const asConvolution = SH === 1 && SW === 1 && PH < KH && PW < KW && C >= FLIPPED_MIN_CHANNELS;
+  // The backward's chunks, checked here so that a batch too large for them fails at the op.
+  const shareChunk = () => imagesPerChunk(op, engine, N, OC * K, `weight-gradient share [${OC}, ${K}]`, options, describe);
+  const columnChunk = () => imagesPerChunk(op, engine, N, K * OHW, `input-gradient columns [${K}, ${OHW}]`, options, describe);
+  if (willRecord([weight])) shareChunk();
+  if (willRecord([x]) && !asConvolution) columnChunk();
+
   const out = engine.empty([N, OC, OH, OW], op);
-  // The weight gradient's products read the same columns as the forward's: where the whole batch
-  // is one chunk and the weight may be differentiated, the forward keeps them (saved with the
-  // node, freed with the scope) instead of the backward building them again.
-  const keepColumns = N > 0 && perChunk >= N && willRecord([weight]) && !(weight instanceof Parameter && weight.frozen);
-  let forwardColumns: Tensor | null = null;
+  // The weight gradient gathers from the same padded input as the forward: where the weight may
+  // be differentiated, the forward keeps it and its offset tables (saved with the node, freed
+  // with the scope) instead of the backward making them again.
+  const keepInput = N > 0 && willRecord([weight]) && !(weight instanceof Parameter && weight.frozen);
+  let kept: { input: Padded; taps: Tensor; windows: Tensor } | null = null;
+  const gatherTables = (input: Padded) => ({
+    input,
+    taps: offsetTable(engine, taps(C, KH, KW, input, false), `${op}.taps`),
+    windows: offsetTable(engine, windows(OH, OW, SH, SW, input), `${op}.windows`),
+  });
+  const release = (g: { input: Padded; taps: Tensor; windows: Tensor }) => {
+    if (g.input.tensor !== x) g.input.tensor.dispose();
+    g.taps.dispose();
+    g.windows.dispose();
+  };
   if (N > 0) {
-    const w = KP === K ? weight : engine.zeros([OC, KP], `${op}.weight+bias`);
-    if (w !== weight) {
-      copyColumns(weight, w, OC, K, K, 0, KP, 0);
-      if (bias) copyColumns(bias, w, OC, 1, 1, 0, KP, K);
-    }
-    const col = engine.empty([perChunk, KP, OHW], `${op}.columns`);
-    chunks(N, perChunk, (n0, batch) => {
-      im2col(x, g, n0, batch, KP, col, { onesRow: bias !== null });
-      batchedGemm(op, {
-        batch,
-        M: OC,
-        N: OHW,
-        K: KP,
-        a: { tensor: w },
-        b: { tensor: col, stride: KP * OHW },
-        c: { tensor: out, offset: n0 * OC * OHW, stride: OC * OHW },
-        activation,
-        alpha: slope,
-      });
-    });
-    if (keepColumns) forwardColumns = col;
-    else col.dispose();
+    const g = gatherTables(padded(x, PH, PW, `${op}.input.padded`));
+    // The weight's rows padded to a multiple of 4 for the vec4 loads (the padding is never read).
+    const KA = Math.ceil(K / 4) * 4;
+    const w = KA === K ? weight : engine.empty([OC, KA], `${op}.weight.aligned`);
+    if (w !== weight) copyColumns(weight, w, OC, K, K, 0, KA, 0);
+    implicitProduct({ batch: N, M: OC, N: OHW, K, a: w, aRow: KA, aStride: 0, x: g.input, columns: g.windows, steps: g.taps, c: out, cStride: OC * OHW, bias, activation, alpha: slope });
     if (w !== weight) w.dispose();
+    if (keepInput) kept = g;
+    else release(g);
   }
 
   // With a fused activation, the gradient before it, dz = dy * act'(out), is computed once for all inputs.
   const preActivation = epilogueGradient(activation, out, slope);
-  // Stride 1 with padding below the kernel's size: the input gradient is a 'full' convolution of dz.
-  const asConvolution = SH === 1 && SW === 1 && PH < KH && PW < KW && C >= FLIPPED_MIN_CHANNELS;
   const dInput = (dy: Tensor): Tensor => {
-    if (asConvolution) {
-      // dx[n, c, h, w] = sum over oc, kh, kw of W[oc, c, kh, kw] dz[n, oc, h + PH - kh, w + PW - kw]:
-      // im2col of dz (OC channels, padding KH-1-PH, taps flipped) times W' [C, KP2] with
-      // W'[c, (oc, kh, kw)] = W[oc, c, kh, kw] (zeros past OC*KH*KW, for the vec4 loads).
-      const taps = KH * KW;
-      const K2 = OC * taps;
-      const KP2 = Math.ceil(K2 / 4) * 4;
-      const HW = H * W;
-      const per = imagesPerChunk(op, x, N, KP2 * HW, `[${KP2}, ${HW}]`, options, describe);
-      const gz: Geometry = { C: OC, H: OH, W: OW, OH: H, OW: W, KH, KW, SH: 1, SW: 1, PH: KH - 1 - PH, PW: KW - 1 - PW };
-      const dz = preActivation(dy);
-      const dx = engine.empty(x.shape, `d(${x.name})`);
-      const swapped = KP2 === K2 ? engine.empty([C, KP2], `${op}.weight.swapped`) : engine.zeros([C, KP2], `${op}.weight.swapped`);
-      copyColumns(weight, swapped, OC, taps, C * taps, 0, taps, 0, { count: C, srcStride: taps, dstStride: KP2 });
-      const col = engine.empty([per, KP2, HW], `d(${x.name}).columns`);
-      chunks(N, per, (n0, batch) => {
-        im2col(dz, gz, n0, batch, KP2, col, { flipTaps: true });
-        batchedGemm(op, { batch, M: C, N: HW, K: KP2, a: { tensor: swapped }, b: { tensor: col, stride: KP2 * HW }, c: { tensor: dx, offset: n0 * C * HW, stride: C * HW } });
-      });
-      col.dispose();
-      swapped.dispose();
-      return dx;
-    }
-    const per = imagesPerChunk(op, x, N, K * OHW, `[${K}, ${OHW}]`, options, describe);
     const dz = preActivation(dy);
     const dx = engine.empty(x.shape, `d(${x.name})`);
+    if (N === 0) return dx;
+    if (asConvolution) {
+      // dx[n, c, h, w] = sum over oc, kh, kw of W[oc, c, kh, kw] dz[n, oc, h + PH - kh, w + PW - kw]:
+      // the product of W' [C, OC*KH*KW], W'[c, (oc, kh, kw)] = W[oc, c, kh, kw] (rows padded to a
+      // multiple of 4), with dz padded by KH-1-PH, KW-1-PW, its taps read flipped.
+      const tapsPerChannel = KH * KW;
+      const K2 = OC * tapsPerChannel;
+      const KA2 = Math.ceil(K2 / 4) * 4;
+      const swapped = engine.empty([C, KA2], `${op}.weight.swapped`);
+      copyColumns(weight, swapped, OC, tapsPerChannel, C * tapsPerChannel, 0, tapsPerChannel, 0, { count: C, srcStride: tapsPerChannel, dstStride: KA2 });
+      const dzPadded = padded(dz, KH - 1 - PH, KW - 1 - PW, `d(${x.name}).padded`);
+      const flipped = offsetTable(engine, taps(OC, KH, KW, dzPadded, true), `d(${x.name}).taps`);
+      const pixels = offsetTable(engine, windows(H, W, 1, 1, dzPadded), `d(${x.name}).windows`);
+      implicitProduct({ batch: N, M: C, N: H * W, K: K2, a: swapped, aRow: KA2, aStride: 0, x: dzPadded, columns: pixels, steps: flipped, c: dx, cStride: C * H * W });
+      for (const t of [swapped, flipped, pixels]) t.dispose();
+      if (dzPadded.tensor !== dz) dzPadded.tensor.dispose();
+      return dx;
+    }
+    const per = columnChunk();
     const dcol = engine.empty([per, K, OHW], `d(${x.name}).columns`);
     const WB = Math.ceil(W / 4);
     chunks(N, per, (n0, batch) => {
       batchedGemm(op, { batch, M: K, N: OHW, K: OC, a: { tensor: weight }, transA: true, b: { tensor: dz, offset: n0 * OC * OHW, stride: OC * OHW }, c: { tensor: dcol, stride: K * OHW } });
       const total = batch * C * H * WB;
-      engine.dispatch('col2im', { bindings: { dcol, dx }, uniforms: { ...g, K, WB, n0, total }, threads: total });
+      engine.dispatch('col2im', { bindings: { dcol, dx }, uniforms: { C, H, W, OH, OW, KH, KW, SH, SW, PH, PW, K, WB, n0, total }, threads: total });
     });
     dcol.dispose();
     return dx;
   };
   const dWeight = (dy: Tensor, into?: Tensor): Tensor => {
-    // Per image, dz_n[OC, OH*OW] . col_n^T gives its [OC, KC] share of dW (col_n the forward's
-    // columns with their KC rows, or this pass's, KC = K rounded up to a multiple of 4 for the
-    // vec4 loads); the shares are summed over the chunk's images, then over the chunks, and cut
-    // to K columns.
-    const KC = forwardColumns ? KP : Math.ceil(K / 4) * 4;
-    const per = forwardColumns ? N : imagesPerChunk(op, x, N, KC * OHW + OC * KC, `[${KC}, ${OHW}] and [${OC}, ${KC}]`, options, describe);
-    const count = Math.ceil(N / per);
+    // Per image, dz_n[OC, OH*OW] . col(x_n)^T is its [OC, K] share of dW; the shares are summed
+    // over the chunk's images, then over the chunks.
     const dz = preActivation(dy);
     const dw = output(op, engine, weight.shape, `d(${weight.name})`, into);
     if (N === 0) {
       engine.dispatch('fill', { bindings: { out: dw }, uniforms: { n: dw.size, value: 0 }, threads: dw.size });
       return dw;
     }
-    const col = forwardColumns ?? engine.empty([per, KC, OHW], `d(${weight.name}).columns`);
-    const shares = engine.empty([per, OC * KC], `d(${weight.name}).per_image`);
-    const chunkSums = count > 1 ? engine.empty([count, OC * KC], `d(${weight.name}).per_chunk`) : null;
-    let total: Tensor | null = null;
+    const g = kept ?? gatherTables(padded(x, PH, PW, `d(${weight.name}).input.padded`));
+    const per = shareChunk();
+    const count = Math.ceil(N / per);
+    const shares = engine.empty([per, OC * K], `d(${weight.name}).per_image`);
+    const chunkSums = count > 1 ? engine.empty([count, OC * K], `d(${weight.name}).per_chunk`) : null;
     chunks(N, per, (n0, batch, i) => {
-      if (!forwardColumns) im2col(x, g, n0, batch, KC, col);
-      batchedGemm(op, { batch, M: OC, N: KC, K: OHW, a: { tensor: dz, offset: n0 * OC * OHW, stride: OC * OHW }, b: { tensor: col, stride: KC * OHW }, transB: true, c: { tensor: shares, stride: OC * KC } });
-      const rows = engine.view(shares, [batch, OC * KC], `d(${weight.name}).per_image.rows`);
-      total = sum(rows, 0);
-      rows.dispose();
+      implicitProduct({ batch, z0: n0, M: OC, N: K, K: OHW, a: dz, aRow: OHW, aStride: OC * OHW, x: g.input, columns: g.taps, steps: g.windows, c: shares, cStride: OC * K });
+      const rows = engine.view(shares, [batch, ...weight.shape], `d(${weight.name}).per_image.rows`);
       if (chunkSums) {
-        copyColumns(total, chunkSums, 1, OC * KC, 0, 0, 0, i * OC * KC);
+        const total = sum(rows, 0);
+        copyColumns(total, chunkSums, 1, OC * K, 0, 0, 0, i * OC * K);
         total.dispose();
+      } else {
+        sum(rows, 0, dw);
       }
+      rows.dispose();
     });
-    if (col !== forwardColumns) col.dispose();
     shares.dispose();
     if (chunkSums) {
-      total = sum(chunkSums, 0);
+      const rows = engine.view(chunkSums, [count, ...weight.shape], `d(${weight.name}).per_chunk.rows`);
+      sum(rows, 0, dw);
+      rows.dispose();
       chunkSums.dispose();
     }
-    copyColumns(total!, dw, OC, K, KC, 0, K, 0);
-    total!.dispose();
+    if (g !== kept) release(g);
     return dw;
   };
   const dBias = (dy: Tensor, into?: Tensor): Tensor => {
@@ -263,5 +314,6 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
     return db;
   };
   const name = activation ? `${op}+${activation}` : op;
-  return record(out, name, bias ? [x, weight, bias] : [x, weight], bias ? [dInput, dWeight, dBias] : [dInput, dWeight], forwardColumns ? [out, forwardColumns] : [out]);
+  const saved = kept ? [out, kept.taps, kept.windows, ...(kept.input.tensor !== x ? [kept.input.tensor] : [])] : [out];
+  return record(out, name, bias ? [x, weight, bias] : [x, weight], bias ? [dInput, dWeight, dBias] : [dInput, dWeight], saved);
 }

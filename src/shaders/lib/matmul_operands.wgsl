@@ -14,6 +14,7 @@
 // ALIGNED: the stored rows of A and B (K, or M with TRANS_A; N, or K with TRANS_B) and their
 // offsets and strides are multiples of 4, so a_vec and b_vec load whole vec4s.
 #import "lib/activation.wgsl"
+#import "lib/register_block.wgsl"
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override ALIGNED: bool = false;
@@ -110,11 +111,6 @@ fn a_tile(av: u32, r: u32, k: u32) -> mat4x4<f32> {
 
 fn b_tile(bv: u32, k: u32, col: u32) -> mat4x4<f32> {
   return b_rows(b_vec(bv, k, col, 0u), b_vec(bv, k, col, 1u), b_vec(bv, k, col, 2u), b_vec(bv, k, col, 3u));
-}
-
-// The rank-1 update column x row as a 4x4 block: m[i] = column[i] * row.
-fn outer(column: vec4<f32>, row: vec4<f32>) -> mat4x4<f32> {
-  return mat4x4<f32>(column.x * row, column.y * row, column.z * row, column.w * row);
 }
 
 // Where the ALIGNED path stops and the element-wise path takes the last K % 4 steps (only with

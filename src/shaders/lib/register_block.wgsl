@@ -1,0 +1,5 @@
+// What the products that accumulate 4x4 blocks of C in registers share (the matmul variants and
+// conv2d.wgsl): the rank-1 update column x row as a 4x4 block, m[i] = column[i] * row.
+fn outer(column: vec4<f32>, row: vec4<f32>) -> mat4x4<f32> {
+  return mat4x4<f32>(column.x * row, column.y * row, column.z * row, column.w * row);
+}
