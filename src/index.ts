@@ -50,6 +50,7 @@ export {
   type TrainOptions,
   type TrainResult,
 } from './paradigms/train.js';
+export { imageAugmentation, shiftImage, type Augment, type ImageAugmentationOptions } from './paradigms/augment.js';
 export { extractFeatures, fitHead, transfer, type HeadFitOptions, type TransferModel, type TransferOptions } from './paradigms/transfer.js';
 export { discriminativeGroups, finetune, GradualUnfreezing, layerGroups, selectGroups, type FinetuneOptions } from './paradigms/finetune.js';
 export { distill, type DistillOptions } from './paradigms/distill.js';

@@ -11,8 +11,8 @@
 //   - FedAvg CNN (conv5x5 32 same, maxpool 2, conv5x5 64 same, maxpool 2, dense 512, dense 10,
 //     ReLU), Adam lr 1e-3, batch 64, 28x28x1 inputs: training samples/s
 //   - conv_gflops (this engine, with the CNN): GFLOP/s of conv2d's forward, input-gradient and
-//     weight-gradient passes on the CNN's conv1 and conv2 shapes, and of the matmul kernel on the
-//     forward's product with its columns written out, from GPU timestamps (conv-figures.ts);
+//     weight-gradient passes on the CNN's conv1 and conv2 shapes, and of the matmul kernel on each
+//     pass's product with its columns written out, from GPU timestamps (conv-figures.ts);
 //     conv_over_matmul their ratios
 //   - frozen_step_ratio: CNN step time with everything but the last layer frozen / full step time
 //     (this engine; transfer learning's case: a frozen convolutional base). The MLP's ratio (fc1
@@ -481,8 +481,8 @@ async function main(): Promise<void> {
     status('Convolution passes against the matmul kernel (GPU time)…');
     const conv = await convFigures(engine, CONV_ROUNDS);
     for (const [layer, f] of Object.entries(conv.gflops)) {
-      log(`${layer}: GFLOP/s forward ${f.forward}, input gradient ${f.backward_input}, weight gradient ${f.backward_weight}; matmul kernel on the forward's product ${f.matmul} (${conv.method})`);
-      show(`${layer} forward / d(input) / d(weight) / matmul (GFLOP/s)`, `${f.forward} / ${f.backward_input} / ${f.backward_weight} / ${f.matmul}`, '–');
+      log(`${layer}: GFLOP/s forward ${f.forward}, input gradient ${f.backward_input}, weight gradient ${f.backward_weight}; matmul kernel on their products ${f.matmul}, ${f.matmul_input}, ${f.matmul_weight} (${conv.method})`);
+      show(`${layer} forward / d(input) / d(weight) (GFLOP/s; matmul on their products)`, `${f.forward} / ${f.backward_input} / ${f.backward_weight} (${f.matmul} / ${f.matmul_input} / ${f.matmul_weight})`, '–');
     }
     result.conv_gflops = conv.gflops;
     result.conv_over_matmul = conv.overMatmul;

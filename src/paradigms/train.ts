@@ -13,6 +13,7 @@ import type { Optimizer } from '../engine/optim.js';
 import type { Parameter } from '../engine/parameters.js';
 import { permutation } from '../engine/random.js';
 import type { Tensor } from '../engine/tensor.js';
+import type { Augment } from './augment.js';
 
 /** Rows of training data: `batch` assembles the rows `indices` (in that order) into whatever a step takes. */
 export interface Dataset<B> {
@@ -260,6 +261,8 @@ export type LossFn = (output: Tensor, targets: Tensor, batch: Batch) => Tensor;
 
 export interface FitOptions extends Omit<TrainOptions<unknown>, 'step'> {
   lossFn?: LossFn;
+  /** Transforms each batch's input rows in place before its step (data augmentation, e.g. imageAugmentation); the data itself is untouched. */
+  augment?: Augment;
 }
 
 export type FitResult = TrainResult;
@@ -306,6 +309,7 @@ export async function fit(engine: Engine, model: Module, optimizer: Optimizer | 
     ...options,
     step: (b, { engine: e }) => {
       takeRows(data.inputs, data.features, b.indices, x);
+      options.augment?.(x, b.indices.length);
       oneHot(b.labels, data.classes, targets);
       const input = e.tensor(x, [b.indices.length, data.features], 'batch.inputs');
       const target = e.tensor(targets, [b.indices.length, data.classes], 'batch.targets');

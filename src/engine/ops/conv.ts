@@ -237,6 +237,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   // With a fused activation, the gradient before it, dz = dy * act'(out), is computed once for all inputs.
   const preActivation = epilogueGradient(activation, out, slope);
   const dInput = (dy: Tensor): Tensor => {
+    const per = asConvolution ? N : columnChunk();
     const dz = preActivation(dy);
     const dx = engine.empty(x.shape, `d(${x.name})`);
     if (N === 0) return dx;
@@ -257,7 +258,6 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
       if (dzPadded.tensor !== dz) dzPadded.tensor.dispose();
       return dx;
     }
-    const per = columnChunk();
     const dcol = engine.empty([per, K, OHW], `d(${x.name}).columns`);
     const WB = Math.ceil(W / 4);
     chunks(N, per, (n0, batch) => {
@@ -271,6 +271,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   const dWeight = (dy: Tensor, into?: Tensor): Tensor => {
     // Per image, dz_n[OC, OH*OW] . col(x_n)^T is its [OC, K] share of dW; the shares are summed
     // over the chunk's images, then over the chunks.
+    const per = shareChunk();
     const dz = preActivation(dy);
     const dw = output(op, engine, weight.shape, `d(${weight.name})`, into);
     if (N === 0) {
@@ -278,7 +279,6 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
       return dw;
     }
     const g = kept ?? gatherTables(padded(x, PH, PW, `d(${weight.name}).input.padded`));
-    const per = shareChunk();
     const count = Math.ceil(N / per);
     const shares = engine.empty([per, OC * K], `d(${weight.name}).per_image`);
     const chunkSums = count > 1 ? engine.empty([count, OC * K], `d(${weight.name}).per_chunk`) : null;
