@@ -19,12 +19,33 @@ export interface ImageAugmentationOptions {
   seed?: number;
 }
 
+interface ImageSize {
+  height: number;
+  width: number;
+  channels: number;
+}
+
+function checkSize(op: string, size: ImageSize): void {
+  for (const what of ['height', 'width', 'channels'] as const) {
+    if (!Number.isInteger(size[what]) || size[what] < 1) throw new Error(`${op}: ${what} must be a positive integer, got ${size[what]}`);
+  }
+}
+
 /**
  * out = image moved down by dy and right by dx pixels (zero where nothing moves in), then mirrored
  * left to right when `flip`; image and out are channels x height x width and must not overlap.
  */
-export function shiftImage(image: Float32Array, out: Float32Array, size: { height: number; width: number; channels: number }, dy: number, dx: number, flip: boolean): void {
+export function shiftImage(image: Float32Array, out: Float32Array, size: ImageSize, dy: number, dx: number, flip: boolean): void {
+  checkSize('shiftImage', size);
   const { height, width, channels } = size;
+  const length = channels * height * width;
+  if (image.length !== length || out.length !== length) {
+    throw new Error(`shiftImage: a ${channels}x${height}x${width} image is ${length} values; image has ${image.length}, out has ${out.length}`);
+  }
+  if (!Number.isInteger(dy) || !Number.isInteger(dx)) throw new Error(`shiftImage: shifts must be whole pixels, got dy ${dy}, dx ${dx}`);
+  if (image.buffer === out.buffer && image.byteOffset < out.byteOffset + out.byteLength && out.byteOffset < image.byteOffset + image.byteLength) {
+    throw new Error('shiftImage: image and out overlap');
+  }
   for (let c = 0; c < channels; c++) {
     for (let y = 0; y < height; y++) {
       const sy = y - dy;
@@ -40,18 +61,17 @@ export function shiftImage(image: Float32Array, out: Float32Array, size: { heigh
 /** A seeded Augment that shifts (and optionally mirrors) every image of a batch, each its own way. */
 export function imageAugmentation(options: ImageAugmentationOptions): Augment {
   const { height, width, channels = 1, maxShift = 2, flip = false, seed = 0 } = options;
-  for (const [what, v] of [['height', height], ['width', width], ['channels', channels]] as const) {
-    if (!Number.isInteger(v) || v < 1) throw new Error(`imageAugmentation: ${what} must be a positive integer, got ${v}`);
-  }
+  const size = { height, width, channels };
+  checkSize('imageAugmentation', size);
   if (!Number.isInteger(maxShift) || maxShift < 0 || maxShift >= Math.min(height, width)) {
     throw new Error(`imageAugmentation: maxShift must be an integer from 0 to ${Math.min(height, width) - 1} (below the image's ${height}x${width}), got ${maxShift}`);
   }
-  const size = { height, width, channels };
   const length = channels * height * width;
   const uniform = uniformGenerator(seed);
   const shift = () => Math.min(maxShift, Math.floor(uniform() * (2 * maxShift + 1)) - maxShift);
   const scratch = new Float32Array(length);
   return (inputs, rows) => {
+    if (!Number.isInteger(rows) || rows < 0) throw new Error(`imageAugmentation: rows must be a non-negative integer, got ${rows}`);
     if (inputs.length < rows * length) throw new Error(`imageAugmentation: ${rows} rows of ${channels}x${height}x${width} need ${rows * length} values, the batch has ${inputs.length}`);
     for (let r = 0; r < rows; r++) {
       const image = inputs.subarray(r * length, (r + 1) * length);

@@ -47,7 +47,7 @@ fn a_tile(starts: vec4<u32>, k: u32) -> mat4x4<f32> {
 
 fn a_column(starts: vec4<u32>, k: u32) -> vec4<f32> {
   let f = starts + k;
-  return vec4(a[f.x >> 2u][f.x & 3u], a[f.y >> 2u][f.y & 3u], a[f.z >> 2u][f.z & 3u], a[f.w >> 2u][f.w & 3u]);
+  return vec4(lane(a[f.x >> 2u], f.x & 3u), lane(a[f.y >> 2u], f.y & 3u), lane(a[f.z >> 2u], f.z & 3u), lane(a[f.w >> 2u], f.w & 3u));
 }
 
 fn gather(at: vec4<u32>) -> vec4<f32> {

@@ -34,6 +34,16 @@ describe('shiftImage', () => {
       }
     }
   });
+
+  test('bad arguments: errors name what was wrong, and out is left as it was', () => {
+    const out = new Float32Array(LENGTH).fill(7);
+    expect(() => shiftImage(image, out, { ...size, width: 0 }, 0, 0, false)).toThrow(/shiftImage: width must be a positive integer, got 0/);
+    expect(() => shiftImage(image.subarray(1), out, size, 0, 0, false)).toThrow(/shiftImage: a 2x4x5 image is 40 values; image has 39, out has 40/);
+    expect(() => shiftImage(image, out, size, 0.5, 0, false)).toThrow(/shiftImage: shifts must be whole pixels, got dy 0.5, dx 0/);
+    const shared = new Float32Array(LENGTH + 1);
+    expect(() => shiftImage(shared.subarray(0, LENGTH), shared.subarray(1), size, 0, 0, false)).toThrow(/shiftImage: image and out overlap/);
+    expect(Array.from(out)).toEqual(new Array(LENGTH).fill(7));
+  });
 });
 
 describe('imageAugmentation', () => {
@@ -84,5 +94,6 @@ describe('imageAugmentation', () => {
     expect(() => imageAugmentation({ height: 4, width: 5, maxShift: 4 })).toThrow(/imageAugmentation: maxShift must be an integer from 0 to 3 \(below the image's 4x5\), got 4/);
     expect(() => imageAugmentation({ height: 4, width: 5, maxShift: 1.5 })).toThrow(/maxShift must be an integer/);
     expect(() => imageAugmentation({ ...size })(new Float32Array(LENGTH), 2)).toThrow(/imageAugmentation: 2 rows of 2x4x5 need 80 values, the batch has 40/);
+    expect(() => imageAugmentation({ ...size })(new Float32Array(LENGTH), 1.5)).toThrow(/imageAugmentation: rows must be a non-negative integer, got 1.5/);
   });
 });

@@ -107,6 +107,13 @@ function windows(OH: number, OW: number, SH: number, SW: number, p: Padded): Uin
   return out;
 }
 
+/** A padded input with its offset tables: what the forward and the weight gradient gather through. */
+interface Gather {
+  input: Padded;
+  taps: Tensor;
+  windows: Tensor;
+}
+
 /** One conv2d.wgsl product: C_z[M, N] = A_i[M, K] . gathered_i[K, N] for images i = z0 + z, z < batch. */
 interface ImplicitProduct {
   batch: number;
@@ -211,13 +218,13 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   // be differentiated, the forward keeps it and its offset tables (saved with the node, freed
   // with the scope) instead of the backward making them again.
   const keepInput = N > 0 && willRecord([weight]) && !(weight instanceof Parameter && weight.frozen);
-  let kept: { input: Padded; taps: Tensor; windows: Tensor } | null = null;
-  const gatherTables = (input: Padded) => ({
+  let kept: Gather | null = null;
+  const gatherTables = (input: Padded): Gather => ({
     input,
     taps: offsetTable(engine, taps(C, KH, KW, input, false), `${op}.taps`),
     windows: offsetTable(engine, windows(OH, OW, SH, SW, input), `${op}.windows`),
   });
-  const release = (g: { input: Padded; taps: Tensor; windows: Tensor }) => {
+  const release = (g: Gather) => {
     if (g.input.tensor !== x) g.input.tensor.dispose();
     g.taps.dispose();
     g.windows.dispose();

@@ -36,11 +36,6 @@ struct Dims {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<uniform> dims: Dims;
 
-// v[i] without a dynamically indexed vector (which compiles to slow code on some drivers).
-fn lane(v: vec4<f32>, i: u32) -> f32 {
-  return select(select(v.x, v.y, i == 1u), select(v.z, v.w, i == 3u), i >= 2u);
-}
-
 // Element (row, col) of a stored matrix starting at element `base`, with `cols` columns, 0
 // outside [rows, cols].
 fn a_at(base: u32, row: u32, col: u32, rows: u32, cols: u32) -> f32 {
